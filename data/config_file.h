@@ -1,0 +1,39 @@
+#pragma once
+// Config documents: one JSON/YAML loader for every config in the project (model architectures,
+// training runs, the data engine), `key.sub=value` overrides, and strict key checking.
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace sam::cfg {
+
+/// Reads a .json, .yaml or .yml file into JSON (YAML scalars become numbers/bools/null where they
+/// parse as such). Throws std::runtime_error("<path>: <problem>").
+nlohmann::json load_file(const std::string& path);
+/// Parses YAML text into JSON; `where` names the source in errors.
+nlohmann::json parse_yaml(const std::string& text, const std::string& where);
+/// Applies "a.b.c=value" overrides in order. The value is parsed as YAML (so 3, 1e-4, true, [1,2],
+/// "text" all work). A path that does not exist in `doc` is rejected with the valid keys at that
+/// level listed, unless `allow_new` is set.
+void apply_overrides(nlohmann::json& doc, const std::vector<std::string>& overrides,
+                     bool allow_new = false);
+/// Throws std::invalid_argument when `obj` has a key outside `valid`, naming the key, `where`, and
+/// listing the valid keys.
+void check_keys(const nlohmann::json& obj, const std::vector<std::string>& valid,
+                const std::string& where);
+
+/// Typed field access with a message naming `where` and the key on a type mismatch.
+template <typename T>
+void read(const nlohmann::json& obj, const char* key, T& out, const std::string& where) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return;
+  try {
+    out = it->template get<T>();
+  } catch (const nlohmann::json::exception& e) {
+    throw std::invalid_argument(where + ": key '" + key + "' has the wrong type (" +
+                                it->dump() + ")");
+  }
+}
+
+}  // namespace sam::cfg

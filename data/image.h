@@ -1,0 +1,49 @@
+#pragma once
+// Image IO and the resizes of the SAM pipeline: PIL-exact bilinear (what the reference feeds the
+// encoder) and a fast OpenCV resize for training.
+#include <opencv2/core.hpp>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sam::data {
+
+/// Reads an image file as RGB uint8, HxWx3 (CV_8UC3, channel 0 = R), from anything OpenCV decodes
+/// (JPEG, PNG, BMP, TIFF, WebP, ...; grayscale, gray+alpha, RGBA, palette, 16-bit).
+/// Rules: grayscale is replicated to 3 channels; alpha is dropped (no compositing, like cv2.imread
+/// and PIL's convert("RGB")); 16-bit samples map to 8 bits by round(v / 257); float samples are
+/// taken as [0, 1] and mapped by round(255 v) with clipping. EXIF orientation is ignored: pixels
+/// come in stored order, as PIL's Image.open and pycocotools-style annotations see them (the
+/// reference's scripts/amg.py uses cv2.imread's default, which would rotate phone photos carrying
+/// an EXIF orientation tag; such files are rare in SA-1B/COCO). Multi-page files give their first
+/// page. A JPEG whose entropy-coded data ends without an EOI marker is rejected as truncated
+/// (libjpeg would silently pad it with grey; PIL raises "image file is truncated"). Throws
+/// std::runtime_error("<path>: <problem>") for a missing, empty, unreadable, truncated or non-image
+/// file.
+cv::Mat image_read_rgb(const std::string& path);
+
+/// Decodes an in-memory encoded image with the rules of image_read_rgb; `what` names the source in
+/// error messages ("<what>: <problem>").
+cv::Mat image_decode_rgb(const std::vector<uint8_t>& bytes, const std::string& what);
+
+/// The reference's ResizeLongestSide.get_preprocess_shape: s = long_side / max(h, w) (double),
+/// newh = int(h * s + 0.5), neww = int(w * s + 0.5). Returns {newh, neww}. Throws
+/// std::invalid_argument unless h, w, long_side are positive.
+std::pair<int, int> preprocess_shape(int h, int w, int long_side);
+
+/// Pillow's BILINEAR resize, bit-exact with Pillow 9.4 `Image.resize((neww, newh), BILINEAR)` on
+/// modes L / RGB / RGBX / CMYK (src/libImaging/Resample.c: triangle filter whose support widens
+/// with the downscale factor, 22-bit fixed-point coefficients, horizontal pass then vertical pass,
+/// rounding and clipping to uint8 after each). src: HxWxC uint8, C in 1..4, any row stride (ROIs
+/// fine); every channel is filtered independently (a 4th channel is NOT treated as premultiplied
+/// alpha, unlike Pillow's RGBA mode). Returns newh x neww x C, a fresh matrix. Throws
+/// std::invalid_argument on an empty or non-uint8 input, C > 4, or a non-positive size.
+cv::Mat resize_pil_bilinear(const cv::Mat& src, int newh, int neww);
+
+/// The fast resize for training: OpenCV INTER_AREA when neither side grows, INTER_LINEAR
+/// otherwise; a copy when the size is unchanged. Any type OpenCV resizes; returns newh x neww.
+cv::Mat resize_fast(const cv::Mat& src, int newh, int neww);
+
+}  // namespace sam::data

@@ -1,0 +1,58 @@
+#include "sam/common.h"
+
+namespace sam {
+
+LayerNorm2dImpl::LayerNorm2dImpl(int64_t channels, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({channels}));
+  bias = register_parameter("bias", torch::zeros({channels}));
+}
+
+torch::Tensor LayerNorm2dImpl::forward(const torch::Tensor& x) {
+  // Same arithmetic as the reference: mean, biased variance, then affine per channel.
+  auto u = x.mean(1, /*keepdim=*/true);
+  auto d = x - u;
+  auto s = d.pow(2).mean(1, true);
+  auto y = d / (s + eps).sqrt();
+  return weight.view({-1, 1, 1}) * y + bias.view({-1, 1, 1});
+}
+
+MLPBlockImpl::MLPBlockImpl(int64_t dim, int64_t hidden, bool relu_, double dropout_)
+    : relu(relu_), dropout(dropout_) {
+  lin1 = register_module("lin1", torch::nn::Linear(dim, hidden));
+  lin2 = register_module("lin2", torch::nn::Linear(hidden, dim));
+}
+
+torch::Tensor MLPBlockImpl::forward(const torch::Tensor& x) {
+  auto h = lin1->forward(x);
+  h = relu ? torch::relu(h) : torch::gelu(h);
+  if (dropout > 0 && is_training()) h = torch::dropout(h, dropout, true);
+  return lin2->forward(h);
+}
+
+MLPImpl::MLPImpl(int64_t in, int64_t hidden, int64_t out, int64_t depth) {
+  for (int64_t i = 0; i < depth; ++i) {
+    const int64_t a = i == 0 ? in : hidden;
+    const int64_t b = i == depth - 1 ? out : hidden;
+    layers->push_back(torch::nn::Linear(a, b));
+  }
+  register_module("layers", layers);
+}
+
+torch::Tensor MLPImpl::forward(torch::Tensor x) {
+  const size_t n = layers->size();
+  for (size_t i = 0; i < n; ++i) {
+    x = layers[i]->as<torch::nn::Linear>()->forward(x);
+    if (i + 1 < n) x = torch::relu(x);
+  }
+  return x;
+}
+
+torch::Tensor drop_path(const torch::Tensor& x, double p, bool training) {
+  if (p <= 0.0 || !training) return x;
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[0] = x.size(0);
+  auto keep = torch::empty(shape, x.options()).bernoulli_(1.0 - p);
+  return x * keep.div_(1.0 - p);
+}
+
+}  // namespace sam

@@ -1,0 +1,42 @@
+#pragma once
+// Building blocks shared by the encoder and decoder (SA `modeling/common.py`, `mask_decoder.py` MLP).
+#include <torch/torch.h>
+
+namespace sam {
+
+/// LayerNorm over the channel dimension of an NCHW tensor (SAM_SPEC 2.1 "LayerNorm2d").
+struct LayerNorm2dImpl : torch::nn::Module {
+  LayerNorm2dImpl(int64_t channels, double eps);
+  /// x: [B, C, H, W] -> [B, C, H, W]
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight, bias;
+  double eps;
+};
+TORCH_MODULE(LayerNorm2d);
+
+/// Two linear layers with an activation between (keys lin1, lin2). `dropout` applies after the
+/// activation in training mode only.
+struct MLPBlockImpl : torch::nn::Module {
+  MLPBlockImpl(int64_t dim, int64_t hidden, bool relu, double dropout = 0.0);
+  /// x: [..., dim] -> [..., dim]
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear lin1{nullptr}, lin2{nullptr};
+  bool relu;
+  double dropout;
+};
+TORCH_MODULE(MLPBlock);
+
+/// `depth` linear layers (keys layers.0..depth-1) with ReLU between them, none after the last.
+struct MLPImpl : torch::nn::Module {
+  MLPImpl(int64_t in, int64_t hidden, int64_t out, int64_t depth);
+  /// x: [..., in] -> [..., out]
+  torch::Tensor forward(torch::Tensor x);
+  torch::nn::ModuleList layers;
+};
+TORCH_MODULE(MLP);
+
+/// Stochastic depth on the residual branch: per-sample keep with probability 1 - p, scaled by
+/// 1 / (1 - p); identity when p == 0 or not training. x: [B, ...].
+torch::Tensor drop_path(const torch::Tensor& x, double p, bool training);
+
+}  // namespace sam

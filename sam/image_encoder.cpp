@@ -1,0 +1,191 @@
+#include "sam/image_encoder.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace sam {
+
+namespace F = torch::nn::functional;
+
+torch::Tensor get_rel_pos(int64_t q_size, int64_t k_size, const torch::Tensor& rel_pos) {
+  const int64_t max_rel_dist = 2 * std::max(q_size, k_size) - 1;
+  torch::Tensor table = rel_pos;
+  if (rel_pos.size(0) != max_rel_dist) {
+    // Linear interpolation of the table along its length (e.g. another input size).
+    auto t = rel_pos.reshape({1, rel_pos.size(0), -1}).permute({0, 2, 1});
+    t = F::interpolate(t, F::InterpolateFuncOptions()
+                              .size(std::vector<int64_t>{max_rel_dist})
+                              .mode(torch::kLinear)
+                              .align_corners(false));
+    table = t.reshape({-1, max_rel_dist}).permute({1, 0});
+  }
+  const double qs = std::max(static_cast<double>(k_size) / q_size, 1.0);
+  const double ks = std::max(static_cast<double>(q_size) / k_size, 1.0);
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  auto q_coords = torch::arange(q_size, opts).unsqueeze(1) * qs;
+  auto k_coords = torch::arange(k_size, opts).unsqueeze(0) * ks;
+  auto rel = (q_coords - k_coords) + (k_size - 1) * ks;
+  return table.index({rel.to(torch::kLong).to(table.device())});
+}
+
+std::pair<torch::Tensor, std::pair<int64_t, int64_t>> window_partition(const torch::Tensor& x,
+                                                                       int64_t ws) {
+  const int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  const int64_t ph = (ws - H % ws) % ws, pw = (ws - W % ws) % ws;
+  auto xp = (ph > 0 || pw > 0) ? torch::constant_pad_nd(x, {0, 0, 0, pw, 0, ph}) : x;
+  const int64_t Hp = H + ph, Wp = W + pw;
+  auto win = xp.view({B, Hp / ws, ws, Wp / ws, ws, C})
+                 .permute({0, 1, 3, 2, 4, 5})
+                 .reshape({-1, ws, ws, C});
+  return {win, {Hp, Wp}};
+}
+
+torch::Tensor window_unpartition(const torch::Tensor& windows, int64_t ws,
+                                 std::pair<int64_t, int64_t> padded, int64_t h, int64_t w) {
+  const int64_t Hp = padded.first, Wp = padded.second;
+  const int64_t B = windows.size(0) / (Hp * Wp / ws / ws);
+  auto x = windows.view({B, Hp / ws, Wp / ws, ws, ws, -1})
+               .permute({0, 1, 3, 2, 4, 5})
+               .reshape({B, Hp, Wp, -1});
+  if (Hp > h || Wp > w) x = x.index({torch::indexing::Slice(), torch::indexing::Slice(0, h),
+                                     torch::indexing::Slice(0, w)})
+                                .contiguous();
+  return x;
+}
+
+EncoderAttentionImpl::EncoderAttentionImpl(int64_t dim, int64_t heads, int64_t input_size)
+    : num_heads(heads), head_dim(dim / heads) {
+  scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  // Registration order matches the reference state dict: own tables first, then submodules.
+  rel_pos_h = register_parameter("rel_pos_h", torch::zeros({2 * input_size - 1, head_dim}));
+  rel_pos_w = register_parameter("rel_pos_w", torch::zeros({2 * input_size - 1, head_dim}));
+  qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(true)));
+  proj = register_module("proj", torch::nn::Linear(dim, dim));
+}
+
+torch::Tensor EncoderAttentionImpl::forward(const torch::Tensor& x) {
+  using torch::indexing::Slice;
+  const int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  const int64_t L = H * W, BH = B * num_heads, hd = head_dim;
+  // [B, L, 3, nH, hd] -> [3, B*nH, L, hd]
+  auto qkv_t = qkv->forward(x).reshape({B, L, 3, num_heads, hd}).permute({2, 0, 3, 1, 4}).reshape(
+      {3, BH, L, hd});
+  auto q = qkv_t[0], k = qkv_t[1], v = qkv_t[2];
+
+  // Decomposed relative positions, computed from the unscaled q as in the reference:
+  // rel_h[b, y, x, ky] = sum_c q[b, y, x, c] Rh[y, ky, c]; rel_w[b, y, x, kx] likewise with Rw[x].
+  auto Rh = get_rel_pos(H, H, rel_pos_h);  // [H, H, hd]
+  auto Rw = get_rel_pos(W, W, rel_pos_w);  // [W, W, hd]
+  auto q4 = q.view({BH, H, W, hd});
+  auto rel_h = torch::matmul(q4.permute({1, 0, 2, 3}).reshape({H, BH * W, hd}), Rh.transpose(1, 2))
+                   .view({H, BH, W, H})
+                   .permute({1, 0, 2, 3});  // [BH, H, W, kh]
+  auto rel_w = torch::matmul(q4.permute({2, 0, 1, 3}).reshape({W, BH * H, hd}), Rw.transpose(1, 2))
+                   .view({W, BH, H, W})
+                   .permute({1, 2, 0, 3});  // [BH, H, W, kw]
+
+  auto qs = q * scale;
+  auto kt = k.transpose(1, 2);  // [BH, hd, L]
+
+  // Scores are built in cache-sized chunks (by batch*head and by query rows) so that the
+  // 4096x4096 maps of global blocks never exist whole: matmul, both relative terms, softmax and
+  // the product with v all run on a chunk while it is hot.
+  constexpr int64_t kTargetElems = int64_t{1} << 20;
+  int64_t nb = BH, ry = H;
+  if (L * L <= kTargetElems) {
+    nb = std::max<int64_t>(1, std::min<int64_t>(BH, kTargetElems / (L * L)));
+  } else {
+    nb = 1;
+    ry = std::max<int64_t>(1, std::min<int64_t>(H, kTargetElems / (W * L)));
+  }
+  std::vector<torch::Tensor> outs;
+  outs.reserve(((BH + nb - 1) / nb) * ((H + ry - 1) / ry));
+  for (int64_t b0 = 0; b0 < BH; b0 += nb) {
+    const int64_t b1 = std::min(BH, b0 + nb);
+    std::vector<torch::Tensor> rows;
+    for (int64_t y0 = 0; y0 < H; y0 += ry) {
+      const int64_t y1 = std::min(H, y0 + ry);
+      auto qc = qs.index({Slice(b0, b1), Slice(y0 * W, y1 * W)});
+      auto s = torch::bmm(qc, kt.index({Slice(b0, b1)}));  // [nb, r, L]
+      auto s5 = s.view({b1 - b0, y1 - y0, W, H, W});
+      s5.add_(rel_h.index({Slice(b0, b1), Slice(y0, y1)}).unsqueeze(-1));
+      s5.add_(rel_w.index({Slice(b0, b1), Slice(y0, y1)}).unsqueeze(-2));
+      auto p = torch::softmax(s, -1);
+      rows.push_back(torch::bmm(p, v.index({Slice(b0, b1)})));  // [nb, r, hd]
+    }
+    outs.push_back(rows.size() == 1 ? rows[0] : torch::cat(rows, 1));
+  }
+  auto o = outs.size() == 1 ? outs[0] : torch::cat(outs, 0);  // [BH, L, hd]
+  o = o.view({B, num_heads, H, W, hd}).permute({0, 2, 3, 1, 4}).reshape({B, H, W, C});
+  return proj->forward(o);
+}
+
+EncoderBlockImpl::EncoderBlockImpl(const ModelConfig& c, int64_t ws, double dpr)
+    : window_size(ws), drop_path_rate(dpr) {
+  const int64_t C = c.embed_dim;
+  norm1 = register_module(
+      "norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({C}).eps(c.layer_norm_eps)));
+  attn = register_module("attn", EncoderAttention(C, c.num_heads, ws > 0 ? ws : c.grid_size()));
+  norm2 = register_module(
+      "norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({C}).eps(c.layer_norm_eps)));
+  mlp = register_module("mlp", MLPBlock(C, static_cast<int64_t>(C * c.mlp_ratio), /*relu=*/false));
+}
+
+torch::Tensor EncoderBlockImpl::forward(const torch::Tensor& x) {
+  auto h = norm1->forward(x);
+  if (window_size > 0) {
+    const int64_t H = h.size(1), W = h.size(2);
+    auto [win, padded] = window_partition(h, window_size);
+    h = window_unpartition(attn->forward(win), window_size, padded, H, W);
+  } else {
+    h = attn->forward(h);
+  }
+  auto y = x + drop_path(h, drop_path_rate, is_training());
+  return y + drop_path(mlp->forward(norm2->forward(y)), drop_path_rate, is_training());
+}
+
+PatchEmbedImpl::PatchEmbedImpl(int64_t patch, int64_t in_chans, int64_t dim) {
+  proj = register_module(
+      "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, dim, patch).stride(patch)));
+}
+
+torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) {
+  return proj->forward(x).permute({0, 2, 3, 1});
+}
+
+ImageEncoderImpl::ImageEncoderImpl(const ModelConfig& c) : config(c) {
+  const int64_t G = c.grid_size(), C = c.embed_dim;
+  pos_embed = register_parameter("pos_embed", torch::zeros({1, G, G, C}));
+  patch_embed = register_module("patch_embed", PatchEmbed(c.patch_size, 3, C));
+  for (int64_t i = 0; i < c.depth; ++i) {
+    const bool global = std::find(c.global_attn_indexes.begin(), c.global_attn_indexes.end(), i) !=
+                        c.global_attn_indexes.end();
+    const double dpr = c.depth > 1 ? c.drop_path_rate * i / (c.depth - 1) : 0.0;
+    blocks->push_back(EncoderBlock(c, global ? 0 : c.window_size, dpr));
+  }
+  register_module("blocks", blocks);
+  const int64_t out = c.prompt_dim;
+  neck = register_module(
+      "neck", torch::nn::Sequential(
+                  torch::nn::Conv2d(torch::nn::Conv2dOptions(C, out, 1).bias(false)),
+                  LayerNorm2d(out, c.layer_norm_eps),
+                  torch::nn::Conv2d(torch::nn::Conv2dOptions(out, out, 3).padding(1).bias(false)),
+                  LayerNorm2d(out, c.layer_norm_eps)));
+}
+
+torch::Tensor ImageEncoderImpl::forward_blocks(const torch::Tensor& x, int64_t n) {
+  auto h = patch_embed->forward(x) + pos_embed;
+  for (int64_t i = 0; i < n; ++i) h = blocks[i]->as<EncoderBlock>()->forward(h);
+  return h;
+}
+
+torch::Tensor ImageEncoderImpl::forward(const torch::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == 3 && x.size(2) == config.img_size &&
+                  x.size(3) == config.img_size,
+              "image encoder expects [B, 3, ", config.img_size, ", ", config.img_size, "], got ",
+              x.sizes());
+  auto h = forward_blocks(x, static_cast<int64_t>(blocks->size()));
+  return neck->forward(h.permute({0, 3, 1, 2}));
+}
+
+}  // namespace sam

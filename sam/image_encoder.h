@@ -1,0 +1,76 @@
+#pragma once
+// The ViT image encoder (SA `modeling/image_encoder.py`; SAM_SPEC 2.1): patch embedding, absolute
+// positions, windowed and global blocks with decomposed relative positions, and the neck.
+#include <torch/torch.h>
+
+#include "sam/common.h"
+#include "sam/config.h"
+
+namespace sam {
+
+/// Multi-head self-attention over a [B, H, W, C] grid with decomposed relative position terms
+/// (keys qkv, proj, rel_pos_h, rel_pos_w).
+struct EncoderAttentionImpl : torch::nn::Module {
+  /// `input_size` is the side of the token grid it sees (window side or the full grid).
+  EncoderAttentionImpl(int64_t dim, int64_t num_heads, int64_t input_size);
+  /// x: [B, H, W, C] -> [B, H, W, C]
+  torch::Tensor forward(const torch::Tensor& x);
+  int64_t num_heads, head_dim;
+  double scale;
+  torch::Tensor rel_pos_h, rel_pos_w;  ///< [2 * input_size - 1, head_dim]
+  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+};
+TORCH_MODULE(EncoderAttention);
+
+/// A pre-norm transformer block; window_size 0 means global attention.
+struct EncoderBlockImpl : torch::nn::Module {
+  EncoderBlockImpl(const ModelConfig& c, int64_t window_size, double drop_path_rate);
+  /// x: [B, H, W, C] -> [B, H, W, C]
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  EncoderAttention attn{nullptr};
+  MLPBlock mlp{nullptr};
+  int64_t window_size;
+  double drop_path_rate;
+};
+TORCH_MODULE(EncoderBlock);
+
+/// Conv patch embedding (key proj); output is channels-last.
+struct PatchEmbedImpl : torch::nn::Module {
+  PatchEmbedImpl(int64_t patch, int64_t in_chans, int64_t dim);
+  /// x: [B, 3, S, S] -> [B, S/p, S/p, C]
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Conv2d proj{nullptr};
+};
+TORCH_MODULE(PatchEmbed);
+
+struct ImageEncoderImpl : torch::nn::Module {
+  explicit ImageEncoderImpl(const ModelConfig& c);
+  /// x: [B, 3, S, S] normalised and padded -> image embedding [B, prompt_dim, S/16, S/16]
+  torch::Tensor forward(const torch::Tensor& x);
+  /// Runs `forward` for blocks in [0, n) only, then the neck is skipped (for tests and profiling).
+  torch::Tensor forward_blocks(const torch::Tensor& x, int64_t n);
+  /// When set, each block's activations are recomputed in the backward pass (saves memory).
+  void set_activation_checkpointing(bool on) { checkpoint_blocks = on; }
+
+  ModelConfig config;
+  torch::Tensor pos_embed;  ///< [1, G, G, C]
+  PatchEmbed patch_embed{nullptr};
+  torch::nn::ModuleList blocks;
+  torch::nn::Sequential neck{nullptr};
+  bool checkpoint_blocks = false;
+};
+TORCH_MODULE(ImageEncoder);
+
+/// Partitions [B, H, W, C] into [B * nWin, ws, ws, C] windows after zero-padding H and W at the
+/// bottom/right to multiples of ws. Returns the windows and the padded (Hp, Wp).
+std::pair<torch::Tensor, std::pair<int64_t, int64_t>> window_partition(const torch::Tensor& x,
+                                                                       int64_t ws);
+/// Inverse of window_partition, cropping back to (h, w).
+torch::Tensor window_unpartition(const torch::Tensor& windows, int64_t ws,
+                                 std::pair<int64_t, int64_t> padded, int64_t h, int64_t w);
+/// The relative-position table for q_size x k_size, interpolated when its length differs from
+/// 2 * max(q, k) - 1: [2*max-1, d] -> [q_size, k_size, d].
+torch::Tensor get_rel_pos(int64_t q_size, int64_t k_size, const torch::Tensor& rel_pos);
+
+}  // namespace sam
