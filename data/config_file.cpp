@@ -121,6 +121,31 @@ void apply_overrides(nlohmann::json& doc, const std::vector<std::string>& overri
   }
 }
 
+namespace {
+void merge_at(nlohmann::json& dst, const nlohmann::json& src, const std::string& where,
+              const std::string& path) {
+  if (!src.is_object())
+    throw std::invalid_argument(where + ": '" + (path.empty() ? "(top level)" : path) +
+                                "' must be a mapping of keys");
+  for (auto it = src.begin(); it != src.end(); ++it) {
+    const std::string key = path.empty() ? it.key() : path + "." + it.key();
+    if (!dst.contains(it.key()))
+      throw std::invalid_argument(where + ": unknown key '" + key + "'; valid keys" +
+                                  (path.empty() ? "" : " in '" + path + "'") + ": " + join_keys(dst));
+    auto& d = dst[it.key()];
+    if (d.is_object() && !d.empty()) {
+      merge_at(d, it.value(), where, key);
+    } else {
+      d = it.value();
+    }
+  }
+}
+}  // namespace
+
+void merge_strict(nlohmann::json& defaults, const nlohmann::json& user, const std::string& where) {
+  merge_at(defaults, user, where, "");
+}
+
 void check_keys(const nlohmann::json& obj, const std::vector<std::string>& valid,
                 const std::string& where) {
   if (!obj.is_object()) throw std::invalid_argument(where + ": expected a mapping of keys");

@@ -18,6 +18,10 @@ nlohmann::json parse_yaml(const std::string& text, const std::string& where);
 /// level listed, unless `allow_new` is set.
 void apply_overrides(nlohmann::json& doc, const std::vector<std::string>& overrides,
                      bool allow_new = false);
+/// Merges `user` over `defaults` recursively: every key of `user` must exist in `defaults` (else
+/// std::invalid_argument naming `where`, the dotted key and the valid keys at that level); mappings
+/// merge, any other value replaces the default.
+void merge_strict(nlohmann::json& defaults, const nlohmann::json& user, const std::string& where);
 /// Throws std::invalid_argument when `obj` has a key outside `valid`, naming the key, `where`, and
 /// listing the valid keys.
 void check_keys(const nlohmann::json& obj, const std::vector<std::string>& valid,

@@ -1,5 +1,7 @@
 #include "sam/image_encoder.h"
 
+#include "sam/attention.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -77,45 +79,14 @@ torch::Tensor EncoderAttentionImpl::forward(const torch::Tensor& x) {
   auto Rh = get_rel_pos(H, H, rel_pos_h);  // [H, H, hd]
   auto Rw = get_rel_pos(W, W, rel_pos_w);  // [W, W, hd]
   auto q4 = q.view({BH, H, W, hd});
-  auto rel_h = torch::matmul(q4.permute({1, 0, 2, 3}).reshape({H, BH * W, hd}), Rh.transpose(1, 2))
+  auto rel_h = batched_matmul(q4.permute({1, 0, 2, 3}).reshape({H, BH * W, hd}), Rh.transpose(1, 2))
                    .view({H, BH, W, H})
                    .permute({1, 0, 2, 3});  // [BH, H, W, kh]
-  auto rel_w = torch::matmul(q4.permute({2, 0, 1, 3}).reshape({W, BH * H, hd}), Rw.transpose(1, 2))
+  auto rel_w = batched_matmul(q4.permute({2, 0, 1, 3}).reshape({W, BH * H, hd}), Rw.transpose(1, 2))
                    .view({W, BH, H, W})
                    .permute({1, 2, 0, 3});  // [BH, H, W, kw]
 
-  auto qs = q * scale;
-  auto kt = k.transpose(1, 2);  // [BH, hd, L]
-
-  // Scores are built in cache-sized chunks (by batch*head and by query rows) so that the
-  // 4096x4096 maps of global blocks never exist whole: matmul, both relative terms, softmax and
-  // the product with v all run on a chunk while it is hot.
-  constexpr int64_t kTargetElems = int64_t{1} << 20;
-  int64_t nb = BH, ry = H;
-  if (L * L <= kTargetElems) {
-    nb = std::max<int64_t>(1, std::min<int64_t>(BH, kTargetElems / (L * L)));
-  } else {
-    nb = 1;
-    ry = std::max<int64_t>(1, std::min<int64_t>(H, kTargetElems / (W * L)));
-  }
-  std::vector<torch::Tensor> outs;
-  outs.reserve(((BH + nb - 1) / nb) * ((H + ry - 1) / ry));
-  for (int64_t b0 = 0; b0 < BH; b0 += nb) {
-    const int64_t b1 = std::min(BH, b0 + nb);
-    std::vector<torch::Tensor> rows;
-    for (int64_t y0 = 0; y0 < H; y0 += ry) {
-      const int64_t y1 = std::min(H, y0 + ry);
-      auto qc = qs.index({Slice(b0, b1), Slice(y0 * W, y1 * W)});
-      auto s = torch::bmm(qc, kt.index({Slice(b0, b1)}));  // [nb, r, L]
-      auto s5 = s.view({b1 - b0, y1 - y0, W, H, W});
-      s5.add_(rel_h.index({Slice(b0, b1), Slice(y0, y1)}).unsqueeze(-1));
-      s5.add_(rel_w.index({Slice(b0, b1), Slice(y0, y1)}).unsqueeze(-2));
-      auto p = torch::softmax(s, -1);
-      rows.push_back(torch::bmm(p, v.index({Slice(b0, b1)})));  // [nb, r, hd]
-    }
-    outs.push_back(rows.size() == 1 ? rows[0] : torch::cat(rows, 1));
-  }
-  auto o = outs.size() == 1 ? outs[0] : torch::cat(outs, 0);  // [BH, L, hd]
+  auto o = rel_pos_attention(q, k, v, rel_h, rel_w, scale, H, W);  // [BH, L, hd]
   o = o.view({B, num_heads, H, W, hd}).permute({0, 2, 3, 1, 4}).reshape({B, H, W, C});
   return proj->forward(o);
 }
@@ -131,7 +102,49 @@ EncoderBlockImpl::EncoderBlockImpl(const ModelConfig& c, int64_t ws, double dpr)
   mlp = register_module("mlp", MLPBlock(C, static_cast<int64_t>(C * c.mlp_ratio), /*relu=*/false));
 }
 
+namespace {
+
+// Activation checkpointing of one block: the forward runs without a graph; the backward re-runs
+// the block with gradients (restoring the RNG state so drop path draws the same masks) and
+// back-propagates through it, which also accumulates the block's parameter gradients.
+struct CheckpointedBlock : torch::autograd::Function<CheckpointedBlock> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
+                               int64_t block_address) {
+    auto* block = reinterpret_cast<EncoderBlockImpl*>(block_address);
+    ctx->saved_data["block"] = block_address;
+    ctx->saved_data["rng"] = at::detail::getDefaultCPUGenerator().get_state();
+    ctx->save_for_backward({x});
+    torch::NoGradGuard ng;
+    return block->forward_impl(x);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto* block = reinterpret_cast<EncoderBlockImpl*>(ctx->saved_data["block"].toInt());
+    auto x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    auto gen = at::detail::getDefaultCPUGenerator();
+    auto now = gen.get_state();
+    gen.set_state(ctx->saved_data["rng"].toTensor());
+    torch::Tensor y;
+    {
+      torch::AutoGradMode enable(true);
+      y = block->forward_impl(x);
+    }
+    gen.set_state(now);
+    torch::autograd::backward({y}, {grad_out[0]});
+    return {x.grad(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 torch::Tensor EncoderBlockImpl::forward(const torch::Tensor& x) {
+  if (checkpoint && is_training() && torch::GradMode::is_enabled() && x.requires_grad())
+    return CheckpointedBlock::apply(x, reinterpret_cast<int64_t>(this));
+  return forward_impl(x);
+}
+
+torch::Tensor EncoderBlockImpl::forward_impl(const torch::Tensor& x) {
   auto h = norm1->forward(x);
   if (window_size > 0) {
     const int64_t H = h.size(1), W = h.size(2);
@@ -150,7 +163,7 @@ PatchEmbedImpl::PatchEmbedImpl(int64_t patch, int64_t in_chans, int64_t dim) {
 }
 
 torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) {
-  return proj->forward(x).permute({0, 2, 3, 1});
+  return proj->forward(x).permute({0, 2, 3, 1}).contiguous();
 }
 
 ImageEncoderImpl::ImageEncoderImpl(const ModelConfig& c) : config(c) {
@@ -171,6 +184,10 @@ ImageEncoderImpl::ImageEncoderImpl(const ModelConfig& c) : config(c) {
                   LayerNorm2d(out, c.layer_norm_eps),
                   torch::nn::Conv2d(torch::nn::Conv2dOptions(out, out, 3).padding(1).bias(false)),
                   LayerNorm2d(out, c.layer_norm_eps)));
+}
+
+void ImageEncoderImpl::set_activation_checkpointing(bool on) {
+  for (auto& b : *blocks) b->as<EncoderBlock>()->checkpoint = on;
 }
 
 torch::Tensor ImageEncoderImpl::forward_blocks(const torch::Tensor& x, int64_t n) {

@@ -25,8 +25,12 @@ TORCH_MODULE(EncoderAttention);
 /// A pre-norm transformer block; window_size 0 means global attention.
 struct EncoderBlockImpl : torch::nn::Module {
   EncoderBlockImpl(const ModelConfig& c, int64_t window_size, double drop_path_rate);
-  /// x: [B, H, W, C] -> [B, H, W, C]
+  /// x: [B, H, W, C] -> [B, H, W, C]. With `checkpoint` set, in training with gradients enabled,
+  /// activations are not kept but recomputed in the backward pass (same RNG draws for drop path).
   torch::Tensor forward(const torch::Tensor& x);
+  /// The block's computation itself.
+  torch::Tensor forward_impl(const torch::Tensor& x);
+  bool checkpoint = false;
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   EncoderAttention attn{nullptr};
   MLPBlock mlp{nullptr};
@@ -51,14 +55,13 @@ struct ImageEncoderImpl : torch::nn::Module {
   /// Runs `forward` for blocks in [0, n) only, then the neck is skipped (for tests and profiling).
   torch::Tensor forward_blocks(const torch::Tensor& x, int64_t n);
   /// When set, each block's activations are recomputed in the backward pass (saves memory).
-  void set_activation_checkpointing(bool on) { checkpoint_blocks = on; }
+  void set_activation_checkpointing(bool on);
 
   ModelConfig config;
   torch::Tensor pos_embed;  ///< [1, G, G, C]
   PatchEmbed patch_embed{nullptr};
   torch::nn::ModuleList blocks;
   torch::nn::Sequential neck{nullptr};
-  bool checkpoint_blocks = false;
 };
 TORCH_MODULE(ImageEncoder);
 

@@ -1,5 +1,7 @@
 #include "sam/mask_decoder.h"
 
+#include "sam/attention.h"
+
 #include <cmath>
 
 namespace sam {
@@ -23,11 +25,11 @@ torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& q_in, const tor
   auto q = split(q_proj->forward(q_in));
   auto k = split(k_proj->forward(k_in));
   auto v = split(v_proj->forward(v_in));
-  auto attn = torch::matmul(q, k.transpose(2, 3)) / std::sqrt(static_cast<double>(ch));
-  attn = torch::softmax(attn, -1);
-  if (dropout > 0 && is_training()) attn = torch::dropout(attn, dropout, true);
-  auto out = torch::matmul(attn, v).transpose(1, 2);  // [B, N, h, ch]
-  out = out.reshape({out.size(0), out.size(1), internal_dim});
+  const int64_t B = q.size(0), Nq = q.size(2), Nk = k.size(2);
+  auto out = attention_core(q.reshape({B * heads, Nq, ch}), k.reshape({B * heads, Nk, ch}),
+                            v.reshape({B * heads, Nk, ch}), 1.0 / std::sqrt(static_cast<double>(ch)),
+                            dropout, is_training());
+  out = out.view({B, heads, Nq, ch}).transpose(1, 2).reshape({B, Nq, internal_dim});
   return out_proj->forward(out);
 }
 
@@ -85,9 +87,11 @@ TwoWayTransformerImpl::TwoWayTransformerImpl(const ModelConfig& c) {
 std::pair<torch::Tensor, torch::Tensor> TwoWayTransformerImpl::forward(
     const torch::Tensor& image, const torch::Tensor& image_pe, const torch::Tensor& tokens) {
   const int64_t B = tokens.size(0);
-  auto keys = image.flatten(2).permute({0, 2, 1});     // [B or 1, HW, D]
-  auto key_pe = image_pe.flatten(2).permute({0, 2, 1});  // [1, HW, D]
-  if (keys.size(0) != B) keys = keys.expand({B, keys.size(1), keys.size(2)});
+  // Token-major and contiguous: a transposed view here would send every projection of the image
+  // tokens down libtorch's slow batched-matmul path.
+  auto keys = image.flatten(2).transpose(1, 2).contiguous();     // [B or 1, HW, D]
+  auto key_pe = image_pe.flatten(2).transpose(1, 2).contiguous();  // [1, HW, D]
+  if (keys.size(0) != B) keys = keys.expand({B, keys.size(1), keys.size(2)}).contiguous();
   auto queries = tokens;
   for (const auto& layer : *layers) {
     auto out = layer->as<TwoWayAttentionBlock>()->forward(queries, keys, tokens, key_pe);
@@ -119,6 +123,37 @@ MaskDecoderImpl::MaskDecoderImpl(const ModelConfig& c)
       "iou_prediction_head", MLP(D, c.iou_head_hidden_dim, num_mask_tokens, c.iou_head_depth));
 }
 
+namespace {
+
+// A ConvTranspose2d with kernel 2 and stride 2 on channels-last input is one matrix product per
+// pixel: y[b, 2i+di, 2j+dj, o] = sum_c x[b, i, j, c] W[c, o, di, dj] + bias[o].
+// x: [B, h, w, C] -> [B, 2h, 2w, O].
+torch::Tensor conv_transpose_2x2(const torch::Tensor& x, const torch::nn::ConvTranspose2dImpl& conv) {
+  const auto& wt = conv.weight;  // [C, O, 2, 2]
+  const int64_t B = x.size(0), h = x.size(1), w = x.size(2), C = x.size(3), O = wt.size(1);
+  auto y = torch::matmul(x.reshape({B * h * w, C}), wt.reshape({C, O * 4}));  // [BHW, O*2*2]
+  y = y.view({B, h, w, O, 2, 2}).permute({0, 1, 4, 2, 5, 3}).reshape({B, 2 * h, 2 * w, O});
+  return conv.bias.defined() ? y + conv.bias : y;
+}
+
+}  // namespace
+
+torch::Tensor MaskDecoderImpl::upscale(const torch::Tensor& keys, int64_t h, int64_t w) {
+  // The reference's output_upscaling (ConvT, LayerNorm2d, GELU, ConvT, GELU) on channels-last
+  // tensors, which turns both transposed convolutions into plain matrix products.
+  const int64_t B = keys.size(0), D = keys.size(2);
+  const auto& ct1 = *output_upscaling[0]->as<torch::nn::ConvTranspose2dImpl>();
+  const auto& ln = *output_upscaling[1]->as<LayerNorm2dImpl>();
+  const auto& ct2 = *output_upscaling[3]->as<torch::nn::ConvTranspose2dImpl>();
+  auto x = conv_transpose_2x2(keys.reshape({B, h, w, D}), ct1);
+  // LayerNorm2d normalises over channels: the last dimension here (same mean/variance arithmetic).
+  auto u = x.mean(-1, true);
+  auto d = x - u;
+  auto var = d.pow(2).mean(-1, true);
+  x = torch::gelu(d / (var + ln.eps).sqrt() * ln.weight + ln.bias);
+  return torch::gelu(conv_transpose_2x2(x, ct2));
+}
+
 DecoderOutput MaskDecoderImpl::predict_all(const torch::Tensor& image_embeddings,
                                            const torch::Tensor& image_pe,
                                            const torch::Tensor& sparse,
@@ -137,13 +172,17 @@ DecoderOutput MaskDecoderImpl::predict_all(const torch::Tensor& image_embeddings
   const int64_t D = src.size(1), h = src.size(2), w = src.size(3);
   auto [hs, keys] = transformer->forward(src, image_pe, tokens);
   auto iou_token_out = hs.select(1, 0);
-  auto up = output_upscaling->forward(keys.transpose(1, 2).reshape({B, D, h, w}));
+  (void)D;
+  auto up = upscale(keys, h, w);  // [B, 4h, 4w, D/8] channels-last
   std::vector<torch::Tensor> hyper;
   for (int64_t i = 0; i < num_mask_tokens; ++i)
     hyper.push_back(output_hypernetworks_mlps[i]->as<MLP>()->forward(hs.select(1, i + 1)));
   auto hyper_in = torch::stack(hyper, 1);  // [B, M, D/8]
-  const int64_t c = up.size(1), uh = up.size(2), uw = up.size(3);
-  auto masks = torch::matmul(hyper_in, up.view({B, c, uh * uw})).view({B, -1, uh, uw});
+  const int64_t c = up.size(3), uh = up.size(1), uw = up.size(2);
+  // masks[b, m, p] = sum_c hyper_in[b, m, c] up[b, p, c]
+  auto masks = batched_matmul(up.reshape({B, uh * uw, c}), hyper_in.transpose(1, 2))
+                   .transpose(1, 2)
+                   .reshape({B, -1, uh, uw});
   auto iou = iou_prediction_head->forward(iou_token_out);
   return {masks, iou};
 }

@@ -65,6 +65,10 @@ struct MaskDecoderImpl : torch::nn::Module {
   DecoderOutput predict_all(const torch::Tensor& image_embeddings, const torch::Tensor& image_pe,
                             const torch::Tensor& sparse, const torch::Tensor& dense);
 
+  /// output_upscaling on the transformer's image tokens: keys [B, h*w, D] -> [B, 4h, 4w, D/8]
+  /// channels-last (the reference's layers, computed as matrix products).
+  torch::Tensor upscale(const torch::Tensor& keys, int64_t h, int64_t w);
+
   int64_t num_mask_tokens;
   TwoWayTransformer transformer{nullptr};
   torch::nn::Embedding iou_token{nullptr}, mask_tokens{nullptr};

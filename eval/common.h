@@ -1,0 +1,32 @@
+#pragma once
+// Shared plumbing of the evaluations: a worker loop over images with per-worker libtorch thread
+// counts, progress callbacks, and image conversion.
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <torch/torch.h>
+#include <opencv2/core.hpp>
+
+namespace sam::eval {
+
+/// Called after each finished item: (done, total). May be called from any worker thread, one call
+/// at a time.
+using ProgressFn = std::function<void(int64_t done, int64_t total)>;
+
+/// Calls f(item, worker) for every item in [0, n) on `workers` threads (worker in [0, workers);
+/// the caller's thread is worker 0). Items are handed out one at a time in increasing order. With
+/// more than one worker each sets libtorch's intra-op threads to max(1, cores / workers), and the
+/// caller's setting is restored afterwards. The first exception is rethrown after all workers stop.
+void run_workers(int64_t n, int workers, const std::function<void(int64_t item, int worker)>& f,
+                 const ProgressFn& progress = nullptr);
+
+/// An RGB CV_8UC3 image as a uint8 [H, W, 3] tensor sharing its memory (the Mat must be
+/// continuous and outlive the tensor).
+torch::Tensor image_tensor(const cv::Mat& rgb);
+
+/// A progress printer for programs: "<label> <done>/<total> (<rate>/s, ETA ..s)" to stderr at
+/// most every `every_s` seconds, and at the end.
+ProgressFn stderr_progress(const std::string& label, double every_s = 10.0);
+
+}  // namespace sam::eval

@@ -1,0 +1,383 @@
+#include "sam/attention.h"
+
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <vector>
+
+namespace sam {
+
+namespace {
+// Out-variants writing into a slice (a temporary view) of a preallocated tensor.
+void mm_into(torch::Tensor dst, const torch::Tensor& a, const torch::Tensor& b) { torch::mm_out(dst, a, b); }
+void sum_into(torch::Tensor dst, const torch::Tensor& x, int64_t dim) { torch::sum_out(dst, x, {dim}); }
+}  // namespace
+
+torch::Tensor attention_core_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                       double scale, double dropout, bool training) {
+  auto attn = torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * scale, -1);
+  if (dropout > 0 && training) attn = torch::dropout(attn, dropout, true);
+  return torch::matmul(attn, v);
+}
+
+namespace {
+
+// The raw kernel: one (batch*head) slice per task, plain loops over contiguous rows (no tensor
+// operations inside, so no per-operation overhead), compiled for AVX2 and baseline x86-64 with
+// run-time dispatch. Inner loops run over the keys (j), the long dimension of the decoder's
+// token-to-image attention; K and V are transposed once per slice so they are contiguous in j.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SAM_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#else
+#define SAM_MULTIVERSION
+#endif
+
+// Scores, softmax and output of one slice. q [Nq, c], kt [c, Nk], vt [cv, Nk] -> out [Nq, cv],
+// probabilities into p [Nq, Nk] (scratch or saved), with an optional dropout multiplier.
+// Optional decomposed relative-position terms: with rh [Nq, H] and rw [Nq, W] (Nk = H * W), the
+// score of key (ky, kx) gets rh[i][ky] + rw[i][kx] added before the softmax.
+struct RelTerms {
+  const float* rh = nullptr;
+  const float* rw = nullptr;
+  int64_t H = 0, W = 0;
+};
+
+SAM_MULTIVERSION
+void slice_forward(const float* q, const float* kt, const float* vt, float* out, float* p, const float* drop,
+                   int64_t Nq, int64_t Nk, int64_t c, int64_t cv, float scale, RelTerms rel) {
+  for (int64_t i = 0; i < Nq; ++i) {
+    float* pi = p + i * Nk;
+    for (int64_t j = 0; j < Nk; ++j) pi[j] = 0.f;
+    for (int64_t d = 0; d < c; ++d) {
+      const float qd = q[i * c + d] * scale;
+      const float* kd = kt + d * Nk;
+      for (int64_t j = 0; j < Nk; ++j) pi[j] += qd * kd[j];
+    }
+    if (rel.rh) {
+      const float* rhi = rel.rh + i * rel.H;
+      const float* rwi = rel.rw + i * rel.W;
+      for (int64_t ky = 0; ky < rel.H; ++ky) {
+        float* row = pi + ky * rel.W;
+        const float h = rhi[ky];
+        for (int64_t kx = 0; kx < rel.W; ++kx) row[kx] += h + rwi[kx];
+      }
+    }
+    float mx = pi[0];
+    for (int64_t j = 1; j < Nk; ++j) mx = pi[j] > mx ? pi[j] : mx;
+    float sum = 0.f;
+    for (int64_t j = 0; j < Nk; ++j) {
+      pi[j] = std::exp(pi[j] - mx);
+      sum += pi[j];
+    }
+    const float inv = 1.f / sum;
+    for (int64_t j = 0; j < Nk; ++j) pi[j] *= inv;
+    const float* di = drop ? drop + i * Nk : nullptr;
+    for (int64_t e = 0; e < cv; ++e) {
+      const float* ve = vt + e * Nk;
+      float acc = 0.f;
+      if (di) {
+        for (int64_t j = 0; j < Nk; ++j) acc += pi[j] * di[j] * ve[j];
+      } else {
+        for (int64_t j = 0; j < Nk; ++j) acc += pi[j] * ve[j];
+      }
+      out[i * cv + e] = acc;
+    }
+  }
+}
+
+// Gradients of one slice from the saved probabilities p [Nq, Nk] and dO [Nq, cv]:
+// dV = P'^T dO, dP' = dO V^T, dS = P (dP - rowsum(dP P)), dQ = scale dS K, dK = scale dS^T Q.
+// Outputs transposed where that keeps the loops in j: gkt [c, Nk], gvt [cv, Nk]; gq [Nq, c].
+SAM_MULTIVERSION
+void slice_backward(const float* q, const float* kt, const float* vt, const float* p, const float* drop,
+                    const float* go, float* gq, float* gkt, float* gvt, float* ds, int64_t Nq, int64_t Nk, int64_t c,
+                    int64_t cv, float scale, float* grh, float* grw, int64_t H, int64_t W) {
+  for (int64_t x = 0; x < c * Nk; ++x) gkt[x] = 0.f;
+  for (int64_t x = 0; x < cv * Nk; ++x) gvt[x] = 0.f;
+  for (int64_t i = 0; i < Nq; ++i) {
+    const float* pi = p + i * Nk;
+    const float* di = drop ? drop + i * Nk : nullptr;
+    const float* goi = go + i * cv;
+    // dP' and dV.
+    for (int64_t j = 0; j < Nk; ++j) ds[j] = 0.f;
+    for (int64_t e = 0; e < cv; ++e) {
+      const float g = goi[e];
+      const float* ve = vt + e * Nk;
+      float* gve = gvt + e * Nk;
+      for (int64_t j = 0; j < Nk; ++j) ds[j] += g * ve[j];
+      if (di) {
+        for (int64_t j = 0; j < Nk; ++j) gve[j] += g * pi[j] * di[j];
+      } else {
+        for (int64_t j = 0; j < Nk; ++j) gve[j] += g * pi[j];
+      }
+    }
+    if (di)
+      for (int64_t j = 0; j < Nk; ++j) ds[j] *= di[j];
+    float dot = 0.f;
+    for (int64_t j = 0; j < Nk; ++j) dot += ds[j] * pi[j];
+    for (int64_t j = 0; j < Nk; ++j) ds[j] = pi[j] * (ds[j] - dot);
+    if (grh) {  // the relative terms' gradients are the score gradients summed over kx / ky
+      float* gh = grh + i * H;
+      float* gw = grw + i * W;
+      for (int64_t kx = 0; kx < W; ++kx) gw[kx] = 0.f;
+      for (int64_t ky = 0; ky < H; ++ky) {
+        const float* row = ds + ky * W;
+        float acc = 0.f;
+        for (int64_t kx = 0; kx < W; ++kx) {
+          acc += row[kx];
+          gw[kx] += row[kx];
+        }
+        gh[ky] = acc;
+      }
+    }
+    for (int64_t j = 0; j < Nk; ++j) ds[j] *= scale;
+    // dQ and dK.
+    for (int64_t d = 0; d < c; ++d) {
+      const float* kd = kt + d * Nk;
+      float acc = 0.f;
+      for (int64_t j = 0; j < Nk; ++j) acc += ds[j] * kd[j];
+      gq[i * c + d] = acc;
+      const float qd = q[i * c + d];
+      float* gkd = gkt + d * Nk;
+      for (int64_t j = 0; j < Nk; ++j) gkd[j] += qd * ds[j];
+    }
+  }
+}
+
+// rel_h [BH, Nq, H] / rel_w [BH, Nq, W] may be empty tensors: no relative terms. (Empty, not
+// undefined: libtorch 1.13's Function inputs must be defined tensors.)
+struct SlicedAttention : torch::autograd::Function<SlicedAttention> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q_in,
+                               const torch::Tensor& k_in, const torch::Tensor& v_in, const torch::Tensor& rh_in,
+                               const torch::Tensor& rw_in, double scale, double dropout, bool keep) {
+    auto q = q_in.contiguous();
+    const bool has_rel = rh_in.numel() > 0;
+    auto rh = has_rel ? rh_in.contiguous() : torch::Tensor();
+    auto rw = has_rel ? rw_in.contiguous() : torch::Tensor();
+    const int64_t RH = has_rel ? rh.size(2) : 0, RW = has_rel ? rw.size(2) : 0;
+    auto kt = k_in.transpose(1, 2).contiguous();  // [BH, c, Nk]
+    auto vt = v_in.transpose(1, 2).contiguous();  // [BH, cv, Nk]
+    const int64_t BH = q.size(0), Nq = q.size(1), c = q.size(2), Nk = kt.size(2), cv = vt.size(1);
+    auto out = torch::empty({BH, Nq, cv}, q.options());
+    torch::Tensor probs = keep ? torch::empty({BH, Nq, Nk}, q.options()) : torch::Tensor();
+    torch::Tensor drop;
+    if (dropout > 0) drop = torch::empty({BH, Nq, Nk}, q.options()).bernoulli_(1.0 - dropout).div_(1.0 - dropout);
+    const float* qp = q.data_ptr<float>();
+    const float* ktp = kt.data_ptr<float>();
+    const float* vtp = vt.data_ptr<float>();
+    const float* dp = drop.defined() ? drop.data_ptr<float>() : nullptr;
+    float* op = out.data_ptr<float>();
+    float* pp = keep ? probs.data_ptr<float>() : nullptr;
+    at::parallel_for(0, BH, 1, [&](int64_t b0, int64_t b1) {
+      std::vector<float> scratch(keep ? 0 : Nq * Nk);
+      for (int64_t b = b0; b < b1; ++b) {
+        float* pb = keep ? pp + b * Nq * Nk : scratch.data();
+        RelTerms rel;
+        if (has_rel) rel = {rh.data_ptr<float>() + b * Nq * RH, rw.data_ptr<float>() + b * Nq * RW, RH, RW};
+        slice_forward(qp + b * Nq * c, ktp + b * c * Nk, vtp + b * cv * Nk, op + b * Nq * cv, pb,
+                      dp ? dp + b * Nq * Nk : nullptr, Nq, Nk, c, cv, static_cast<float>(scale), rel);
+      }
+    });
+    if (keep) {
+      // (An undefined tensor cannot be saved: the dropout mask goes in only when there is one.)
+      if (drop.defined()) ctx->save_for_backward({q, kt, vt, probs, drop});
+      else ctx->save_for_backward({q, kt, vt, probs});
+      ctx->saved_data["scale"] = scale;
+      ctx->saved_data["rel_h"] = RH;
+      ctx->saved_data["rel_w"] = RW;
+    }
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto q = saved[0], kt = saved[1], vt = saved[2], probs = saved[3];
+    auto drop = saved.size() > 4 ? saved[4] : torch::Tensor();
+    const float scale = static_cast<float>(ctx->saved_data["scale"].toDouble());
+    auto go = grads[0].contiguous();
+    const int64_t BH = q.size(0), Nq = q.size(1), c = q.size(2), Nk = kt.size(2), cv = vt.size(1);
+    auto gq = torch::empty_like(q), gkt = torch::empty_like(kt), gvt = torch::empty_like(vt);
+    const int64_t RH = ctx->saved_data["rel_h"].toInt(), RW = ctx->saved_data["rel_w"].toInt();
+    torch::Tensor grh, grw;
+    if (RH > 0) {
+      grh = torch::empty({BH, Nq, RH}, q.options());
+      grw = torch::empty({BH, Nq, RW}, q.options());
+    }
+    float* grhp = RH > 0 ? grh.data_ptr<float>() : nullptr;
+    float* grwp = RH > 0 ? grw.data_ptr<float>() : nullptr;
+    const float* qp = q.data_ptr<float>();
+    const float* ktp = kt.data_ptr<float>();
+    const float* vtp = vt.data_ptr<float>();
+    const float* pp = probs.data_ptr<float>();
+    const float* dp = drop.defined() ? drop.data_ptr<float>() : nullptr;
+    const float* gop = go.data_ptr<float>();
+    float *gqp = gq.data_ptr<float>(), *gkp = gkt.data_ptr<float>(), *gvp = gvt.data_ptr<float>();
+    at::parallel_for(0, BH, 1, [&](int64_t b0, int64_t b1) {
+      std::vector<float> ds(Nk);
+      for (int64_t b = b0; b < b1; ++b) {
+        slice_backward(qp + b * Nq * c, ktp + b * c * Nk, vtp + b * cv * Nk, pp + b * Nq * Nk,
+                       dp ? dp + b * Nq * Nk : nullptr, gop + b * Nq * cv, gqp + b * Nq * c, gkp + b * c * Nk,
+                       gvp + b * cv * Nk, ds.data(), Nq, Nk, c, cv, scale, grhp ? grhp + b * Nq * RH : nullptr,
+                       grwp ? grwp + b * Nq * RW : nullptr, RH, RW);
+      }
+    });
+    return {gq, gkt.transpose(1, 2), gvt.transpose(1, 2), grh, grw, torch::Tensor(), torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+namespace {
+
+void bmm_slices(torch::Tensor out, const torch::Tensor& a, const torch::Tensor& b) {
+  at::parallel_for(0, a.size(0), 1, [&](int64_t i0, int64_t i1) {
+    torch::NoGradGuard ng;
+    for (int64_t i = i0; i < i1; ++i) mm_into(out[i], a[i], b[i]);
+  });
+}
+
+struct BatchedMatmul : torch::autograd::Function<BatchedMatmul> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a,
+                               const torch::Tensor& b) {
+    auto out = torch::empty({a.size(0), a.size(1), b.size(2)}, a.options());
+    bmm_slices(out, a, b);
+    ctx->save_for_backward({a, b});
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto& a = saved[0];
+    const auto& b = saved[1];
+    auto go = grads[0];
+    auto ga = torch::empty_like(a, torch::MemoryFormat::Contiguous);
+    auto gb = torch::empty_like(b, torch::MemoryFormat::Contiguous);
+    bmm_slices(ga, go, b.transpose(1, 2));
+    bmm_slices(gb, a.transpose(1, 2), go);
+    return {ga, gb};
+  }
+};
+
+}  // namespace
+
+torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b) {
+  if (!a.is_cpu() || a.scalar_type() != torch::kFloat || b.scalar_type() != torch::kFloat)
+    return torch::bmm(a, b);
+  return BatchedMatmul::apply(a, b);
+}
+
+torch::Tensor rel_pos_attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                          const torch::Tensor& rel_h, const torch::Tensor& rel_w, double scale,
+                                          int64_t H, int64_t W) {
+  const int64_t BH = q.size(0);
+  auto s = torch::matmul(q * scale, k.transpose(-2, -1)).view({BH, H, W, H, W});
+  s = s + rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2);
+  auto p = torch::softmax(s.view({BH, H * W, H * W}), -1);
+  return torch::matmul(p, v);
+}
+
+namespace {
+
+// Query rows per task: enough to amortise the per-op cost, few enough that a task's scores
+// (rows x H*W floats) stay in cache.
+int64_t rows_per_task(int64_t H, int64_t W) {
+  const int64_t L = H * W;
+  const int64_t target = int64_t{1} << 18;  // ~1 MiB of scores
+  return std::max<int64_t>(1, std::min<int64_t>(H, target / std::max<int64_t>(1, W * L)));
+}
+
+struct RelPosAttention : torch::autograd::Function<RelPosAttention> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q_in,
+                               const torch::Tensor& k_in, const torch::Tensor& v_in, const torch::Tensor& rh_in,
+                               const torch::Tensor& rw_in, double scale, int64_t H, int64_t W, bool keep) {
+    auto q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+    auto rh = rh_in.contiguous(), rw = rw_in.contiguous();
+    const int64_t BH = q.size(0), L = H * W, cv = v.size(2);
+    const int64_t ry = rows_per_task(H, W);
+    const int64_t chunks = (H + ry - 1) / ry;
+    auto out = torch::empty({BH, L, cv}, q.options());
+    torch::Tensor probs = keep ? torch::empty({BH, L, L}, q.options()) : torch::Tensor();
+    at::parallel_for(0, BH * chunks, 1, [&](int64_t t0, int64_t t1) {
+      torch::NoGradGuard ng;
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t b = t / chunks, y0 = (t % chunks) * ry, y1 = std::min(H, y0 + ry);
+        auto qb = q[b].narrow(0, y0 * W, (y1 - y0) * W);
+        auto s = torch::mm(qb, k[b].t()).mul_(scale);  // [rows, L]
+        auto s5 = s.view({y1 - y0, W, H, W});
+        s5.add_(rh[b].narrow(0, y0, y1 - y0).unsqueeze(-1));
+        s5.add_(rw[b].narrow(0, y0, y1 - y0).unsqueeze(-2));
+        auto p = torch::softmax(s, -1);
+        if (keep) probs[b].narrow(0, y0 * W, (y1 - y0) * W).copy_(p);
+        auto o = out[b].narrow(0, y0 * W, (y1 - y0) * W);
+        mm_into(o, p, v[b]);
+      }
+    });
+    if (keep) {
+      ctx->save_for_backward({q, k, v, probs});
+      ctx->saved_data["scale"] = scale;
+      ctx->saved_data["H"] = H;
+      ctx->saved_data["W"] = W;
+    }
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto q = saved[0], k = saved[1], v = saved[2], probs = saved[3];
+    const double scale = ctx->saved_data["scale"].toDouble();
+    const int64_t H = ctx->saved_data["H"].toInt(), W = ctx->saved_data["W"].toInt();
+    auto go = grads[0].contiguous();
+    const int64_t BH = q.size(0);
+    auto gq = torch::empty_like(q), gk = torch::empty_like(k), gv = torch::empty_like(v);
+    auto grh = torch::empty({BH, H, W, H}, q.options()), grw = torch::empty({BH, H, W, W}, q.options());
+    at::parallel_for(0, BH, 1, [&](int64_t b0, int64_t b1) {
+      torch::NoGradGuard ng;
+      for (int64_t b = b0; b < b1; ++b) {
+        auto p = probs[b];
+        mm_into(gv[b], p.t(), go[b]);
+        auto dp = torch::mm(go[b], v[b].t());
+        auto ds = (dp - (dp * p).sum(-1, true)).mul_(p);  // d(scores)
+        auto ds5 = ds.view({H, W, H, W});
+        sum_into(grh[b], ds5, 3);
+        sum_into(grw[b], ds5, 2);
+        ds.mul_(scale);
+        mm_into(gq[b], ds, k[b]);
+        mm_into(gk[b], ds.t(), q[b]);
+      }
+    });
+    return {gq, gk, gv, grh, grw, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor rel_pos_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                const torch::Tensor& rel_h, const torch::Tensor& rel_w, double scale, int64_t H,
+                                int64_t W) {
+  if (!q.is_cpu() || q.scalar_type() != torch::kFloat)
+    return rel_pos_attention_reference(q, k, v, rel_h, rel_w, scale, H, W);
+  // Inside a Function's forward grad mode is off, so whether to keep the probabilities for the
+  // backward pass is decided here.
+  const bool keep = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad() ||
+                                                      rel_h.requires_grad() || rel_w.requires_grad());
+  const int64_t L = H * W, BH = q.size(0);
+  // Long sequences (global blocks at 1024 input: 4096 keys, head dim 64) need BLAS for the two
+  // products; shorter ones (windows, small inputs) run in the raw kernel without per-op costs.
+  if (L >= 1024) return RelPosAttention::apply(q, k, v, rel_h, rel_w, scale, H, W, keep);
+  return SlicedAttention::apply(q, k, v, rel_h.reshape({BH, L, H}), rel_w.reshape({BH, L, W}), scale, 0.0, keep);
+}
+
+torch::Tensor attention_core(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
+                             double dropout, bool training) {
+  if (!q.is_cpu() || q.scalar_type() != torch::kFloat || k.scalar_type() != torch::kFloat ||
+      v.scalar_type() != torch::kFloat)
+    return attention_core_reference(q, k, v, scale, dropout, training);
+  const bool keep = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  auto none = torch::empty({0}, q.options());
+  return SlicedAttention::apply(q, k, v, none, none, scale, training ? dropout : 0.0, keep);
+}
+
+}  // namespace sam

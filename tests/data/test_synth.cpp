@@ -1,0 +1,172 @@
+// Synthetic scenes (data/synth.h): determinism down to the file bytes, and the masks' invariants
+// (a mask is what is visible: wholes never share pixels, parts lie inside their whole, sibling
+// parts are disjoint), read back through the SA-1B reader.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+
+#include "data/dataset.h"
+#include "data/synth.h"
+#include "test_util.h"
+
+using namespace sam::data;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<uint8_t> decode(const Annotation& a) {
+  const auto r = a.rle();
+  std::vector<uint8_t> m(size_t(r.h * r.w));
+  sam::mask::rle_decode(r, m.data());
+  return m;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+SynthOptions small(uint64_t seed) {
+  SynthOptions o;
+  o.width = 160;
+  o.height = 120;
+  o.seed = seed;
+  o.min_objects = 6;
+  o.max_objects = 14;
+  o.part_prob = 0.8;
+  o.min_area = 4;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("synth: the same seed and index give the same pixels and masks, another seed does not") {
+  const SynthImage a = synth_image(small(7), 3), b = synth_image(small(7), 3);
+  REQUIRE(a.rgb.size() == cv::Size(160, 120));
+  CHECK(cv::norm(a.rgb, b.rgb, cv::NORM_INF) == 0);
+  REQUIRE(a.annotations.size() == b.annotations.size());
+  for (size_t i = 0; i < a.annotations.size(); ++i)
+    CHECK(a.annotations[i].rle().counts == b.annotations[i].rle().counts);
+  const SynthImage c = synth_image(small(8), 3), d = synth_image(small(7), 4);
+  CHECK(cv::norm(a.rgb, c.rgb, cv::NORM_INF) > 0);
+  CHECK(cv::norm(a.rgb, d.rgb, cv::NORM_INF) > 0);
+}
+
+TEST_CASE("synth: masks are exact visible regions (disjoint wholes, parts inside wholes)") {
+  int64_t parts = 0, subparts = 0, border = 0, holes_or_occluded = 0;
+  for (int64_t index = 1; index <= 12; ++index) {
+    const SynthOptions o = small(11);
+    const SynthImage im = synth_image(o, index);
+    const size_t n = im.annotations.size();
+    REQUIRE(im.level.size() == n);
+    REQUIRE(im.parent.size() == n);
+    std::vector<std::vector<uint8_t>> m(n);
+    for (size_t i = 0; i < n; ++i) m[i] = decode(im.annotations[i]);
+    for (size_t i = 0; i < n; ++i) {
+      const Annotation& a = im.annotations[i];
+      uint64_t area = 0;
+      int x0 = o.width, y0 = o.height, x1 = -1, y1 = -1;
+      for (int y = 0; y < o.height; ++y)
+        for (int x = 0; x < o.width; ++x)
+          if (m[i][size_t(y * o.width + x)]) {
+            ++area;
+            x0 = std::min(x0, x), x1 = std::max(x1, x), y0 = std::min(y0, y), y1 = std::max(y1, y);
+          }
+      CHECK(area >= uint64_t(o.min_area));
+      CHECK(a.area == double(area));
+      // SA-1B's box convention: x0, y0, x1 - x0, y1 - y0 with inclusive x1, y1.
+      CHECK(a.bbox ==
+            std::array<double, 4>{double(x0), double(y0), double(x1 - x0), double(y1 - y0)});
+      REQUIRE(a.point_coords.size() == 1);
+      const int px = int(a.point_coords[0][0]), py = int(a.point_coords[0][1]);
+      CHECK(m[i][size_t(py * o.width + px)] == 1);  // the prompt point is on the mask
+      border += (x0 == 0 || y0 == 0 || x1 == o.width - 1 || y1 == o.height - 1);
+      // Bounding-box area well above the pixel count: a hole, a concave shape or an occluder.
+      holes_or_occluded += double(area) < 0.6 * (x1 - x0 + 1) * (y1 - y0 + 1);
+      if (im.parent[i] >= 0) {
+        const size_t p = size_t(im.parent[i]);
+        CHECK(p < i);
+        CHECK(im.level[p] < im.level[i]);
+        size_t outside = 0;
+        for (size_t k = 0; k < m[i].size(); ++k) outside += m[i][k] && !m[p][k];
+        CHECK(outside == 0);  // a part's pixels belong to its whole
+        CHECK(m[i] != m[p]);  // never a duplicate of its parent
+        (im.level[i] == 1 ? parts : subparts)++;
+      } else {
+        CHECK(im.level[i] == 0);
+      }
+    }
+    // Instances neither of which contains the other never share a pixel: a pixel shows one surface.
+    auto ancestor = [&](size_t a, size_t b) {  // is a an ancestor of b (or b itself)?
+      for (int q = int(b); q >= 0; q = im.parent[size_t(q)])
+        if (size_t(q) == a) return true;
+      return false;
+    };
+    size_t shared = 0;
+    for (size_t i = 0; i < n; ++i)
+      for (size_t j = i + 1; j < n; ++j) {
+        if (ancestor(i, j) || ancestor(j, i)) continue;
+        for (size_t k = 0; k < m[i].size(); ++k) shared += m[i][k] && m[j][k];
+      }
+    CHECK(shared == 0);
+  }
+  // The generator exercises what it promises: parts, sub-parts, border objects, holes/occlusion.
+  CHECK(parts > 10);
+  CHECK(subparts > 2);
+  CHECK(border > 5);
+  CHECK(holes_or_occluded > 5);
+}
+
+TEST_CASE("synth: written folder is byte-identical for the same seed and reads back exactly") {
+  const auto dir = sam_test::temp_dir("synth_write");
+  SynthOptions o = small(5);
+  const auto s1 = synth_write((dir / "a").string(), o, 4, 1, true, 2);
+  const auto s2 =
+      synth_write((dir / "b").string(), o, 4, 1, true, 1);  // thread count does not matter
+  CHECK(s1.images == 4);
+  CHECK(s1.masks == s2.masks);
+  for (const char* f : {"sa_1.jpg", "sa_1.json", "sa_1.png", "sa_4.jpg", "sa_4.json"})
+    CHECK(slurp(dir / "a" / f) == slurp(dir / "b" / f));
+  o.seed = 6;
+  synth_write((dir / "c").string(), o, 1, 1, false, 1);
+  CHECK(slurp(dir / "a" / "sa_1.json") != slurp(dir / "c" / "sa_1.json"));
+
+  // Read back: masks equal the generator's, the PNG equals the generated pixels exactly.
+  const auto ds = open_sa1b((dir / "a").string(), /*prefer_png=*/true);
+  REQUIRE(ds->size() == 4);
+  for (size_t i = 0; i < ds->size(); ++i) {
+    const Sample s = ds->get(i);
+    const SynthImage im = synth_image(small(5), int64_t(i) + 1);
+    CHECK(s.id == "sa_" + std::to_string(i + 1));
+    CHECK(s.image_id == int64_t(i) + 1);
+    REQUIRE(s.annotations.size() == im.annotations.size());
+    for (size_t k = 0; k < s.annotations.size(); ++k) {
+      CHECK(s.annotations[k].rle().counts == im.annotations[k].rle().counts);
+      CHECK(s.annotations[k].predicted_iou == 1.0);
+      CHECK(s.annotations[k].crop_box == std::array<double, 4>{0, 0, 160, 120});
+    }
+    CHECK(cv::norm(s.load_image(), im.rgb, cv::NORM_INF) == 0);
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("synth: options are validated") {
+  SynthOptions o;
+  o.width = 8;
+  CHECK_THROWS_WITH(synth_image(o, 1), Catch::Contains("image size"));
+  o = SynthOptions{};
+  o.min_objects = 5;
+  o.max_objects = 2;
+  CHECK_THROWS_WITH(synth_image(o, 1), Catch::Contains("min_objects"));
+}
+
+TEST_CASE("synth: default 640x480 scenes have a useful number of masks") {
+  SynthOptions o;
+  int64_t masks = 0;
+  for (int i = 1; i <= 4; ++i) masks += int64_t(synth_image(o, i).annotations.size());
+  CHECK(masks / 4 >= 8);
+  CHECK(masks / 4 <= 80);
+}

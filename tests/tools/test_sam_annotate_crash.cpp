@@ -1,0 +1,175 @@
+// Durability of accepts: several clients accept masks in a loop while the server is killed with
+// SIGKILL at a random moment, three times over on the same database. Every accept the server
+// acknowledged (201) must be in the database afterwards, exactly as sent, and SQLite's integrity
+// check must pass.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <regex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "data/mask/rle.h"
+#include "engine/annotate/http.h"
+#include "engine/annotate/store.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Starts sam_annotate on a free port; returns {pid, port}.
+std::pair<pid_t, int> start_server(const fs::path& dir, int round) {
+  const fs::path log = dir / ("server_" + std::to_string(round) + ".log");
+  std::vector<std::string> args = {(sam_test::bin_dir() / "sam_annotate").string(),
+                                   "--images",
+                                   (dir / "images").string(),
+                                   "--db",
+                                   (dir / "a.sqlite").string(),
+                                   "--model",
+                                   (sam_test::golden_tiny() / "config.json").string(),
+                                   "--checkpoint",
+                                   (sam_test::golden_tiny() / "sam.pth").string(),
+                                   "--port",
+                                   "0",
+                                   "--threads",
+                                   "1"};
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  const std::regex listening(R"(listening on http://127\.0\.0\.1:(\d+)/)");
+  for (int i = 0; i < 600; ++i) {
+    std::smatch m;
+    const std::string text = read_file(log);
+    if (std::regex_search(text, m, listening)) return {pid, std::stoi(m[1])};
+    if (waitpid(pid, nullptr, WNOHANG) == pid) FAIL("sam_annotate exited early:\n" << text);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  FAIL("sam_annotate did not start");
+  return {-1, 0};
+}
+
+struct Acked {
+  int64_t id;
+  std::string image;
+  std::string counts;
+};
+
+}  // namespace
+
+TEST_CASE("sam_annotate: SIGKILL while saving loses no acknowledged accept",
+          "[tools][annotate][crash]") {
+  const auto dir = sam_test::temp_dir("annotate_crash");
+  fs::create_directories(dir / "images");
+  const std::vector<std::string> images = {"a.png", "b.png", "c.png"};
+  for (size_t i = 0; i < images.size(); ++i) {
+    cv::Mat m(48 + 8 * static_cast<int>(i), 64, CV_8UC3, cv::Scalar(30 * i, 90, 200));
+    cv::imwrite((dir / "images" / images[i]).string(), m);
+  }
+
+  std::vector<Acked> acked;
+  std::mutex acked_mu;
+  int64_t attempts = 0;
+  std::mt19937 rng(77);
+  for (int round = 0; round < 3; ++round) {
+    auto [pid, port] = start_server(dir, round);
+    // Image sizes are learned on first view.
+    {
+      httplib::Client c("127.0.0.1", port);
+      for (const auto& n : images) REQUIRE(c.Get(("/api/images/" + n).c_str())->status == 200);
+    }
+    std::atomic<bool> stop{false};
+    std::atomic<int64_t> tries{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 4; ++t) {
+      clients.emplace_back([&, t, port = port] {
+        std::mt19937 r(static_cast<unsigned>(1000 * round + t));
+        httplib::Client c("127.0.0.1", port);
+        c.set_read_timeout(10);
+        c.set_connection_timeout(2);
+        while (!stop) {
+          const size_t k = r() % images.size();
+          const int h = 48 + 8 * static_cast<int>(k), w = 64;
+          std::vector<uint8_t> m(static_cast<size_t>(h * w), 0);
+          const int x0 = static_cast<int>(r() % 60), y0 = static_cast<int>(r() % 40);
+          const int x1 = x0 + 1 + static_cast<int>(r() % (w - x0)),
+                    y1 = y0 + 1 + static_cast<int>(r() % (h - y0));
+          for (int y = y0; y < y1; ++y)
+            for (int x = x0; x < x1; ++x) m[static_cast<size_t>(y * w + x)] = 1;
+          const auto rle = sam::mask::rle_encode(m.data(), h, w);
+          json body = {{"image", images[k]},
+                       {"segmentation", sam::mask::rle_to_json(rle)},
+                       {"seconds", 1.5},
+                       {"clicks", {{"points", {{x0 + 0.5, y0 + 0.5, 1}}}}}};
+          ++tries;
+          auto res = c.Post("/api/annotations", body.dump(), "application/json");
+          if (!res) {
+            if (stop) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            continue;
+          }
+          if (res->status == 201) {
+            auto j = json::parse(res->body);
+            std::lock_guard<std::mutex> lock(acked_mu);
+            acked.push_back({j["id"].get<int64_t>(), images[k], sam::mask::rle_to_string(rle)});
+          } else {
+            FAIL_CHECK("accept answered " << res->status << ": " << res->body);
+          }
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(400 + rng() % 800));
+    REQUIRE(kill(pid, SIGKILL) == 0);  // mid-write, most likely: 4 clients keep it busy
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status));
+    stop = true;
+    for (auto& c : clients) c.join();
+    attempts += tries;
+  }
+  INFO(acked.size() << " acknowledged of " << attempts << " attempts");
+  REQUIRE(acked.size() >= 20);  // the test means something only if many accepts happened
+
+  sam::annotate::AnnotationStore store((dir / "a.sqlite").string(), /*read_only=*/true);
+  CHECK(store.integrity_check() == "ok");
+  int missing = 0, changed = 0;
+  for (const auto& a : acked) {
+    auto got = store.annotation(a.id);
+    if (!got) {
+      ++missing;
+      continue;
+    }
+    if (got->image != a.image || sam::mask::rle_to_string(got->rle) != a.counts) ++changed;
+  }
+  CHECK(missing == 0);
+  CHECK(changed == 0);
+  // Nothing was stored twice under one id, and no more rows than attempts.
+  CHECK(static_cast<int64_t>(store.all_annotations().size()) >= static_cast<int64_t>(acked.size()));
+  CHECK(static_cast<int64_t>(store.all_annotations().size()) <= attempts);
+}

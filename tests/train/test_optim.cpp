@@ -1,0 +1,105 @@
+// The optimiser's parameter groups (layer-wise decay, weight-decay exclusions), the schedule, and
+// AdamW's arithmetic against a hand-computed step.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "sam/sam_model.h"
+#include "train/optim.h"
+#include "test_util.h"
+
+using namespace sam::train;
+
+TEST_CASE("layer ids follow ViTDet's rule", "[train][optim]") {
+  CHECK(layer_id("image_encoder.pos_embed", 12) == 0);
+  CHECK(layer_id("image_encoder.patch_embed.proj.weight", 12) == 0);
+  CHECK(layer_id("image_encoder.blocks.0.attn.qkv.weight", 12) == 1);
+  CHECK(layer_id("image_encoder.blocks.11.attn.rel_pos_h", 12) == 12);
+  CHECK(layer_id("image_encoder.neck.0.weight", 12) == 13);
+  CHECK(layer_id("mask_decoder.iou_token.weight", 12) == 13);
+}
+
+TEST_CASE("parameter groups: lr scales and weight-decay exclusions", "[train][optim]") {
+  auto c = sam::model_config_resolve((sam_test::source_dir() / "configs" / "model_tiny.json").string());
+  sam::Sam model(c);
+  OptimOptions o;
+  o.layer_decay = 0.5;
+  o.weight_decay = 0.1;
+  auto groups = make_param_groups(*model, c.depth, o);
+  std::map<std::string, std::pair<double, double>> by_name;  // name -> (lr scale, wd)
+  size_t total = 0;
+  for (const auto& g : groups)
+    for (const auto& n : g.names) {
+      by_name[n] = {g.lr_scale, g.weight_decay};
+      ++total;
+    }
+  CHECK(total == model->parameters().size());
+  auto expect = [&](const std::string& n, double scale, double wd) {
+    INFO(n);
+    REQUIRE(by_name.count(n));
+    CHECK(by_name[n].first == Approx(scale));
+    CHECK(by_name[n].second == wd);
+  };
+  const int d = c.depth;  // 4
+  expect("image_encoder.pos_embed", std::pow(0.5, d + 1), 0.0);
+  expect("image_encoder.patch_embed.proj.weight", std::pow(0.5, d + 1), 0.1);
+  expect("image_encoder.patch_embed.proj.bias", std::pow(0.5, d + 1), 0.0);
+  expect("image_encoder.blocks.0.attn.qkv.weight", std::pow(0.5, d), 0.1);
+  expect("image_encoder.blocks.0.attn.rel_pos_h", std::pow(0.5, d), 0.0);
+  expect("image_encoder.blocks.0.norm1.weight", std::pow(0.5, d), 0.0);
+  expect("image_encoder.blocks.3.mlp.lin2.weight", std::pow(0.5, 1), 0.1);
+  expect("image_encoder.neck.0.weight", 1.0, 0.1);
+  expect("image_encoder.neck.1.weight", 1.0, 0.0);  // LayerNorm2d
+  expect("prompt_encoder.mask_downscaling.1.weight", 1.0, 0.0);
+  expect("mask_decoder.transformer.layers.0.norm1.weight", 1.0, 0.0);
+  expect("mask_decoder.transformer.layers.0.self_attn.q_proj.weight", 1.0, 0.1);
+  expect("mask_decoder.iou_token.weight", 1.0, 0.1);
+  // The Fourier matrix is a buffer, never optimised.
+  CHECK_FALSE(by_name.count("prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"));
+}
+
+TEST_CASE("warmup then step decay", "[train][optim]") {
+  OptimOptions o;
+  o.lr = 8e-4;
+  o.warmup_iters = 250;
+  o.decay_steps = {60000, 86666};
+  CHECK(lr_at(o, 0) == Approx(8e-4 / 250));
+  CHECK(lr_at(o, 124) == Approx(8e-4 * 125 / 250));
+  CHECK(lr_at(o, 249) == Approx(8e-4));
+  CHECK(lr_at(o, 59999) == Approx(8e-4));
+  CHECK(lr_at(o, 60000) == Approx(8e-5));
+  CHECK(lr_at(o, 86666) == Approx(8e-6));
+  o.warmup_start_factor = 0.5;
+  CHECK(lr_at(o, 0) == Approx(8e-4 * (0.5 + 0.5 / 250)));
+}
+
+TEST_CASE("AdamW matches a hand-computed step and round-trips its state", "[train][optim]") {
+  auto p = torch::tensor({1.0f}).requires_grad_(true);
+  ParamGroup g;
+  g.names = {"p"};
+  g.params = {p};
+  g.weight_decay = 0.1;
+  OptimOptions o;
+  AdamW opt({g}, o);
+  p.mutable_grad() = torch::tensor({0.5f});
+  opt.step(0.1);
+  // p = 1 * (1 - 0.1 * 0.1) = 0.99; m = 0.05, v = 0.00025; m^ = 0.5, sqrt(v^) = 0.5 -> 0.99 - 0.1.
+  CHECK(p.item<float>() == Approx(0.89f).epsilon(1e-6));
+  p.mutable_grad() = torch::tensor({-0.25f});
+  opt.step(0.1);
+  const double m = 0.9 * 0.05 + 0.1 * -0.25, v = 0.999 * 0.00025 + 0.001 * 0.0625;
+  const double want = 0.89 * (1 - 0.01) - 0.1 / (1 - 0.81) * m / (std::sqrt(v) / std::sqrt(1 - 0.999 * 0.999) + 1e-8);
+  CHECK(p.item<float>() == Approx(want).epsilon(1e-6));
+  auto st = opt.state();
+  auto q = torch::tensor({p.item<float>()}).requires_grad_(true);
+  ParamGroup g2 = g;
+  g2.params = {q};
+  AdamW opt2({g2}, o);
+  opt2.load_state(st);
+  CHECK(opt2.steps() == 2);
+  p.mutable_grad() = torch::tensor({0.3f});
+  q.mutable_grad() = torch::tensor({0.3f});
+  opt.step(0.05);
+  opt2.step(0.05);
+  CHECK(p.item<float>() == q.item<float>());
+}

@@ -1,0 +1,43 @@
+// sam_train: SAM's interactive training (paper appendix A), single process or under torchrun.
+//   sam_train --config configs/vit_b.yaml [--run-dir DIR] [key.sub=value ...] [--dump-config]
+//   sam_train export RUN_DIR OUT.pth
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "data/config_file.h"
+#include "train/trainer.h"
+#include "tools/tool_common.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Train SAM with simulated interactive prompting"};
+  app.require_subcommand(0, 1);
+  std::string config_path, run_dir;
+  std::vector<std::string> overrides;
+  bool dump = false;
+  app.add_option("--config", config_path, "run configuration (.yaml/.json); defaults when omitted");
+  app.add_option("--run-dir", run_dir, "run directory (overrides run_dir)");
+  app.add_flag("--dump-config", dump, "print the resolved configuration and exit");
+  app.add_option("overrides", overrides, "key.sub=value overrides");
+  auto* exp = app.add_subcommand("export", "write a run's weights as an official-format .pth");
+  std::string exp_dir, exp_out;
+  exp->add_option("run_dir", exp_dir, "run directory")->required();
+  exp->add_option("out", exp_out, "output .pth")->required();
+  CLI11_PARSE(app, argc, argv);
+
+  return sam::tools::run_main("sam_train", [&]() {
+    if (exp->parsed()) {
+      sam::train::export_run(exp_dir, exp_out);
+      std::cout << "exported " << exp_dir << " -> " << exp_out << "\n";
+      return 0;
+    }
+    if (!run_dir.empty()) overrides.push_back("run_dir=" + run_dir);
+    auto cfg = sam::train::load_train_config(config_path, overrides);
+    if (dump) {
+      std::cout << cfg.resolved.dump(2) << "\n";
+      return 0;
+    }
+    sam::train::Trainer trainer(cfg, sam::train::dist_env_from_environment());
+    return trainer.run();
+  });
+}

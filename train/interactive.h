@@ -1,0 +1,53 @@
+#pragma once
+// One training step of SAM's simulated interactive segmentation (paper appendix A): encode the
+// images once, then for every mask run the prompt rounds through the prompt encoder and mask
+// decoder, accumulate the losses and back-propagate.
+#include <cstdint>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "sam/sam_model.h"
+#include "train/loss.h"
+#include "train/prompt_sim.h"
+
+namespace sam::train {
+
+/// The images and masks of one step on this rank.
+struct StepBatch {
+  std::vector<torch::Tensor> images;  ///< uint8 [3, h_i, w_i], h_i, w_i <= S
+  std::vector<torch::Tensor> masks;   ///< uint8/bool [K_i, h_i, w_i]
+  std::vector<int64_t> keys;          ///< per image: a key that seeds its prompt randomness
+};
+
+struct StepOptions {
+  PromptSimOptions prompt;
+  LossWeights loss;
+  bool loss_full_resolution = true;  ///< compare at S x S (else at the 4G x 4G decoder output)
+  uint64_t seed = 0;
+  int64_t step = 0;                  ///< the optimiser step (seeds the round schedule)
+  double global_masks = 0;           ///< masks over all ranks this step (loss normaliser); 0 = local
+};
+
+/// What one step measured (sums over this rank's masks; divide by masks for means).
+struct StepStats {
+  double loss = 0;       ///< the back-propagated objective (already normalised)
+  double focal = 0, dice = 0, iou_mse = 0;  ///< sums over masks and rounds
+  std::vector<double> iou_per_round;        ///< sum over masks of the fed-back mask's IoU
+  int64_t masks = 0;
+  int64_t rounds = 0;
+  bool finite = true;
+};
+
+/// Runs the forward and backward passes of one step (gradients are accumulated into the model's
+/// parameters; no optimiser update). The model must be in training mode. The logits fed back
+/// between rounds are detached (the paper feeds them as a prompt; no gradient crosses rounds),
+/// so each round is back-propagated as soon as its loss is known and its graph freed.
+StepStats interactive_step(Sam& model, const StepBatch& batch, const StepOptions& opts,
+                           const torch::Device& device);
+
+/// Normalises uint8 [3, h, w] images and pads them to [B, 3, S, S] on `device`.
+torch::Tensor preprocess_batch(const Sam& model, const std::vector<torch::Tensor>& images,
+                               const torch::Device& device);
+
+}  // namespace sam::train

@@ -1,0 +1,42 @@
+#pragma once
+// SAM's training losses (paper appendix A; SAM_SPEC 6 and 7.1): focal and dice in a 20:1 ratio on
+// the mask logits, plus the IoU head's mean-squared error against the actual IoU; with several
+// candidate masks only the one with the lowest mask loss is supervised.
+#include <torch/torch.h>
+
+namespace sam::train {
+
+struct LossWeights {
+  double focal = 20.0;
+  double dice = 1.0;
+  double iou = 1.0;
+  double focal_alpha = 0.25;  ///< < 0 disables the alpha weighting
+  double focal_gamma = 2.0;
+};
+
+/// Sigmoid focal loss, mean over pixels of each mask. logits: [N, M, H, W], targets broadcastable
+/// to it ([N, 1, H, W] or [N, M, H, W]) -> [N, M].
+torch::Tensor focal_loss(const torch::Tensor& logits, const torch::Tensor& targets, double alpha,
+                         double gamma);
+/// Dice loss 1 - (2 sum(p t) + 1) / (sum p + sum t + 1) per mask: [N, M, H, W] -> [N, M].
+torch::Tensor dice_loss(const torch::Tensor& logits, const torch::Tensor& targets);
+/// IoU of (logits > 0) with (targets > 0.5) per mask, |inter| / max(|union|, 1) (0 when both are
+/// empty, as SAM 2's trainer): [N, M, H, W] and broadcastable targets -> [N, M] (no gradient).
+torch::Tensor actual_iou(const torch::Tensor& logits, const torch::Tensor& targets);
+
+/// Losses of one round for N masks with M candidates each.
+struct RoundLoss {
+  torch::Tensor total;   ///< scalar: sum over masks of (w_f focal + w_d dice + w_i iou_mse) of the best candidate
+  torch::Tensor focal;   ///< scalar sums over masks (detached), for logging
+  torch::Tensor dice;
+  torch::Tensor iou_mse;
+  torch::Tensor best;    ///< [N] index of the supervised candidate
+  torch::Tensor iou;     ///< [N] actual IoU of the supervised candidate (detached)
+};
+
+/// logits: [N, M, H, W] at the loss resolution; targets: [N, H, W] in {0, 1} (float or bool);
+/// iou_pred: [N, M]. Sums over masks (callers divide by the global mask count).
+RoundLoss round_loss(const torch::Tensor& logits, const torch::Tensor& targets,
+                     const torch::Tensor& iou_pred, const LossWeights& w);
+
+}  // namespace sam::train

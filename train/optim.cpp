@@ -1,0 +1,141 @@
+#include "train/optim.h"
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "sam/common.h"
+
+namespace sam::train {
+
+int64_t layer_id(const std::string& name, int64_t depth) {
+  const std::string enc = "image_encoder.";
+  if (name.rfind(enc, 0) != 0) return depth + 1;
+  const std::string rest = name.substr(enc.size());
+  if (rest.rfind("pos_embed", 0) == 0 || rest.rfind("patch_embed", 0) == 0) return 0;
+  if (rest.rfind("blocks.", 0) == 0) {
+    const auto dot = rest.find('.', 7);
+    return std::stoll(rest.substr(7, dot - 7)) + 1;
+  }
+  return depth + 1;
+}
+
+namespace {
+
+// Names of parameters that get no weight decay: biases, every parameter of a norm layer, and the
+// position tables (absolute and relative).
+void collect_no_decay(const torch::nn::Module& m, const std::string& prefix, std::set<std::string>& out) {
+  const bool is_norm = dynamic_cast<const torch::nn::LayerNormImpl*>(&m) != nullptr ||
+                       dynamic_cast<const LayerNorm2dImpl*>(&m) != nullptr;
+  for (const auto& p : m.named_parameters(false)) {
+    const std::string& k = p.key();
+    if (is_norm || k == "bias" || k == "pos_embed" || k == "rel_pos_h" || k == "rel_pos_w")
+      out.insert(prefix + k);
+  }
+  for (const auto& c : m.named_children()) collect_no_decay(*c.value(), prefix + c.key() + ".", out);
+}
+
+}  // namespace
+
+std::vector<ParamGroup> make_param_groups(torch::nn::Module& model, int64_t depth, const OptimOptions& o) {
+  std::set<std::string> no_decay;
+  collect_no_decay(model, "", no_decay);
+  std::map<std::pair<int64_t, bool>, ParamGroup> by_key;
+  for (const auto& p : model.named_parameters(true)) {
+    if (!p.value().requires_grad()) continue;
+    const int64_t id = layer_id(p.key(), depth);
+    const bool decay = !no_decay.count(p.key());
+    auto& g = by_key[{id, decay}];
+    g.lr_scale = std::pow(o.layer_decay, static_cast<double>(depth + 1 - id));
+    g.weight_decay = decay ? o.weight_decay : 0.0;
+    g.names.push_back(p.key());
+    g.params.push_back(p.value());
+  }
+  std::vector<ParamGroup> groups;
+  for (auto& kv : by_key) groups.push_back(std::move(kv.second));
+  return groups;
+}
+
+double lr_at(const OptimOptions& o, int64_t it) {
+  double lr = o.lr;
+  if (it < o.warmup_iters) {
+    const double f = o.warmup_start_factor + (1.0 - o.warmup_start_factor) * (static_cast<double>(it) + 1) / o.warmup_iters;
+    lr *= f;
+  }
+  for (int64_t s : o.decay_steps)
+    if (it >= s) lr *= o.decay_factor;
+  return lr;
+}
+
+AdamW::AdamW(std::vector<ParamGroup> groups, const OptimOptions& o) : groups_(std::move(groups)), opt_(o) {
+  for (const auto& g : groups_) {
+    std::vector<torch::Tensor> m, v;
+    for (const auto& p : g.params) {
+      m.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+      v.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    }
+    exp_avg_.push_back(std::move(m));
+    exp_avg_sq_.push_back(std::move(v));
+  }
+}
+
+void AdamW::zero_grad() {
+  for (auto& g : groups_)
+    for (auto& p : g.params)
+      if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
+}
+
+void AdamW::step(double lr) {
+  torch::NoGradGuard ng;
+  ++steps_;
+  const double bc1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(steps_));
+  const double bc2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(steps_));
+  const double bc2_sqrt = std::sqrt(bc2);
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const auto& g = groups_[gi];
+    const double glr = lr * g.lr_scale;
+    const double step_size = glr / bc1;
+    for (size_t i = 0; i < g.params.size(); ++i) {
+      auto p = g.params[i];
+      const auto& grad = p.grad();
+      if (!grad.defined()) continue;
+      // The same sequence of operations as torch.optim.AdamW (single-tensor path).
+      p.mul_(1.0 - glr * g.weight_decay);
+      auto& m = exp_avg_[gi][i];
+      auto& v = exp_avg_sq_[gi][i];
+      m.lerp_(grad, 1.0 - opt_.beta1);
+      v.mul_(opt_.beta2).addcmul_(grad, grad, 1.0 - opt_.beta2);
+      auto denom = (v.sqrt() / bc2_sqrt).add_(opt_.eps);
+      p.addcdiv_(m, denom, -step_size);
+    }
+  }
+}
+
+NamedTensors AdamW::state() const {
+  NamedTensors out;
+  out.emplace_back("step", torch::tensor(steps_, torch::kLong));
+  for (size_t gi = 0; gi < groups_.size(); ++gi)
+    for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
+      out.emplace_back(groups_[gi].names[i] + ".exp_avg", exp_avg_[gi][i]);
+      out.emplace_back(groups_[gi].names[i] + ".exp_avg_sq", exp_avg_sq_[gi][i]);
+    }
+  return out;
+}
+
+void AdamW::load_state(const NamedTensors& s) {
+  std::map<std::string, torch::Tensor> byname(s.begin(), s.end());
+  auto get = [&](const std::string& k) -> torch::Tensor& {
+    auto it = byname.find(k);
+    if (it == byname.end()) throw std::runtime_error("optimizer state: missing '" + k + "'");
+    return it->second;
+  };
+  steps_ = get("step").item<int64_t>();
+  torch::NoGradGuard ng;
+  for (size_t gi = 0; gi < groups_.size(); ++gi)
+    for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
+      exp_avg_[gi][i].copy_(get(groups_[gi].names[i] + ".exp_avg"));
+      exp_avg_sq_[gi][i].copy_(get(groups_[gi].names[i] + ".exp_avg_sq"));
+    }
+}
+
+}  // namespace sam::train

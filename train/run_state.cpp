@@ -1,0 +1,108 @@
+#include "train/run_state.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+namespace sam::train {
+namespace {
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) throw std::runtime_error(path + ": cannot open for fsync: " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0 && !directory) throw std::runtime_error(path + ": fsync failed: " + std::strerror(errno));
+}
+
+void publish(const std::string& tmp, const std::string& path) {
+  fsync_path(tmp, false);
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw std::runtime_error(path + ": cannot rename " + tmp + ": " + ec.message());
+  auto parent = std::filesystem::path(path).parent_path();
+  fsync_path(parent.empty() ? "." : parent.string(), true);
+}
+
+torch::Tensor bytes_tensor(const std::string& s) {
+  auto t = torch::empty({static_cast<int64_t>(s.size())}, torch::kUInt8);
+  if (!s.empty()) std::memcpy(t.data_ptr<uint8_t>(), s.data(), s.size());
+  return t;
+}
+
+}  // namespace
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error(tmp + ": cannot open for writing");
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) throw std::runtime_error(tmp + ": write failed");
+  }
+  publish(tmp, path);
+}
+
+void save_run_checkpoint(const std::string& path, const RunCheckpoint& ck) {
+  NamedTensors all;
+  for (const auto& kv : ck.model) all.emplace_back("model." + kv.first, kv.second.detach());
+  for (const auto& kv : ck.optim) all.emplace_back("optim." + kv.first, kv.second);
+  for (const auto& kv : ck.rng) all.emplace_back("rng." + kv.first, kv.second);
+  all.emplace_back("meta", bytes_tensor(ck.meta.dump()));
+  const std::string tmp = path + ".tmp";
+  pth_write(tmp, all);
+  publish(tmp, path);
+}
+
+RunCheckpoint load_run_checkpoint(const std::string& path) {
+  RunCheckpoint ck;
+  bool has_meta = false;
+  for (auto& kv : pth_read(path)) {
+    const std::string& k = kv.first;
+    if (k.rfind("model.", 0) == 0) ck.model.emplace_back(k.substr(6), kv.second);
+    else if (k.rfind("optim.", 0) == 0) ck.optim.emplace_back(k.substr(6), kv.second);
+    else if (k.rfind("rng.", 0) == 0) ck.rng.emplace_back(k.substr(4), kv.second);
+    else if (k == "meta") {
+      auto t = kv.second.contiguous();
+      const std::string s(reinterpret_cast<const char*>(t.data_ptr<uint8_t>()), t.numel());
+      try {
+        ck.meta = nlohmann::json::parse(s);
+      } catch (const nlohmann::json::exception& e) {
+        throw std::runtime_error(path + ": corrupt run metadata: " + e.what());
+      }
+      has_meta = true;
+    }
+  }
+  if (!has_meta || ck.model.empty())
+    throw std::runtime_error(path + ": not a run checkpoint (no 'meta' or 'model.*' entries)");
+  return ck;
+}
+
+NamedTensors capture_rng_states() {
+  NamedTensors out;
+  auto gen = at::detail::getDefaultCPUGenerator();
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    out.emplace_back("torch_cpu", gen.get_state());
+  }
+  return out;
+}
+
+void restore_rng_states(const NamedTensors& states) {
+  for (const auto& kv : states) {
+    if (kv.first == "torch_cpu") {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(kv.second);
+    }
+  }
+}
+
+}  // namespace sam::train

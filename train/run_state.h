@@ -1,0 +1,35 @@
+#pragma once
+// The run checkpoint: everything a training run needs to continue exactly where it stopped
+// (model, optimiser moments, step, every random generator, the loader's position, metrics so far),
+// in one torch.save-format file written atomically (temporary file, fsync, rename, fsync of the
+// folder), so that a kill at any moment leaves either the old or the new checkpoint, whole.
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <torch/types.h>
+
+#include "sam/pth_io.h"
+
+namespace sam::train {
+
+/// A run checkpoint's parts. Keys in the file: "model.<state-dict key>", "optim.<...>",
+/// "rng.<name>" (generator states as uint8), "meta" (UTF-8 JSON as uint8).
+struct RunCheckpoint {
+  NamedTensors model;
+  NamedTensors optim;
+  NamedTensors rng;
+  nlohmann::json meta;  ///< step, loader state, non-finite streak, ...
+};
+
+/// Writes atomically: `path`.tmp, fsync, rename over `path`, fsync of the parent folder.
+void save_run_checkpoint(const std::string& path, const RunCheckpoint& ck);
+/// Reads a file written by save_run_checkpoint. Throws naming the file when a part is missing.
+RunCheckpoint load_run_checkpoint(const std::string& path);
+/// Writes bytes to `path` atomically (same protocol), for small files like the resolved config.
+void write_file_atomic(const std::string& path, const std::string& bytes);
+/// The default CPU generator's state (and CUDA's when built with CUDA) as named tensors.
+NamedTensors capture_rng_states();
+/// Restores what capture_rng_states() returned.
+void restore_rng_states(const NamedTensors& states);
+
+}  // namespace sam::train

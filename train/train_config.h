@@ -1,0 +1,74 @@
+#pragma once
+// The training run's configuration: one YAML/JSON document (configs/*.yaml) over built-in
+// defaults, then `key.sub=value` overrides; unknown keys are rejected with the valid ones listed.
+// Every key is documented in docs/CONFIG.md.
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sam/config.h"
+#include "train/optim.h"
+#include "train/prompt_sim.h"
+#include "train/loss.h"
+
+namespace sam::train {
+
+struct DataConfig {
+  std::vector<std::string> train;  ///< dataset specs (see data/dataset.h), concatenated
+  std::string val;                 ///< dataset spec for periodic validation ("" = none)
+  int val_max_samples = 100;
+  int max_masks = 64;
+  double max_mask_area_frac = 0.9;
+  bool large_scale_jitter = false;
+  double lsj_min = 0.1, lsj_max = 2.0;
+  bool hflip = false;
+  int workers = 2;
+  int prefetch = 4;
+};
+
+struct RunConfig {
+  int64_t iterations = 90000;
+  int batch_size = 1;           ///< images per rank per optimiser step (per micro-step with grad_accum)
+  int grad_accum = 1;
+  uint64_t seed = 0;
+  std::string device = "cpu";
+  int threads = 0;
+  double clip_grad_norm = 0.0;  ///< 0 = off
+  bool activation_checkpointing = false;
+  std::string amp = "auto";     ///< auto (bf16 on CUDA), off, bf16
+  int max_nonfinite = 10;       ///< stop after this many non-finite losses in a row
+  int log_every = 10;
+  int val_every = 500;          ///< 0 = only at the end
+  int ckpt_every = 500;
+  double time_limit_min = 0;    ///< stop (with a checkpoint) after this many minutes; 0 = none
+  std::vector<int64_t> inject_nonfinite;  ///< testing aid: treat the loss at these steps as non-finite
+};
+
+struct InitConfig {
+  std::string kind = "random";  ///< random, sam (official/our .pth), mae (MAE ViT), run (a run dir)
+  std::string checkpoint;
+};
+
+struct TrainConfig {
+  std::string run_dir = "runs/default";
+  ModelConfig model;
+  std::string model_arch = "vit_b";
+  InitConfig init;
+  DataConfig data;
+  RunConfig train;
+  OptimOptions optim;
+  PromptSimOptions prompt;
+  LossWeights loss;
+  std::string loss_resolution = "full";  ///< full (S x S, the default) or low (4G x 4G)
+  nlohmann::json resolved;               ///< the whole resolved document (written to the run dir)
+};
+
+/// The defaults as a document: every valid key with its default value.
+nlohmann::json train_config_defaults();
+/// Loads `path` (may be empty: defaults only) over the defaults, applies overrides, validates.
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides);
+/// Parses a resolved document (as written to a run dir) without defaults merging.
+TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string& where);
+
+}  // namespace sam::train

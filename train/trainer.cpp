@@ -1,0 +1,570 @@
+#include "train/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <set>
+#include <thread>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "eval/plot.h"
+#include "eval/points.h"
+#include "sam/sam_model.h"
+#include "train/interactive.h"
+#include "train/optim.h"
+#include "train/run_state.h"
+
+namespace sam::train {
+
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------------------------------------
+// Datasets
+
+namespace {
+
+class ConcatDataset : public data::Dataset {
+ public:
+  explicit ConcatDataset(std::vector<std::shared_ptr<data::Dataset>> parts) : parts_(std::move(parts)) {
+    for (const auto& p : parts_) offsets_.push_back(total_ += p->size());
+  }
+  size_t size() const override { return total_; }
+  std::string sample_id(size_t i) const override {
+    auto [p, j] = locate(i);
+    return parts_[p]->sample_id(j);
+  }
+  data::Sample get(size_t i) const override {
+    auto [p, j] = locate(i);
+    return parts_[p]->get(j);
+  }
+  std::string describe() const override {
+    std::string s;
+    for (const auto& p : parts_) s += (s.empty() ? "" : " + ") + p->describe();
+    return s;
+  }
+  std::vector<std::string> warnings() const override {
+    std::vector<std::string> w;
+    for (const auto& p : parts_)
+      for (auto& x : p->warnings()) w.push_back(x);
+    return w;
+  }
+
+ private:
+  std::pair<size_t, size_t> locate(size_t i) const {
+    if (i >= total_) throw std::out_of_range("sample index " + std::to_string(i) + " >= " + std::to_string(total_));
+    size_t p = 0;
+    while (i >= offsets_[p]) ++p;
+    return {p, i - (p == 0 ? 0 : offsets_[p - 1])};
+  }
+  std::vector<std::shared_ptr<data::Dataset>> parts_;
+  std::vector<size_t> offsets_;
+  size_t total_ = 0;
+};
+
+std::string fmt(double v, int prec = 4) {
+  std::ostringstream o;
+  o << std::setprecision(prec) << v;
+  return o.str();
+}
+
+std::string fmt_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  std::ostringstream o;
+  if (t >= 3600) o << t / 3600 << "h" << std::setw(2) << std::setfill('0') << (t % 3600) / 60 << "m";
+  else if (t >= 60) o << t / 60 << "m" << std::setw(2) << std::setfill('0') << t % 60 << "s";
+  else o << t << "s";
+  return o.str();
+}
+
+}  // namespace
+
+std::shared_ptr<data::Dataset> open_train_datasets(const std::vector<std::string>& specs) {
+  if (specs.empty()) throw std::invalid_argument("data.train is empty: give at least one dataset spec");
+  std::vector<std::shared_ptr<data::Dataset>> parts;
+  for (const auto& s : specs) parts.push_back(data::make_dataset(s));
+  return parts.size() == 1 ? parts[0] : std::make_shared<ConcatDataset>(std::move(parts));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Initialisation and export
+
+nlohmann::json init_from_mae(torch::nn::Module& model, const std::string& path) {
+  namespace F = torch::nn::functional;
+  auto ckpt = pth_read(path);
+  // MAE releases wrap the weights in {"model": ...}; accept both.
+  bool wrapped = false;
+  for (const auto& kv : ckpt) wrapped = wrapped || kv.first.rfind("model.", 0) == 0;
+  auto own = state_dict(model);
+  std::map<std::string, torch::Tensor> target(own.begin(), own.end());
+  nlohmann::json report = {{"used", nlohmann::json::array()}, {"unexpected", nlohmann::json::array()}};
+  std::set<std::string> filled;
+  torch::NoGradGuard ng;
+  for (auto [key, t] : ckpt) {
+    if (wrapped) {
+      if (key.rfind("model.", 0) != 0) continue;
+      key = key.substr(6);
+    }
+    std::string name = "image_encoder." + key;
+    for (const auto& [from, to] : {std::pair<std::string, std::string>{".mlp.fc1.", ".mlp.lin1."}, {".mlp.fc2.", ".mlp.lin2."}}) {
+      const auto pos = name.find(from);
+      if (pos != std::string::npos) name.replace(pos, from.size(), to);
+    }
+    auto it = target.find(name);
+    if (it == target.end()) {
+      report["unexpected"].push_back(key);
+      continue;
+    }
+    auto dst = it->second;
+    auto src = t.to(torch::kFloat);
+    if (key == "pos_embed" && src.dim() == 3) {
+      // [1, 1 + n*n, C] with a class token -> drop it, grid n x n -> bicubic to the model's grid.
+      const int64_t tokens = src.size(1), C = src.size(2);
+      int64_t n = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens - 1))));
+      if (n * n != tokens - 1) n = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens))));
+      auto grid = src.narrow(1, tokens - n * n, n * n).reshape({1, n, n, C}).permute({0, 3, 1, 2});
+      const int64_t G = dst.size(1);
+      if (n != G)
+        grid = F::interpolate(grid, F::InterpolateFuncOptions().size(std::vector<int64_t>{G, G}).mode(torch::kBicubic).align_corners(false));
+      src = grid.permute({0, 2, 3, 1});
+    } else if (key == "patch_embed.proj.weight" && src.sizes() != dst.sizes() && src.dim() == 4) {
+      // Another patch size (MAE ViT-H is /14): resize the kernel (bicubic; approximate).
+      src = F::interpolate(src, F::InterpolateFuncOptions().size(std::vector<int64_t>{dst.size(2), dst.size(3)}).mode(torch::kBicubic).align_corners(false)) *
+            (static_cast<double>(t.size(2) * t.size(3)) / (dst.size(2) * dst.size(3)));
+    } else if ((key.find("rel_pos_h") != std::string::npos || key.find("rel_pos_w") != std::string::npos) &&
+               src.dim() == 2 && src.size(0) != dst.size(0)) {
+      src = F::interpolate(src.t().unsqueeze(0), F::InterpolateFuncOptions().size(std::vector<int64_t>{dst.size(0)}).mode(torch::kLinear).align_corners(false))
+                .squeeze(0)
+                .t();
+    }
+    if (src.sizes() != dst.sizes()) {
+      std::ostringstream msg;
+      msg << path << ": MAE key '" << key << "' has shape " << src.sizes() << " but the model's " << name << " is "
+          << dst.sizes();
+      throw std::runtime_error(msg.str());
+    }
+    dst.copy_(src);
+    filled.insert(name);
+    report["used"].push_back(key);
+  }
+  nlohmann::json missing = nlohmann::json::array();
+  for (const auto& kv : own)
+    if (kv.first.rfind("image_encoder.", 0) == 0 && !filled.count(kv.first)) missing.push_back(kv.first);
+  report["missing"] = missing;
+  if (filled.empty()) throw std::runtime_error(path + ": no MAE encoder weights found (expected patch_embed.*, blocks.N.*)");
+  return report;
+}
+
+void export_run(const std::string& run_dir, const std::string& out) {
+  const fs::path dir(run_dir);
+  NamedTensors weights;
+  if (fs::exists(dir / "checkpoint.pth")) {
+    weights = load_run_checkpoint((dir / "checkpoint.pth").string()).model;
+  } else if (fs::exists(dir / "model.pth")) {
+    weights = pth_read((dir / "model.pth").string());
+  } else {
+    throw std::runtime_error(run_dir + ": no checkpoint.pth or model.pth to export");
+  }
+  // Validate against the run's architecture before writing.
+  if (fs::exists(dir / "config.json")) {
+    std::ifstream in(dir / "config.json");
+    auto cfg = train_config_from_json(nlohmann::json::parse(in), (dir / "config.json").string());
+    Sam model(cfg.model);
+    load_state_dict(*model, weights, run_dir);
+  }
+  const std::string tmp = out + ".tmp";
+  pth_write(tmp, weights);
+  fs::rename(tmp, out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+struct Trainer::Impl {
+  TrainConfig cfg;
+  DistEnv env;
+  torch::Device device{torch::kCPU};
+  std::unique_ptr<Communicator> comm;
+  Sam model{nullptr};
+  std::unique_ptr<AdamW> optim;
+  std::shared_ptr<data::Dataset> train_set, val_set;
+  std::unique_ptr<data::Loader> loader;
+  fs::path dir;
+  std::ofstream log_file, metrics_file;
+  int64_t step = 0;
+  int nonfinite_streak = 0;
+  bool is_root() const { return comm->rank() == 0; }
+
+  void log(const std::string& line) {
+    if (!is_root()) return;
+    std::cout << line << std::endl;
+    if (log_file) log_file << line << std::endl;
+  }
+  void metric(const nlohmann::json& j) {
+    if (is_root() && metrics_file) metrics_file << j.dump() << std::endl;
+  }
+
+  void setup();
+  void init_weights();
+  void save_checkpoint();
+  nlohmann::json validate();
+  void write_curves();
+  int loop();
+};
+
+Trainer::Trainer(TrainConfig config, DistEnv env) : impl_(std::make_unique<Impl>()) {
+  impl_->cfg = std::move(config);
+  impl_->env = env;
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::Impl::init_weights() {
+  const auto& in = cfg.init;
+  if (in.kind == "sam") {
+    load_checkpoint(model, in.checkpoint);
+    log("init: loaded SAM weights from " + in.checkpoint);
+  } else if (in.kind == "run") {
+    const fs::path p = fs::is_directory(in.checkpoint) ? fs::path(in.checkpoint) / "checkpoint.pth" : fs::path(in.checkpoint);
+    load_state_dict(*model, load_run_checkpoint(p.string()).model, p.string());
+    log("init: loaded weights of run checkpoint " + p.string());
+  } else if (in.kind == "mae") {
+    auto r = init_from_mae(*model, in.checkpoint);
+    log("init: MAE encoder from " + in.checkpoint + ": " + std::to_string(r["used"].size()) + " keys used, " +
+        std::to_string(r["missing"].size()) + " encoder keys missing, " + std::to_string(r["unexpected"].size()) +
+        " unexpected");
+    for (const auto& k : r["missing"]) log("init:   missing " + k.get<std::string>());
+    for (const auto& k : r["unexpected"]) log("init:   unexpected " + k.get<std::string>());
+    metric({{"event", "init_mae"}, {"report", r}});
+  }
+}
+
+void Trainer::Impl::setup() {
+  device = torch::Device(cfg.train.device);
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw std::runtime_error("train.device " + cfg.train.device + ": CUDA is not available in this build");
+  comm = Communicator::create(env, device);
+  int threads = cfg.train.threads;
+  if (threads <= 0) {
+    // All cores, shared by the processes of this node.
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int local = env.world_size > 1 ? std::max(1, std::min(env.world_size, cores)) : 1;
+    threads = std::max(1, cores / local);
+  }
+  torch::set_num_threads(threads);
+
+  dir = cfg.run_dir;
+  if (is_root()) {
+    fs::create_directories(dir);
+    write_file_atomic((dir / "config.json").string(), cfg.resolved.dump(2) + "\n");
+    log_file.open(dir / "train.log", std::ios::app);
+    metrics_file.open(dir / "metrics.jsonl", std::ios::app);
+  }
+  comm->barrier();
+
+  // The same initial weights on every rank: seeded construction, then rank 0's broadcast.
+  torch::manual_seed(cfg.train.seed);
+  model = Sam(cfg.model);
+  model->to(device);
+  model->image_encoder->set_activation_checkpointing(cfg.train.activation_checkpointing);
+  optim = std::make_unique<AdamW>(make_param_groups(*model, cfg.model.depth, cfg.optim), cfg.optim);
+
+  data::LoaderState start;
+  const fs::path ck = dir / "checkpoint.pth";
+  if (fs::exists(ck)) {
+    auto state = load_run_checkpoint(ck.string());
+    load_state_dict(*model, state.model, ck.string());
+    optim->load_state(state.optim);
+    step = state.meta.at("step").get<int64_t>();
+    nonfinite_streak = state.meta.value("nonfinite_streak", 0);
+    start = data::LoaderState::from_json(state.meta.at("loader"));
+    // Generator states are per rank (drop path / dropout draws differ between ranks).
+    const std::string key = "rank" + std::to_string(comm->rank());
+    NamedTensors mine;
+    for (const auto& kv : state.rng)
+      if (kv.first.rfind(key + ".", 0) == 0) mine.emplace_back(kv.first.substr(key.size() + 1), kv.second);
+    restore_rng_states(mine);
+    log("resume: " + ck.string() + " at step " + std::to_string(step));
+  } else {
+    init_weights();
+    torch::manual_seed(cfg.train.seed * 1000003ULL + comm->rank());
+  }
+  {
+    std::vector<torch::Tensor> params;
+    for (auto& kv : state_dict(*model)) params.push_back(kv.second);
+    comm->broadcast(params, 0);
+  }
+
+  train_set = open_train_datasets(cfg.data.train);
+  for (const auto& w : train_set->warnings()) log("data warning: " + w);
+  data::LoaderOptions lo;
+  lo.image_size = cfg.model.img_size;
+  lo.max_masks = cfg.data.max_masks;
+  lo.max_mask_area_frac = cfg.data.max_mask_area_frac;
+  lo.large_scale_jitter = cfg.data.large_scale_jitter;
+  lo.lsj_min = cfg.data.lsj_min;
+  lo.lsj_max = cfg.data.lsj_max;
+  lo.hflip = cfg.data.hflip;
+  lo.workers = cfg.data.workers;
+  lo.prefetch = cfg.data.prefetch;
+  lo.seed = cfg.train.seed;
+  lo.rank = comm->rank();
+  lo.world_size = comm->world_size();
+  lo.log = [this](const std::string& line) { std::cerr << "rank " << comm->rank() << ": " << line << std::endl; };
+  loader = std::make_unique<data::Loader>(train_set, lo, start);
+  if (!cfg.data.val.empty()) val_set = data::make_dataset(cfg.data.val);
+  log("train: " + train_set->describe() + ", " + std::to_string(loader->shard_size()) + " samples per epoch on each of " +
+      std::to_string(comm->world_size()) + " rank(s) (" + comm->backend() + "), " + std::to_string(threads) + " thread(s)");
+}
+
+void Trainer::Impl::save_checkpoint() {
+  // Every rank's generator state goes into the one file rank 0 writes.
+  auto rng = capture_rng_states();
+  NamedTensors all_rng;
+  for (int r = 0; r < comm->world_size(); ++r) {
+    for (auto& kv : rng) {
+      auto t = kv.second.clone();
+      if (comm->world_size() > 1) {
+        std::vector<torch::Tensor> one{t.to(device)};
+        comm->broadcast(one, r);
+        t = one[0].to(torch::kCPU);
+      }
+      all_rng.emplace_back("rank" + std::to_string(r) + "." + kv.first, t);
+    }
+  }
+  if (is_root()) {
+    RunCheckpoint ck;
+    ck.model = state_dict(*model);
+    ck.optim = optim->state();
+    ck.rng = all_rng;
+    ck.meta = {{"step", step}, {"loader", loader->state().to_json()}, {"nonfinite_streak", nonfinite_streak},
+               {"world_size", comm->world_size()}};
+    save_run_checkpoint((dir / "checkpoint.pth").string(), ck);
+  }
+  comm->barrier();
+}
+
+nlohmann::json Trainer::Impl::validate() {
+  nlohmann::json j;
+  if (!val_set) return j;
+  if (is_root()) {
+    eval::PointsOptions po;
+    po.clicks = 1;
+    po.max_samples = cfg.data.val_max_samples;
+    po.resize = ResizeMode::kFast;
+    auto r = eval::evaluate_points(model, *val_set, po, device);
+    j = {{"event", "val"}, {"step", step}, {"n", r.n}, {"miou_1click", r.miou_1click},
+         {"miou_1click_oracle", r.miou_1click_oracle}};
+    log("val  step " + std::to_string(step) + " | 1-click mIoU " + fmt(r.miou_1click) + " | oracle " +
+        fmt(r.miou_1click_oracle) + " | n " + std::to_string(r.n));
+    metric(j);
+  }
+  model->train();
+  comm->barrier();
+  return j;
+}
+
+void Trainer::Impl::write_curves() {
+  if (!is_root()) return;
+  std::ifstream in(dir / "metrics.jsonl");
+  eval::PlotSeries loss{"loss", {}, {}}, first_iou{"IoU after round 1", {}, {}},
+      last_iou{"IoU after the last round", {}, {}}, val{"validation 1-click mIoU", {}, {}};
+  val.markers = true;
+  std::string line;
+  while (std::getline(in, line)) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) continue;  // a line cut short by a kill
+    const std::string ev = j.value("event", "");
+    if (ev == "train") {
+      const double s = j["step"].get<double>();
+      loss.x.push_back(s);
+      loss.y.push_back(j["loss"].get<double>());
+      first_iou.x.push_back(s);
+      first_iou.y.push_back(j["iou_round"].front().get<double>());
+      last_iou.x.push_back(s);
+      last_iou.y.push_back(j["iou_round"].back().get<double>());
+    } else if (ev == "val") {
+      val.x.push_back(j["step"].get<double>());
+      val.y.push_back(j["miou_1click"].get<double>());
+    }
+  }
+  eval::PlotOptions lp;
+  lp.title = "Training loss";
+  lp.x_label = "step";
+  lp.y_label = "loss (mean over masks and rounds)";
+  lp.legend_pos = eval::PlotOptions::LegendPos::kTopRight;
+  eval::PlotOptions ip;
+  ip.title = "Mask IoU during training";
+  ip.x_label = "step";
+  ip.y_label = "IoU";
+  ip.y_min = 0.0;
+  ip.y_max = 1.0;
+  std::vector<eval::PlotSeries> ious{first_iou, last_iou};
+  if (!val.x.empty()) ious.push_back(val);
+  write_file_atomic((dir / "loss.svg").string(), eval::svg_line_plot({loss}, lp));
+  write_file_atomic((dir / "iou.svg").string(), eval::svg_line_plot(ious, ip));
+}
+
+int Trainer::Impl::loop() {
+  const auto& tc = cfg.train;
+  StepOptions so;
+  so.prompt = cfg.prompt;
+  so.loss = cfg.loss;
+  so.loss_full_resolution = cfg.loss_resolution == "full";
+  so.seed = tc.seed;
+  const auto t_start = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(); };
+  const bool tty = is_root() && isatty(STDERR_FILENO);
+  const int64_t first_step = step;
+  double win_loss = 0, win_masks = 0, win_images = 0, win_time = 0;
+  std::vector<double> win_iou(cfg.prompt.rounds, 0.0);
+  int64_t win_steps = 0;
+  model->train();
+  while (step < tc.iterations) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double lr = lr_at(cfg.optim, step);
+    optim->zero_grad();
+    StepStats total;
+    total.iou_per_round.assign(cfg.prompt.rounds, 0.0);
+    bool finite = true;
+    int64_t images = 0;
+    for (int micro = 0; micro < tc.grad_accum; ++micro) {
+      StepBatch batch;
+      for (int b = 0; b < tc.batch_size; ++b) {
+        auto s = loader->next();
+        batch.images.push_back(s.image);
+        batch.masks.push_back(s.masks);
+        batch.keys.push_back(s.index);
+      }
+      images += tc.batch_size;
+      double local_masks = 0;
+      for (const auto& m : batch.masks) local_masks += static_cast<double>(m.size(0));
+      so.global_masks = comm->allreduce_sum({local_masks})[0] * tc.grad_accum;
+      so.step = step * tc.grad_accum + micro;
+      auto st = interactive_step(model, batch, so, device);
+      finite = finite && st.finite;
+      total.loss += st.loss;
+      total.focal += st.focal;
+      total.dice += st.dice;
+      total.iou_mse += st.iou_mse;
+      total.masks += st.masks;
+      for (size_t r = 0; r < st.iou_per_round.size(); ++r) total.iou_per_round[r] += st.iou_per_round[r];
+    }
+    for (int64_t s : cfg.train.inject_nonfinite)
+      if (s == step) finite = false;  // testing aid: simulate a non-finite loss at this step
+
+    // Global sums (one collective for the scalars), then the gradients.
+    std::vector<double> sums{total.loss, total.focal, total.dice, total.iou_mse, static_cast<double>(total.masks),
+                             finite ? 0.0 : 1.0};
+    for (double v : total.iou_per_round) sums.push_back(v);
+    sums = comm->allreduce_sum(sums);
+    const bool all_finite = sums[5] == 0.0;
+    if (!all_finite) {
+      optim->zero_grad();
+      ++nonfinite_streak;
+      log("step " + std::to_string(step) + ": non-finite loss, step skipped (" + std::to_string(nonfinite_streak) +
+          " in a row)");
+      metric({{"event", "nonfinite"}, {"step", step}, {"streak", nonfinite_streak}});
+      if (nonfinite_streak >= tc.max_nonfinite) {
+        log("stopping: " + std::to_string(nonfinite_streak) + " non-finite losses in a row (train.max_nonfinite)");
+        save_checkpoint();
+        return 2;
+      }
+      ++step;
+      continue;
+    }
+    nonfinite_streak = 0;
+    std::vector<torch::Tensor> grads;
+    for (const auto& g : optim->groups())
+      for (const auto& p : g.params)
+        if (p.grad().defined()) grads.push_back(p.mutable_grad());
+    comm->allreduce_sum(grads);
+    double grad_norm = 0;
+    {
+      torch::NoGradGuard ng;
+      auto sq = torch::zeros({}, torch::TensorOptions().device(device).dtype(torch::kDouble));
+      for (const auto& g : grads) sq += g.pow(2).sum().to(torch::kDouble);
+      grad_norm = std::sqrt(sq.item<double>());
+      if (tc.clip_grad_norm > 0 && grad_norm > tc.clip_grad_norm) {
+        const double scale = tc.clip_grad_norm / (grad_norm + 1e-6);
+        for (auto& g : grads) g.mul_(scale);
+      }
+    }
+    optim->step(lr);
+    ++step;
+
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double masks = sums[4];
+    win_loss += sums[0];
+    win_masks += masks;
+    win_images += static_cast<double>(images) * comm->world_size();
+    win_time += secs;
+    for (size_t r = 0; r < win_iou.size(); ++r) win_iou[r] += sums[6 + r];
+    ++win_steps;
+    if (step % tc.log_every == 0 || step == tc.iterations) {
+      nlohmann::json j = {{"event", "train"}, {"step", step}, {"loss", win_loss / win_steps}, {"lr", lr},
+                          {"grad_norm", grad_norm}, {"masks_per_step", win_masks / win_steps},
+                          {"images_per_s", win_images / std::max(win_time, 1e-9)}, {"sec_per_step", win_time / win_steps},
+                          {"elapsed_s", elapsed()}};
+      nlohmann::json ious = nlohmann::json::array();
+      for (double v : win_iou) ious.push_back(v / std::max(win_masks, 1.0));
+      j["iou_round"] = ious;
+      metric(j);
+      const double rate = (step - first_step) / std::max(elapsed(), 1e-9);
+      if (tty) std::cerr << "\r" << std::string(100, ' ') << "\r";
+      log("step " + std::to_string(step) + "/" + std::to_string(tc.iterations) + " | loss " + fmt(win_loss / win_steps) +
+          " | IoU r1 " + fmt(ious.front().get<double>(), 3) + " last " + fmt(ious.back().get<double>(), 3) + " | lr " +
+          fmt(lr, 3) + " | " + fmt(win_images / std::max(win_time, 1e-9), 3) + " img/s | ETA " +
+          fmt_duration((tc.iterations - step) / std::max(rate, 1e-9)));
+      win_loss = win_masks = win_images = win_time = 0;
+      std::fill(win_iou.begin(), win_iou.end(), 0.0);
+      win_steps = 0;
+    } else if (tty) {
+      const double rate = (step - first_step) / std::max(elapsed(), 1e-9);
+      const int width = 30;
+      const int done = static_cast<int>(width * static_cast<double>(step) / std::max<int64_t>(1, tc.iterations));
+      std::cerr << "\r[" << std::string(done, '#') << std::string(width - done, '.') << "] " << step << "/"
+                << tc.iterations << " ETA " << fmt_duration((tc.iterations - step) / std::max(rate, 1e-9)) << std::flush;
+    }
+    if (tc.ckpt_every > 0 && step % tc.ckpt_every == 0) save_checkpoint();
+    if (tc.val_every > 0 && step % tc.val_every == 0) validate();
+    if (tc.time_limit_min > 0) {
+      const double over = elapsed() >= tc.time_limit_min * 60 ? 1.0 : 0.0;
+      if (comm->allreduce_sum({over})[0] > 0) {
+        log("time limit of " + fmt(tc.time_limit_min) + " min reached at step " + std::to_string(step));
+        break;
+      }
+    }
+  }
+  if (tty) std::cerr << "\r" << std::string(100, ' ') << "\r";
+  save_checkpoint();
+  if (tc.val_every == 0 || step % tc.val_every != 0) validate();
+  if (is_root()) {
+    NamedTensors sd = state_dict(*model);
+    pth_write((dir / "model.pth.tmp").string(), sd);
+    fs::rename(dir / "model.pth.tmp", dir / "model.pth");
+    auto stats = loader->stats().to_json();
+    metric({{"event", "end"}, {"step", step}, {"loader", stats}, {"elapsed_s", elapsed()}});
+    log("done: step " + std::to_string(step) + ", loader " + stats.dump());
+    write_curves();
+  }
+  comm->barrier();
+  return 0;
+}
+
+int Trainer::run() {
+  impl_->setup();
+  return impl_->loop();
+}
+
+}  // namespace sam::train

@@ -1,0 +1,50 @@
+#pragma once
+// The training run (paper appendix A): data-parallel over c10d, resumable, with logs, metrics,
+// periodic validation, plots and atomic checkpoints in a run directory:
+//   <run_dir>/config.json      the resolved configuration
+//   <run_dir>/metrics.jsonl    one JSON line per logged step / validation
+//   <run_dir>/train.log        the readable log lines
+//   <run_dir>/checkpoint.pth   the latest run checkpoint (see train/run_state.h)
+//   <run_dir>/model.pth        the final weights in the official state-dict format
+//   <run_dir>/loss.svg, iou.svg  loss and IoU / validation curves, written at the end
+// A run resumes by itself when its directory holds checkpoint.pth.
+#include <memory>
+#include <string>
+
+#include "train/distributed.h"
+#include "train/train_config.h"
+
+namespace sam::data {
+class Dataset;
+}
+
+namespace sam::train {
+
+/// Concatenates the datasets of `specs` (data::make_dataset spec strings).
+std::shared_ptr<data::Dataset> open_train_datasets(const std::vector<std::string>& specs);
+
+class Trainer {
+ public:
+  Trainer(TrainConfig config, DistEnv env);
+  ~Trainer();
+  /// Trains until `train.iterations` (or the time limit). Returns 0 on success, 2 when stopped for
+  /// repeated non-finite losses. Throws on setup errors (bad data spec, checkpoint mismatch).
+  int run();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Writes the model weights of a run's checkpoint (or final model.pth) as an official-format
+/// state dict to `out` (Python's torch.load returns an OrderedDict with the official key names).
+void export_run(const std::string& run_dir, const std::string& out);
+
+/// Initialises model weights from an MAE-pretrained ViT checkpoint: patch_embed.proj.*, blocks.N.*
+/// (timm's mlp.fc1/fc2 mapped to lin1/lin2), pos_embed with its class token dropped and bicubically
+/// interpolated to the model's grid; a patch-embedding kernel of another size is resized.
+/// Returns a report of the keys used, missing (model keys left at their initialisation) and
+/// unexpected (checkpoint keys ignored).
+nlohmann::json init_from_mae(torch::nn::Module& model, const std::string& path);
+
+}  // namespace sam::train
