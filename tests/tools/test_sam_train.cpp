@@ -1,0 +1,220 @@
+// sam_train end to end on a small synthetic SA-1B folder with the tiny architecture: exact resume
+// after SIGKILL, 2 Gloo processes under torchrun against 1 process with the same global batch,
+// non-finite steps, bad samples, config errors and export.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "sam/pth_io.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string& synth_dir() {
+  static const std::string dir = [] {
+    auto d = sam_test::temp_dir("train_synth") / "sa1b";
+    const std::string cmd = (sam_test::bin_dir() / "sam_data").string() + " synth " + d.string() +
+                            " --images 8 --seed 3 --size 160x120 --min-objects 2 --max-objects 4";
+    std::string out;
+    if (sam_test::run_command(cmd, &out) != 0) throw std::runtime_error("synth failed: " + out);
+    return d.string();
+  }();
+  return dir;
+}
+
+// A small, fast configuration: tiny model, 4 masks per image, 3 rounds.
+std::string base_args(const fs::path& run_dir) {
+  return "--config " + (sam_test::source_dir() / "configs" / "tiny.yaml").string() + " --run-dir " + run_dir.string() +
+         " data.train=[sa1b:" + synth_dir() + "] 'data.val=\"\"' data.max_masks=4 data.workers=1 train.batch_size=2"
+         " prompt.rounds=3 prompt.mask_only_rounds=1 train.log_every=1 train.val_every=0 train.threads=1"
+         " optim.warmup_iters=2";
+}
+
+std::string sam_train() { return (sam_test::bin_dir() / "sam_train").string(); }
+
+// The last logged loss of each step (a resumed run logs the steps after its checkpoint again).
+std::map<int64_t, double> losses(const fs::path& run_dir) {
+  std::map<int64_t, double> out;
+  std::ifstream in(run_dir / "metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && j.value("event", "") == "train") out[j["step"].get<int64_t>()] = j["loss"].get<double>();
+  }
+  return out;
+}
+
+std::vector<nlohmann::json> events(const fs::path& run_dir, const std::string& ev) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run_dir / "metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && j.value("event", "") == ev) out.push_back(j);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("sam_train: a run killed at any moment resumes to the same losses, bit for bit", "[tools][train]") {
+  const auto root = sam_test::temp_dir("train_resume");
+  // The uninterrupted reference.
+  std::string out;
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "ref") + " train.iterations=8 train.ckpt_every=3", &out) == 0);
+  const auto ref = losses(root / "ref");
+  REQUIRE(ref.size() == 8);
+  REQUIRE(fs::exists(root / "ref" / "model.pth"));
+
+  // The same run, SIGKILLed once its first checkpoint exists (at a step between checkpoints or
+  // during the next checkpoint write, wherever it happens to be), then restarted.
+  const fs::path run = root / "killed";
+  const std::string args = base_args(run) + " train.iterations=8 train.ckpt_every=3";
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const std::string cmd = "exec " + sam_train() + " " + args + " > " + (root / "killed.log").string() + " 2>&1";
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  while (!fs::exists(run / "checkpoint.pth") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));  // into the next steps
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE(fs::exists(run / "checkpoint.pth"));
+  const auto before = losses(run);
+  INFO("steps logged before the kill: " << before.size());
+  REQUIRE(before.size() < 8);  // it really was interrupted
+  REQUIRE(sam_test::run_command(sam_train() + " " + args, &out) == 0);
+  INFO(out);
+  CHECK(out.find("resume:") != std::string::npos);
+  const auto resumed = losses(run);
+  REQUIRE(resumed.size() == 8);
+  for (const auto& [step, loss] : ref) {
+    INFO("step " << step);
+    CHECK(resumed.at(step) == loss);  // exactly: same bits
+  }
+  // The final weights agree too.
+  auto a = sam::pth_read((root / "ref" / "model.pth").string());
+  auto b = sam::pth_read((run / "model.pth").string());
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) CHECK(torch::equal(a[i].second, b[i].second));
+}
+
+TEST_CASE("sam_train: 2 Gloo processes under torchrun give the losses of 1 process with the same global batch",
+          "[tools][train][dist]") {
+  if (sam_test::run_command("/usr/bin/python3 -c 'import torch.distributed.run'") != 0) {
+    WARN("torchrun (python3-torch) is not installed: skipped");
+    return;
+  }
+  const auto root = sam_test::temp_dir("train_dist");
+  const std::string extra = " train.iterations=4 train.ckpt_every=0";
+  std::string out;
+  // One process, 2 images per step.
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "one") + extra, &out) == 0);
+  // Two processes, 1 image each: the same 2 images per step (the sampler strides by rank).
+  const std::string torchrun =
+      "OMP_NUM_THREADS=1 /usr/bin/python3 -m torch.distributed.run --nproc_per_node=2 --no_python -r 1 -t 1 "
+      "--master_port=" + std::to_string(29500 + ::getpid() % 2000) + " ";
+  const int rc = sam_test::run_command(torchrun + sam_train() + " " + base_args(root / "two") + extra + " train.batch_size=1", &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK(out.find("gloo") != std::string::npos);
+  const auto one = losses(root / "one"), two = losses(root / "two");
+  REQUIRE(one.size() == 4);
+  REQUIRE(two.size() == 4);
+  for (const auto& [step, loss] : one) {
+    INFO("step " << step);
+    // Only the summation order of the gradient all-reduce differs.
+    CHECK(two.at(step) == Approx(loss).epsilon(1e-4));
+  }
+  auto a = sam::pth_read((root / "one" / "model.pth").string());
+  auto b = sam::pth_read((root / "two" / "model.pth").string());
+  REQUIRE(a.size() == b.size());
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, (a[i].second - b[i].second).abs().max().item<double>());
+  CHECK(worst < 1e-3);
+}
+
+TEST_CASE("sam_train: non-finite steps are skipped, logged, and stop the run after max_nonfinite in a row",
+          "[tools][train]") {
+  const auto root = sam_test::temp_dir("train_nonfinite");
+  std::string out;
+  // Steps 1 and 3 are non-finite: skipped, the run goes on.
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "a") +
+                                    " train.iterations=5 train.ckpt_every=0 train.inject_nonfinite=[1,3]",
+                                &out) == 0);
+  auto nf = events(root / "a", "nonfinite");
+  REQUIRE(nf.size() == 2);
+  CHECK(nf[0]["step"] == 1);
+  CHECK(nf[1]["step"] == 3);
+  CHECK(losses(root / "a").size() == 3);
+  // Three in a row with max_nonfinite=3: the run stops with status 2 and keeps a checkpoint.
+  const int rc = sam_test::run_command(sam_train() + " " + base_args(root / "b") +
+                                           " train.iterations=9 train.ckpt_every=0 train.max_nonfinite=3"
+                                           " train.inject_nonfinite=[2,3,4]",
+                                       &out);
+  INFO(out);
+  CHECK(rc == 2);
+  CHECK(out.find("non-finite losses in a row") != std::string::npos);
+  CHECK(fs::exists(root / "b" / "checkpoint.pth"));
+}
+
+TEST_CASE("sam_train: an unreadable image is skipped and counted", "[tools][train]") {
+  const auto root = sam_test::temp_dir("train_badsample");
+  const fs::path data = root / "sa1b";
+  fs::create_directories(data);
+  for (const auto& e : fs::directory_iterator(synth_dir())) fs::copy(e.path(), data / e.path().filename());
+  // Corrupt one image (its JSON stays valid).
+  std::string victim;
+  for (const auto& e : fs::directory_iterator(data))
+    if (e.path().extension() == ".jpg") victim = e.path().string();
+  REQUIRE(!victim.empty());
+  std::ofstream(victim, std::ios::binary | std::ios::trunc) << "not a jpeg";
+  std::string out;
+  const int rc = sam_test::run_command(sam_train() + " " + base_args(root / "run") + " data.train=[sa1b:" +
+                                           data.string() + "] train.iterations=6 train.ckpt_every=0",
+                                       &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  auto end = events(root / "run", "end");
+  REQUIRE(end.size() == 1);
+  int64_t skipped = 0;
+  for (const auto& kv : end[0]["loader"]["skipped"].items()) skipped += kv.value().get<int64_t>();
+  CHECK(skipped >= 1);
+  CHECK(out.find(fs::path(victim).filename().string()) != std::string::npos);  // named in the log
+}
+
+TEST_CASE("sam_train: config errors name the key; export writes the official format", "[tools][train]") {
+  const auto root = sam_test::temp_dir("train_cfg");
+  std::string out;
+  CHECK(sam_test::run_command(sam_train() + " " + base_args(root / "r") + " optim.lrr=1", &out) != 0);
+  CHECK(out.find("optim.lrr") != std::string::npos);
+  CHECK(out.find("lr") != std::string::npos);
+  CHECK(sam_test::run_command(sam_train() + " --config " + (root / "missing.yaml").string(), &out) != 0);
+  CHECK(out.find("missing.yaml") != std::string::npos);
+
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "r") + " train.iterations=2 train.ckpt_every=1", &out) == 0);
+  for (const char* f : {"config.json", "metrics.jsonl", "train.log", "checkpoint.pth", "model.pth", "loss.svg", "iou.svg"})
+    CHECK(fs::exists(root / "r" / f));
+  REQUIRE(sam_test::run_command(sam_train() + " export " + (root / "r").string() + " " + (root / "out.pth").string(), &out) == 0);
+  auto sd = sam::pth_read((root / "out.pth").string());
+  bool has = false;
+  for (const auto& kv : sd) has = has || kv.first == "mask_decoder.iou_token.weight";
+  CHECK(has);
+  CHECK(sd.size() == sam::pth_read((root / "r" / "model.pth").string()).size());
+}
