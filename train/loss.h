@@ -24,6 +24,15 @@ torch::Tensor dice_loss(const torch::Tensor& logits, const torch::Tensor& target
 /// empty, as SAM 2's trainer): [N, M, H, W] and broadcastable targets -> [N, M] (no gradient).
 torch::Tensor actual_iou(const torch::Tensor& logits, const torch::Tensor& targets);
 
+/// The three per-mask terms at once, in two passes over the pixels (forward: sums; backward:
+/// recomputed per pixel): focal [N, M] (differentiable), dice [N, M] (differentiable) and
+/// actual IoU [N, M] (no gradient), equal to focal_loss, dice_loss and actual_iou. logits: float
+/// [N, M, H, W] on the CPU; targets: [N, H, W] with values in {0, 1} (any dtype), shared by the
+/// M candidates. Saves the ~20 full-size temporaries of the composed version, which dominate a
+/// training step at full resolution on a CPU.
+std::vector<torch::Tensor> fused_mask_losses(const torch::Tensor& logits, const torch::Tensor& targets,
+                                             double alpha, double gamma);
+
 /// Losses of one round for N masks with M candidates each.
 struct RoundLoss {
   torch::Tensor total;   ///< scalar: sum over masks of (w_f focal + w_d dice + w_i iou_mse) of the best candidate

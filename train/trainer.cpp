@@ -15,6 +15,7 @@
 
 #include <torch/torch.h>
 
+#include "data/bench.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "eval/plot.h"
@@ -426,7 +427,7 @@ int Trainer::Impl::loop() {
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(); };
   const bool tty = is_root() && isatty(STDERR_FILENO);
   const int64_t first_step = step;
-  double win_loss = 0, win_masks = 0, win_images = 0, win_time = 0;
+  double win_loss = 0, win_masks = 0, win_images = 0, win_time = 0, win_data = 0;
   std::vector<double> win_iou(cfg.prompt.rounds, 0.0);
   int64_t win_steps = 0;
   model->train();
@@ -440,6 +441,7 @@ int Trainer::Impl::loop() {
     int64_t images = 0;
     for (int micro = 0; micro < tc.grad_accum; ++micro) {
       StepBatch batch;
+      const auto td = std::chrono::steady_clock::now();
       for (int b = 0; b < tc.batch_size; ++b) {
         auto s = loader->next();
         batch.images.push_back(s.image);
@@ -447,6 +449,7 @@ int Trainer::Impl::loop() {
         batch.keys.push_back(s.index);
       }
       images += tc.batch_size;
+      win_data += std::chrono::duration<double>(std::chrono::steady_clock::now() - td).count();
       double local_masks = 0;
       for (const auto& m : batch.masks) local_masks += static_cast<double>(m.size(0));
       so.global_masks = comm->allreduce_sum({local_masks})[0] * tc.grad_accum;
@@ -515,6 +518,7 @@ int Trainer::Impl::loop() {
       nlohmann::json j = {{"event", "train"}, {"step", step}, {"loss", win_loss / win_steps}, {"lr", lr},
                           {"grad_norm", grad_norm}, {"masks_per_step", win_masks / win_steps},
                           {"images_per_s", win_images / std::max(win_time, 1e-9)}, {"sec_per_step", win_time / win_steps},
+                          {"data_wait_s", win_data / win_steps},
                           {"elapsed_s", elapsed()}};
       nlohmann::json ious = nlohmann::json::array();
       for (double v : win_iou) ious.push_back(v / std::max(win_masks, 1.0));
@@ -524,9 +528,10 @@ int Trainer::Impl::loop() {
       if (tty) std::cerr << "\r" << std::string(100, ' ') << "\r";
       log("step " + std::to_string(step) + "/" + std::to_string(tc.iterations) + " | loss " + fmt(win_loss / win_steps) +
           " | IoU r1 " + fmt(ious.front().get<double>(), 3) + " last " + fmt(ious.back().get<double>(), 3) + " | lr " +
-          fmt(lr, 3) + " | " + fmt(win_images / std::max(win_time, 1e-9), 3) + " img/s | ETA " +
+          fmt(lr, 3) + " | " + fmt(win_images / std::max(win_time, 1e-9), 3) + " img/s | data " +
+          fmt(100.0 * win_data / std::max(win_time, 1e-9), 2) + "% | ETA " +
           fmt_duration((tc.iterations - step) / std::max(rate, 1e-9)));
-      win_loss = win_masks = win_images = win_time = 0;
+      win_loss = win_masks = win_images = win_time = win_data = 0;
       std::fill(win_iou.begin(), win_iou.end(), 0.0);
       win_steps = 0;
     } else if (tty) {
@@ -554,8 +559,9 @@ int Trainer::Impl::loop() {
     pth_write((dir / "model.pth.tmp").string(), sd);
     fs::rename(dir / "model.pth.tmp", dir / "model.pth");
     auto stats = loader->stats().to_json();
-    metric({{"event", "end"}, {"step", step}, {"loader", stats}, {"elapsed_s", elapsed()}});
-    log("done: step " + std::to_string(step) + ", loader " + stats.dump());
+    const double peak = data::peak_rss_mib();
+    metric({{"event", "end"}, {"step", step}, {"loader", stats}, {"elapsed_s", elapsed()}, {"peak_rss_mib", peak}});
+    log("done: step " + std::to_string(step) + ", loader " + stats.dump() + ", peak memory " + fmt(peak, 5) + " MiB");
     write_curves();
   }
   comm->barrier();

@@ -105,12 +105,15 @@ TEST_CASE("activation checkpointing gives the same gradients", "[train][step]") 
   }
 }
 
-TEST_CASE("repeated steps fit a fixed batch", "[.fit]") {
+TEST_CASE("repeated steps fit a fixed batch", "[train][step]") {
+  // From random weights the model first learns that most pixels are background (the IoU of the
+  // thresholded masks falls) and only then the objects: about 60-90 steps on this batch.
   torch::manual_seed(2);
+  torch::set_num_threads(2);
   sam::Sam model(tiny());
   model->train();
   OptimOptions oo;
-  oo.lr = 1e-3;
+  oo.lr = 2e-3;
   oo.warmup_iters = 5;
   oo.layer_decay = 1.0;
   AdamW opt(make_param_groups(*model, model->config.depth, oo), oo);
@@ -118,25 +121,27 @@ TEST_CASE("repeated steps fit a fixed batch", "[.fit]") {
   o.prompt.rounds = 3;
   o.prompt.mask_only_rounds = 1;
   auto batch = make_batch();
-  double first = 0, last = 0, first_iou = 0, last_iou = 0;
-  for (int s = 0; s < 40; ++s) {
+  batch.images.resize(1);
+  batch.masks.resize(1);
+  batch.keys.resize(1);
+  double first = 0, last = 0, last_iou = 0;
+  std::vector<double> iou_first_rounds;
+  const int steps = 130;
+  for (int s = 0; s < steps; ++s) {
     o.step = s;
     opt.zero_grad();
     auto st = interactive_step(model, batch, o, torch::kCPU);
     REQUIRE(st.finite);
     opt.step(lr_at(oo, s));
-    if (s < 3) {
-      first += st.loss / 3;
-      first_iou += st.iou_per_round.back() / st.masks / 3;
-    }
-    if (s >= 37) {
-      last += st.loss / 3;
-      last_iou += st.iou_per_round.back() / st.masks / 3;
+    if (s < 3) first += st.loss / 3;
+    if (s >= steps - 5) {
+      last += st.loss / 5;
+      for (double v : st.iou_per_round) last_iou += v / st.masks / st.rounds / 5;
     }
   }
-  INFO("loss " << first << " -> " << last << ", final-round IoU " << first_iou << " -> " << last_iou);
-  CHECK(last < 0.6 * first);
-  CHECK(last_iou > first_iou + 0.2);
+  INFO("loss " << first << " -> " << last << ", IoU over the rounds at the end " << last_iou);
+  CHECK(last < 0.3 * first);
+  CHECK(last_iou > 0.4);  // from about 0.05 at random initialisation
 }
 
 TEST_CASE("explore: long fit", "[.explore]") {
@@ -193,4 +198,33 @@ TEST_CASE("explore: profile one step", "[.profile]") {
   t0 = std::chrono::steady_clock::now();
   interactive_step(model, batch, o, torch::kCPU);
   std::cout << "step: " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s\n";
+}
+
+TEST_CASE("explore: profile the reference configuration", "[.profile1]") {
+  // 8 images, one mask each, one point, one round (the plain PyTorch loop it is compared with).
+  torch::set_num_threads(2);
+  torch::manual_seed(2);
+  sam::Sam model(tiny());
+  model->train();
+  StepOptions o;
+  o.prompt.rounds = 1;
+  o.prompt.mask_only_rounds = 0;
+  o.prompt.prob_box = 0;
+  StepBatch batch;
+  for (int i = 0; i < 4; ++i) {
+    auto b = make_batch();
+    for (int j = 0; j < 2; ++j) {
+      batch.images.push_back(b.images[j]);
+      batch.masks.push_back(b.masks[j].narrow(0, 0, 1).contiguous());
+      batch.keys.push_back(i * 2 + j);
+    }
+  }
+  for (int i = 0; i < 2; ++i) interactive_step(model, batch, o, torch::kCPU);  // warm-up
+  {
+    torch::autograd::profiler::RecordProfile guard("/tmp/step_trace1.json");
+    interactive_step(model, batch, o, torch::kCPU);
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) interactive_step(model, batch, o, torch::kCPU);
+  std::cout << "step: " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 5 << " s\n";
 }

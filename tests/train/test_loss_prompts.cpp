@@ -202,3 +202,28 @@ TEST_CASE("corrective clicks come from the error region with the right label", "
     CHECK(lab[0].item<int64_t>() == 0);
   }
 }
+
+TEST_CASE("the fused CPU losses equal the composed ones, values and gradients", "[train][loss]") {
+  torch::manual_seed(11);
+  for (double alpha : {0.25, -1.0}) {
+    for (double gamma : {2.0, 1.5}) {
+      INFO("alpha " << alpha << " gamma " << gamma);
+      auto x0 = torch::randn({3, 2, 17, 23}) * 4;
+      auto t = torch::rand({3, 17, 23}) > 0.7;
+      auto wf = torch::rand({3, 2}), wd = torch::rand({3, 2});
+      wf[1][0] = 0;  // an unsupervised candidate
+      wd[1][0] = 0;
+      auto xa = x0.clone().requires_grad_(true), xb = x0.clone().requires_grad_(true);
+      auto fa = focal_loss(xa, t.unsqueeze(1), alpha, gamma), da = dice_loss(xa, t.unsqueeze(1));
+      auto ia = actual_iou(xa, t.unsqueeze(1));
+      auto fb = fused_mask_losses(xb, t, alpha, gamma);
+      CHECK(torch::allclose(fa, fb[0], 1e-5, 1e-6));
+      CHECK(torch::allclose(da, fb[1], 1e-5, 1e-6));
+      CHECK(torch::allclose(ia, fb[2]));
+      ((fa * wf).sum() + (da * wd).sum()).backward();
+      ((fb[0] * wf).sum() + (fb[1] * wd).sum()).backward();
+      CHECK(torch::allclose(xa.grad(), xb.grad(), 1e-4, 1e-7));
+      CHECK(xb.grad()[1][0].abs().max().item<float>() == 0.f);
+    }
+  }
+}
