@@ -361,7 +361,7 @@ TEST_CASE("berkeley: 96 benchmark samples, 100 with the suffixed extra objects")
       CHECK(cv::norm(all->get(i).mask(0), main.mask(0), cv::NORM_L1) > 100);
 }
 
-TEST_CASE("davis and folder: id maps give one sample per object; suffix pairing; options") {
+TEST_CASE("davis and folder: id maps give one sample per object, suffix pairing, options") {
   const auto dir = sam_test::temp_dir("folders");
   // DAVIS-style: img/ + gt/ with three colour-coded objects and a void colour.
   cv::Mat img(20, 30, CV_8UC3, cv::Scalar(10, 20, 30)), gt(20, 30, CV_8UC3, cv::Scalar(0, 0, 0));

@@ -186,7 +186,7 @@ TEST_CASE("loader: output shapes, mask limits and values") {
   }
 }
 
-TEST_CASE("loader: crowd, empty and over-90% masks are dropped; masks align with the image") {
+TEST_CASE("loader: crowd, empty and over-90% masks are dropped and masks align with the image") {
   const auto dir = sam_test::temp_dir("loader_filter");
   // A 40 x 60 image whose red channel is the one usable mask.
   cv::Mat img(40, 60, CV_8UC3, cv::Scalar(0, 0, 0));
@@ -216,7 +216,7 @@ TEST_CASE("loader: crowd, empty and over-90% masks are dropped; masks align with
   fs::remove_all(dir);
 }
 
-TEST_CASE("loader: each kind of bad sample is skipped, counted and logged once; the run goes on") {
+TEST_CASE("loader: each kind of bad sample is skipped, counted and logged once, the run goes on") {
   const auto dir = sam_test::temp_dir("loader_bad");
   for (const auto& e : fs::directory_iterator(clean_dir()))
     fs::copy_file(e.path(), dir / e.path().filename());

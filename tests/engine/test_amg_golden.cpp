@@ -155,7 +155,7 @@ TEST_CASE("generator: the paper's area filter and explicit point grids", "[amg]"
   CHECK_THROWS_AS(bad.validate(), std::invalid_argument);
 }
 
-TEST_CASE("records: JSON forms round-trip; options JSON is strict", "[amg]") {
+TEST_CASE("records: JSON forms round-trip and options JSON is strict", "[amg]") {
   AmgMask m;
   const uint8_t px[6] = {0, 1, 1, 0, 1, 0};
   m.segmentation = sam::mask::rle_encode(px, 2, 3);

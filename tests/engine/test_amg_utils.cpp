@@ -105,7 +105,7 @@ TEST_CASE("calculate_stability_score: counts above thr+off over counts above thr
   CHECK(std::isnan(calculate_stability_score(empty, 0.0, 1.0).item<float>()));
 }
 
-TEST_CASE("mask_to_box: inclusive maxima; empty masks give zeros", "[amg]") {
+TEST_CASE("mask_to_box: inclusive maxima, empty masks give zeros", "[amg]") {
   auto m = torch::tensor({0, 1, 1, 0, 1, 0}, torch::kBool).view({1, 2, 3});
   auto b = batched_mask_to_box(m);
   REQUIRE(b.sizes() == torch::IntArrayRef({1, 4}));

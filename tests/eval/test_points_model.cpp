@@ -41,7 +41,7 @@ void check_sane(const PointsResult& r, int clicks) {
 
 }  // namespace
 
-TEST_CASE("points on GrabCut with the golden model; workers give the same numbers",
+TEST_CASE("points on GrabCut with the golden model, workers give the same numbers",
           "[eval][points][model]") {
   const auto model = golden_model();
   const auto ds =

@@ -120,7 +120,7 @@ TEST_CASE("sam_amg writes the golden masks as an SA-1B file and a PNG folder", "
   fs::remove_all(out);
 }
 
-TEST_CASE("sam_amg: folders skip unreadable files; bad input fails", "[tools]") {
+TEST_CASE("sam_amg: folders skip unreadable files and bad input fails", "[tools]") {
   const auto dir = sam_test::temp_dir("sam_amg_folder");
   const auto in = dir / "in";
   fs::create_directories(in / "sub");

@@ -1,6 +1,7 @@
 // sam_annotate through its HTTP API, as a browser or script would use it: the page, the images and
 // every path escape we could think of, clicks -> masks, accept/read back/delete, exports (page and
-// command line), the token and same-origin guards, and a stream of garbage that must not crash it.
+// command line), the token and same-origin guards, a stream of garbage that must not crash it, and
+// the browser test of tests/e2e in headless Chromium.
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -225,7 +226,7 @@ TEST_CASE("sam_annotate: page, images, and no way out of the image folder", "[to
   CHECK(server.alive());
 }
 
-TEST_CASE("sam_annotate: clicks give masks; bad prompts get 4xx with a message",
+TEST_CASE("sam_annotate: clicks give masks, bad prompts get 4xx with a message",
           "[tools][annotate]") {
   const auto dir = make_folder("annotate_api_predict");
   Server server(dir);
@@ -531,4 +532,27 @@ TEST_CASE("sam_annotate: a stream of garbage never brings it down", "[tools][ann
   REQUIRE(server.alive());
   auto c = server.client();
   CHECK(c.Get("/api/info")->status == 200);
+}
+
+// The issue's browser check, tests/e2e/annotate.e2e.js, in the suite: headless Chromium opens the
+// page, clicks, picks, brushes, accepts, reloads, exports. It needs node, Debian's chromium and
+// `npm ci --prefix tests/e2e` (playwright-core); without them it is reported as skipped.
+TEST_CASE("sam_annotate: the page in headless Chromium (tests/e2e)", "[tools][e2e]") {
+  const fs::path script = sam_test::source_dir() / "tests" / "e2e" / "annotate.e2e.js";
+  const fs::path playwright = sam_test::source_dir() / "tests" / "e2e" / "node_modules" /
+                              "playwright-core" / "package.json";
+  if (sam_test::run_command("command -v node") != 0 || !fs::exists("/usr/bin/chromium") ||
+      !fs::exists(playwright)) {
+    WARN("skipped: needs node, /usr/bin/chromium and `npm ci --prefix tests/e2e`");
+    return;
+  }
+  std::string out;
+  const int rc = sam_test::run_command("node " + script.string() + " --bin " +
+                                           (sam_test::bin_dir() / "sam_annotate").string() +
+                                           " --shared " + sam_test::shared_dir().string(),
+                                       &out);
+  INFO(out);
+  CHECK(out.find("not ok") == std::string::npos);
+  CHECK(out.find(" passed, 0 failed") != std::string::npos);
+  CHECK(rc == 0);
 }

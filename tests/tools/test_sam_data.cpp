@@ -85,7 +85,7 @@ TEST_CASE("sam_data: validate passes on coco-to-sa1b conversions of COCO_Tiny (t
   fs::remove_all(dir);
 }
 
-TEST_CASE("sam_data: rle encode prints cocoapi's string; decode writes the mask back") {
+TEST_CASE("sam_data: rle encode prints cocoapi's string and decode writes the mask back") {
   const auto dir = sam_test::temp_dir("tool_rle");
   // Column-major runs of this 2 x 3 mask: 2 zeros, 3 ones, 1 zero -> "231" (the issue's string).
   cv::Mat m = (cv::Mat_<uint8_t>(2, 3) << 0, 255, 255, 0, 255, 0);
@@ -105,7 +105,7 @@ TEST_CASE("sam_data: rle encode prints cocoapi's string; decode writes the mask 
 }
 
 TEST_CASE(
-    "sam_data: synth is byte-deterministic; its tar shard validates; info, show, export-coco") {
+    "sam_data: synth is byte-deterministic, its tar shard validates, info, show, export-coco") {
   const auto dir = sam_test::temp_dir("tool_synth");
   std::string out;
   for (const char* name : {"a", "b"})

@@ -199,7 +199,7 @@ TEST_CASE("sam_train: an unreadable image is skipped and counted", "[tools][trai
   CHECK(out.find(fs::path(victim).filename().string()) != std::string::npos);  // named in the log
 }
 
-TEST_CASE("sam_train: config errors name the key; export writes the official format", "[tools][train]") {
+TEST_CASE("sam_train: config errors name the key, and export writes the official format", "[tools][train]") {
   const auto root = sam_test::temp_dir("train_cfg");
   std::string out;
   CHECK(sam_test::run_command(sam_train() + " " + base_args(root / "r") + " optim.lrr=1", &out) != 0);

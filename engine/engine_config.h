@@ -1,0 +1,75 @@
+#pragma once
+// The data engine's configuration (configs/engine.yaml): one YAML/JSON document over built-in
+// defaults, then `key.sub=value` overrides; unknown keys are rejected with the valid ones listed
+// (data/config_file.h). Every key is documented in docs/ENGINE.md.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/amg/generator.h"
+#include "engine/annotator_sim.h"
+#include "engine/box_detector.h"
+
+namespace sam::engine {
+
+/// How the model is retrained on the masks collected so far (each round is a short train::Trainer
+/// run initialised from the current checkpoint).
+struct RetrainConfig {
+  std::string config;       ///< base training configuration (.yaml/.json; "" = trainer defaults)
+  int64_t iterations = 20;  ///< optimiser steps per round
+  int batch_size = 1;
+  int max_masks = 8;  ///< masks per image per step
+  double lr = 1e-4;
+  int64_t warmup_iters = 2;
+  int prompt_rounds = 4;               ///< simulated interactive rounds per mask (paper: 11)
+  std::vector<std::string> overrides;  ///< more training-config key=value overrides, applied last
+};
+
+struct ManualConfig {
+  int images = 8;          ///< the first `images` images of the dataset
+  int retrain_rounds = 2;  ///< retrain after every images/retrain_rounds images
+};
+
+struct SemiConfig {
+  int images = 8;  ///< the next `images` images after the manual stage's
+  int retrain_rounds = 1;
+  double prefill_iou_thresh =
+      0.8;  ///< keep a detector box's SAM mask when its predicted IoU >= this
+  double prefill_nms_thresh =
+      0.7;  ///< drop a pre-filled mask overlapping a kept one above this IoU
+  DetectorOptions detector;
+};
+
+struct AutoConfig {
+  int images = 0;  ///< 0: every image of the dataset
+  amg::AmgOptions generator;
+};
+
+struct EngineConfig {
+  std::string out_dir = "runs/engine";
+  std::string data;  ///< dataset spec (data/dataset.h make_dataset)
+  std::string model_arch = "configs/model_tiny.json";
+  std::string checkpoint;  ///< starting weights (.pth); "" = random initialisation
+  std::string device = "cpu";
+  int threads = 0;
+  uint64_t seed = 0;
+  double match_iou = 0.9;  ///< a produced mask "matches" ground truth at IoU >= this
+  AnnotatorOptions annotator;
+  ManualConfig manual;
+  SemiConfig semi;
+  AutoConfig autom;
+  RetrainConfig retrain;
+  nlohmann::json resolved;  ///< the whole resolved document
+};
+
+/// Every valid key with its default value.
+nlohmann::json engine_config_defaults();
+/// Loads `path` ("" = defaults only) over the defaults strictly, applies `overrides`
+/// ("a.b=value"), validates. Throws std::invalid_argument naming the file, key or value at fault.
+EngineConfig load_engine_config(const std::string& path, const std::vector<std::string>& overrides);
+/// Parses a resolved document (every key present) and validates it.
+EngineConfig engine_config_from_json(const nlohmann::json& doc, const std::string& where);
+
+}  // namespace sam::engine

@@ -1,0 +1,92 @@
+// sam_engine end to end: --stage all on a few synthetic images (sam_data synth) with the golden
+// tiny model and very short retraining; every stage writes its SA-1B folder, manifest, report and
+// weights, each stage starts from the previous one's model, and bad configurations fail with a
+// message naming the key.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+const std::string kTool = (sam_test::bin_dir() / "sam_engine").string();
+nlohmann::json read_json(const fs::path& p) {
+  std::ifstream f(p);
+  return nlohmann::json::parse(f);
+}
+}  // namespace
+
+TEST_CASE("sam_engine --stage all runs the three stages on synthetic data", "[tools][engine]") {
+  const auto root = sam_test::temp_dir("sam_engine_all");
+  std::string log;
+  REQUIRE(sam_test::run_command((sam_test::bin_dir() / "sam_data").string() + " synth " +
+                                    (root / "synth").string() +
+                                    " --images 5 --seed 3 --size 320x240 --max-objects 6 --jobs 1",
+                                &log) == 0);
+  const std::string cmd =
+      kTool + " --config " + (sam_test::source_dir() / "configs" / "engine.yaml").string() +
+      " --stage all --out " + (root / "out").string() + " data=sa1b:" + (root / "synth").string() +
+      " model.arch=" + (sam_test::golden_tiny() / "config.json").string() +
+      " model.checkpoint=" + (sam_test::golden_tiny() / "sam.pth").string() +
+      " threads=2 manual.images=2 manual.retrain_rounds=1 semi.images=2"
+      " semi.retrain_rounds=1 semi.detector.epochs=10 retrain.iterations=2 retrain.prompt_rounds=2"
+      " annotator.max_objects_per_image=4 auto.images=3 auto.generator.points_per_side=8"
+      " auto.generator.crop_n_layers=1";
+  const int rc = sam_test::run_command(cmd, &log);
+  INFO(log);
+  REQUIRE(rc == 0);
+  const fs::path out = root / "out";
+  for (const char* st : {"manual", "semi", "auto"}) {
+    INFO(st);
+    for (const char* f : {"manifest.json", "report.json", "report.html"})
+      CHECK(fs::exists(out / st / f));
+    const auto rep = read_json(out / st / "report.json");
+    CHECK(rep["images_done"].get<int>() > 0);
+    CHECK(rep.contains("masks_per_image"));
+    CHECK(rep.contains("seconds_per_mask"));
+  }
+  // Retrained once in each annotation stage; each stage starts from the previous one's weights.
+  CHECK(read_json(out / "manual" / "report.json")["retrain_rounds"] == 1);
+  CHECK(fs::exists(out / "manual" / "retrain" / "round_1" / "model.pth"));
+  CHECK(read_json(out / "semi" / "manifest.json")["model"]["input_checkpoint"] ==
+        (out / "manual" / "model.pth").string());
+  CHECK(read_json(out / "auto" / "manifest.json")["model"]["input_checkpoint"] ==
+        (out / "semi" / "model.pth").string());
+  CHECK(read_json(out / "semi" / "manifest.json")["detector"]["loss_last"].get<double>() <
+        read_json(out / "semi" / "manifest.json")["detector"]["loss_first"].get<double>());
+  CHECK(read_json(out / "auto" / "report.json")["images_done"] == 3);
+  CHECK(read_json(out / "semi" / "manifest.json")["images"]["first"] == 2);
+
+  // Running it again finds every image done and every round trained: nothing is redone.
+  const auto t = fs::last_write_time(out / "manual" / "retrain" / "round_1" / "model.pth");
+  REQUIRE(sam_test::run_command(cmd, &log) == 0);
+  CHECK(fs::last_write_time(out / "manual" / "retrain" / "round_1" / "model.pth") == t);
+  fs::remove_all(root);
+}
+
+TEST_CASE("sam_engine rejects bad configurations with the key at fault", "[tools][engine]") {
+  const std::string cfg = (sam_test::source_dir() / "configs" / "engine.yaml").string();
+  std::string log;
+  CHECK(sam_test::run_command(
+            kTool + " --config " + cfg + " --stage manual annotator.targt_iou=0.8", &log) != 0);
+  CHECK(log.find("targt_iou") != std::string::npos);
+  CHECK(log.find("target_iou") != std::string::npos);  // the valid keys are listed
+  CHECK(sam_test::run_command(kTool + " --config " + cfg + " --stage manual semi.images=-1",
+                              &log) != 0);
+  CHECK(log.find("semi.images") != std::string::npos);
+  CHECK(sam_test::run_command(kTool + " --config " + cfg + " --stage everything", &log) != 0);
+  const auto root = sam_test::temp_dir("sam_engine_badcfg");
+  std::ofstream(root / "bad.yaml") << "manual:\n  imagez: 3\n";
+  CHECK(sam_test::run_command(
+            kTool + " --config " + (root / "bad.yaml").string() + " --dump-config", &log) != 0);
+  CHECK(log.find("imagez") != std::string::npos);
+  REQUIRE(sam_test::run_command(kTool + " --config " + cfg + " --dump-config manual.images=3",
+                                &log) == 0);
+  CHECK(log.find("\"images\": 3") != std::string::npos);
+  fs::remove_all(root);
+}
