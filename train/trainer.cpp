@@ -425,6 +425,12 @@ int Trainer::Impl::loop() {
   so.seed = tc.seed;
   const auto t_start = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(); };
+  // Seconds left: by the iteration count, or by the time limit when that comes first.
+  auto eta = [&](double rate) {
+    double left = (tc.iterations - step) / std::max(rate, 1e-9);
+    if (tc.time_limit_min > 0) left = std::min(left, std::max(0.0, tc.time_limit_min * 60 - elapsed()));
+    return left;
+  };
   const bool tty = is_root() && isatty(STDERR_FILENO);
   const int64_t first_step = step;
   double win_loss = 0, win_masks = 0, win_images = 0, win_time = 0, win_data = 0;
@@ -530,7 +536,7 @@ int Trainer::Impl::loop() {
           " | IoU r1 " + fmt(ious.front().get<double>(), 3) + " last " + fmt(ious.back().get<double>(), 3) + " | lr " +
           fmt(lr, 3) + " | " + fmt(win_images / std::max(win_time, 1e-9), 3) + " img/s | data " +
           fmt(100.0 * win_data / std::max(win_time, 1e-9), 2) + "% | ETA " +
-          fmt_duration((tc.iterations - step) / std::max(rate, 1e-9)));
+          fmt_duration(eta(rate)));
       win_loss = win_masks = win_images = win_time = win_data = 0;
       std::fill(win_iou.begin(), win_iou.end(), 0.0);
       win_steps = 0;
@@ -539,7 +545,7 @@ int Trainer::Impl::loop() {
       const int width = 30;
       const int done = static_cast<int>(width * static_cast<double>(step) / std::max<int64_t>(1, tc.iterations));
       std::cerr << "\r[" << std::string(done, '#') << std::string(width - done, '.') << "] " << step << "/"
-                << tc.iterations << " ETA " << fmt_duration((tc.iterations - step) / std::max(rate, 1e-9)) << std::flush;
+                << tc.iterations << " ETA " << fmt_duration(eta(rate)) << std::flush;
     }
     if (tc.ckpt_every > 0 && step % tc.ckpt_every == 0) save_checkpoint();
     if (tc.val_every > 0 && step % tc.val_every == 0) validate();

@@ -64,7 +64,7 @@ TEST_CASE("web assets: the embedded page is exactly engine/annotate/web/", "[ann
   const auto web = sam_test::source_dir() / "engine" / "annotate" / "web";
   REQUIRE(sam::annotate::web_assets().size() == 4);
   for (const auto& a : sam::annotate::web_assets()) {
-    INFO(a.path << " (run scripts/embed_web.sh after editing web/)");
+    INFO(a.path << " (the build regenerates the embedding when web/ changes)");
     std::ifstream in(web / a.path, std::ios::binary);
     REQUIRE(in.good());
     std::string disk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -7,8 +7,6 @@
 #include "train/optim.h"
 #include "test_util.h"
 
-#include <torch/csrc/autograd/profiler_legacy.h>
-
 using namespace sam::train;
 
 namespace {
@@ -142,89 +140,4 @@ TEST_CASE("repeated steps fit a fixed batch", "[train][step]") {
   INFO("loss " << first << " -> " << last << ", IoU over the rounds at the end " << last_iou);
   CHECK(last < 0.3 * first);
   CHECK(last_iou > 0.4);  // from about 0.05 at random initialisation
-}
-
-TEST_CASE("explore: long fit", "[.explore]") {
-  torch::manual_seed(2);
-  sam::Sam model(tiny());
-  model->train();
-  OptimOptions oo;
-  oo.lr = 1e-3;
-  oo.warmup_iters = 5;
-  oo.layer_decay = 1.0;
-  AdamW opt(make_param_groups(*model, model->config.depth, oo), oo);
-  StepOptions o;
-  o.prompt.rounds = 3;
-  o.prompt.mask_only_rounds = 1;
-  auto batch = make_batch();
-  for (int s = 0; s < 150; ++s) {
-    o.step = s;
-    opt.zero_grad();
-    auto st = interactive_step(model, batch, o, torch::kCPU);
-    opt.step(lr_at(oo, s));
-    if (s % 10 == 0) {
-      std::cout << s << " loss " << st.loss << " focal " << st.focal / 18 << " dice " << st.dice / 18 << " iou";
-      for (double v : st.iou_per_round) std::cout << " " << v / st.masks;
-      std::cout << std::endl;
-    }
-  }
-}
-
-TEST_CASE("explore: profile one step", "[.profile]") {
-  torch::manual_seed(2);
-  sam::Sam model(tiny());
-  model->train();
-  StepOptions o;
-  StepBatch batch;
-  for (int i = 0; i < 4; ++i) {
-    auto b = make_batch();
-    for (int j = 0; j < 2; ++j) {
-      batch.images.push_back(b.images[j]);
-      auto m = b.masks[j];
-      batch.masks.push_back(torch::cat({m, m, m, m, m, m}, 0).narrow(0, 0, 16).contiguous());  // 16 masks per image
-      batch.keys.push_back(i * 2 + j);
-    }
-  }
-  batch.images.resize(4);
-  batch.masks.resize(4);
-  batch.keys.resize(4);
-  interactive_step(model, batch, o, torch::kCPU);  // warm-up
-  auto t0 = std::chrono::steady_clock::now();
-  {
-    torch::autograd::profiler::RecordProfile guard("/tmp/step_trace.json");
-    interactive_step(model, batch, o, torch::kCPU);
-  }
-  std::cout << "step with profiler: " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s\n";
-  t0 = std::chrono::steady_clock::now();
-  interactive_step(model, batch, o, torch::kCPU);
-  std::cout << "step: " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s\n";
-}
-
-TEST_CASE("explore: profile the reference configuration", "[.profile1]") {
-  // 8 images, one mask each, one point, one round (the plain PyTorch loop it is compared with).
-  torch::set_num_threads(2);
-  torch::manual_seed(2);
-  sam::Sam model(tiny());
-  model->train();
-  StepOptions o;
-  o.prompt.rounds = 1;
-  o.prompt.mask_only_rounds = 0;
-  o.prompt.prob_box = 0;
-  StepBatch batch;
-  for (int i = 0; i < 4; ++i) {
-    auto b = make_batch();
-    for (int j = 0; j < 2; ++j) {
-      batch.images.push_back(b.images[j]);
-      batch.masks.push_back(b.masks[j].narrow(0, 0, 1).contiguous());
-      batch.keys.push_back(i * 2 + j);
-    }
-  }
-  for (int i = 0; i < 2; ++i) interactive_step(model, batch, o, torch::kCPU);  // warm-up
-  {
-    torch::autograd::profiler::RecordProfile guard("/tmp/step_trace1.json");
-    interactive_step(model, batch, o, torch::kCPU);
-  }
-  auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < 5; ++i) interactive_step(model, batch, o, torch::kCPU);
-  std::cout << "step: " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 5 << " s\n";
 }
