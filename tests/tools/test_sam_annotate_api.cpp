@@ -17,12 +17,14 @@
 #include <random>
 #include <regex>
 #include <thread>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
 #include "data/mask/rle.h"
 #include "engine/annotate/http.h"
+#include "annotate_server.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -43,48 +45,9 @@ struct Server {
 
   Server(const fs::path& dir, const std::vector<std::string>& extra = {}) {
     log = dir / ("server_" + std::to_string(std::rand()) + ".log");
-    std::vector<std::string> args = {(sam_test::bin_dir() / "sam_annotate").string(),
-                                     "--images",
-                                     (dir / "images").string(),
-                                     "--db",
-                                     (dir / "a.sqlite").string(),
-                                     "--model",
-                                     (sam_test::golden_tiny() / "config.json").string(),
-                                     "--checkpoint",
-                                     (sam_test::golden_tiny() / "sam.pth").string(),
-                                     "--port",
-                                     "0",
-                                     "--user",
-                                     "tester",
-                                     "--threads",
-                                     "1"};
+    std::vector<std::string> args = {"--user", "tester"};
     args.insert(args.end(), extra.begin(), extra.end());
-    pid = fork();
-    if (pid == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    const std::regex listening(R"(listening on http://127\.0\.0\.1:(\d+)/)");
-    for (int i = 0; i < 600 && port == 0; ++i) {
-      std::smatch m;
-      const std::string text = read_file(log);
-      if (std::regex_search(text, m, listening))
-        port = std::stoi(m[1]);
-      else
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      int status = 0;
-      if (port == 0 && waitpid(pid, &status, WNOHANG) == pid) {
-        pid = -1;
-        FAIL("sam_annotate exited early:\n" << text);
-      }
-    }
-    REQUIRE(port > 0);
+    std::tie(pid, port) = sam_test::start_annotate_server(dir, log.filename().string(), args);
   }
   ~Server() {
     if (pid <= 0) return;

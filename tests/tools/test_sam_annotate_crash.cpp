@@ -22,58 +22,13 @@
 #include "data/mask/rle.h"
 #include "engine/annotate/http.h"
 #include "engine/annotate/store.h"
+#include "annotate_server.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-// Starts sam_annotate on a free port; returns {pid, port}.
-std::pair<pid_t, int> start_server(const fs::path& dir, int round) {
-  const fs::path log = dir / ("server_" + std::to_string(round) + ".log");
-  std::vector<std::string> args = {(sam_test::bin_dir() / "sam_annotate").string(),
-                                   "--images",
-                                   (dir / "images").string(),
-                                   "--db",
-                                   (dir / "a.sqlite").string(),
-                                   "--model",
-                                   (sam_test::golden_tiny() / "config.json").string(),
-                                   "--checkpoint",
-                                   (sam_test::golden_tiny() / "sam.pth").string(),
-                                   "--port",
-                                   "0",
-                                   "--threads",
-                                   "1"};
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  const std::regex listening(R"(listening on http://127\.0\.0\.1:(\d+)/)");
-  for (int i = 0; i < 600; ++i) {
-    std::smatch m;
-    const std::string text = read_file(log);
-    if (std::regex_search(text, m, listening)) return {pid, std::stoi(m[1])};
-    if (waitpid(pid, nullptr, WNOHANG) == pid) FAIL("sam_annotate exited early:\n" << text);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-  FAIL("sam_annotate did not start");
-  return {-1, 0};
-}
 
 struct Acked {
   int64_t id;
@@ -98,7 +53,7 @@ TEST_CASE("sam_annotate: SIGKILL while saving loses no acknowledged accept",
   int64_t attempts = 0;
   std::mt19937 rng(77);
   for (int round = 0; round < 3; ++round) {
-    auto [pid, port] = start_server(dir, round);
+    auto [pid, port] = sam_test::start_annotate_server(dir, "server_" + std::to_string(round) + ".log");
     // Image sizes are learned on first view.
     {
       httplib::Client c("127.0.0.1", port);
