@@ -7,3 +7,10 @@ function(sam_library name pattern)
   target_link_libraries(${name} PUBLIC sam_pch ${ARG_DEPS})
   sam_use_pch(${name})
 endfunction()
+
+# sam_fast_math_sources(<files...>): sources whose loops call sam/fast_math.h. They compile with
+# -fno-trapping-math, without which GCC leaves those loops scalar, and so without the shared PCH
+# (built with the default flags).
+function(sam_fast_math_sources)
+  set_source_files_properties(${ARGN} PROPERTIES SKIP_PRECOMPILE_HEADERS ON COMPILE_OPTIONS -fno-trapping-math)
+endfunction()

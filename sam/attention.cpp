@@ -1,5 +1,7 @@
 #include "sam/attention.h"
 
+#include "sam/fast_math.h"
+
 #include <ATen/Parallel.h>
 
 #include <cmath>
@@ -9,12 +11,17 @@ namespace sam {
 
 namespace {
 // Out-variants writing into a slice (a temporary view) of a preallocated tensor.
-void mm_into(torch::Tensor dst, const torch::Tensor& a, const torch::Tensor& b) { torch::mm_out(dst, a, b); }
-void sum_into(torch::Tensor dst, const torch::Tensor& x, int64_t dim) { torch::sum_out(dst, x, {dim}); }
+void mm_into(torch::Tensor dst, const torch::Tensor& a, const torch::Tensor& b) {
+  torch::mm_out(dst, a, b);
+}
+void sum_into(torch::Tensor dst, const torch::Tensor& x, int64_t dim) {
+  torch::sum_out(dst, x, {dim});
+}
 }  // namespace
 
-torch::Tensor attention_core_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                       double scale, double dropout, bool training) {
+torch::Tensor attention_core_reference(const torch::Tensor& q, const torch::Tensor& k,
+                                       const torch::Tensor& v, double scale, double dropout,
+                                       bool training) {
   auto attn = torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * scale, -1);
   if (dropout > 0 && training) attn = torch::dropout(attn, dropout, true);
   return torch::matmul(attn, v);
@@ -42,17 +49,11 @@ struct RelTerms {
   int64_t H = 0, W = 0;
 };
 
+// Row-wise softmax of s [Nq, Nk] in place, after adding the relative terms when there are any.
 SAM_MULTIVERSION
-void slice_forward(const float* q, const float* kt, const float* vt, float* out, float* p, const float* drop,
-                   int64_t Nq, int64_t Nk, int64_t c, int64_t cv, float scale, RelTerms rel) {
+void rel_softmax_rows(float* s, int64_t Nq, int64_t Nk, RelTerms rel) {
   for (int64_t i = 0; i < Nq; ++i) {
-    float* pi = p + i * Nk;
-    for (int64_t j = 0; j < Nk; ++j) pi[j] = 0.f;
-    for (int64_t d = 0; d < c; ++d) {
-      const float qd = q[i * c + d] * scale;
-      const float* kd = kt + d * Nk;
-      for (int64_t j = 0; j < Nk; ++j) pi[j] += qd * kd[j];
-    }
+    float* pi = s + i * Nk;
     if (rel.rh) {
       const float* rhi = rel.rh + i * rel.H;
       const float* rwi = rel.rw + i * rel.W;
@@ -64,13 +65,50 @@ void slice_forward(const float* q, const float* kt, const float* vt, float* out,
     }
     float mx = pi[0];
     for (int64_t j = 1; j < Nk; ++j) mx = pi[j] > mx ? pi[j] : mx;
+    for (int64_t j = 0; j < Nk; ++j) pi[j] = fastmath::exp(pi[j] - mx);
+    // The sum in 8 lanes, so that it vectorises (one running float sum cannot).
+    float lanes[8] = {};
+    int64_t j = 0;
+    for (; j + 8 <= Nk; j += 8)
+      for (int l = 0; l < 8; ++l) lanes[l] += pi[j + l];
     float sum = 0.f;
-    for (int64_t j = 0; j < Nk; ++j) {
-      pi[j] = std::exp(pi[j] - mx);
-      sum += pi[j];
-    }
+    for (; j < Nk; ++j) sum += pi[j];
+    for (int l = 0; l < 8; ++l) sum += lanes[l];
     const float inv = 1.f / sum;
-    for (int64_t j = 0; j < Nk; ++j) pi[j] *= inv;
+    for (int64_t k = 0; k < Nk; ++k) pi[k] *= inv;
+  }
+}
+
+// The relative terms' gradients of one query row: the score gradients ds [H * W] summed over kx
+// (into gh [H]) and over ky (into gw [W]).
+inline void rel_grads_row(const float* ds, float* gh, float* gw, int64_t H, int64_t W) {
+  for (int64_t kx = 0; kx < W; ++kx) gw[kx] = 0.f;
+  for (int64_t ky = 0; ky < H; ++ky) {
+    const float* row = ds + ky * W;
+    float acc = 0.f;
+    for (int64_t kx = 0; kx < W; ++kx) {
+      acc += row[kx];
+      gw[kx] += row[kx];
+    }
+    gh[ky] = acc;
+  }
+}
+
+SAM_MULTIVERSION
+void slice_forward(const float* q, const float* kt, const float* vt, float* out, float* p,
+                   const float* drop, int64_t Nq, int64_t Nk, int64_t c, int64_t cv, float scale,
+                   RelTerms rel) {
+  for (int64_t i = 0; i < Nq; ++i) {
+    float* pi = p + i * Nk;
+    for (int64_t j = 0; j < Nk; ++j) pi[j] = 0.f;
+    for (int64_t d = 0; d < c; ++d) {
+      const float qd = q[i * c + d] * scale;
+      const float* kd = kt + d * Nk;
+      for (int64_t j = 0; j < Nk; ++j) pi[j] += qd * kd[j];
+    }
+    RelTerms row_rel;
+    if (rel.rh) row_rel = {rel.rh + i * rel.H, rel.rw + i * rel.W, rel.H, rel.W};
+    rel_softmax_rows(pi, 1, Nk, row_rel);
     const float* di = drop ? drop + i * Nk : nullptr;
     for (int64_t e = 0; e < cv; ++e) {
       const float* ve = vt + e * Nk;
@@ -89,9 +127,10 @@ void slice_forward(const float* q, const float* kt, const float* vt, float* out,
 // dV = P'^T dO, dP' = dO V^T, dS = P (dP - rowsum(dP P)), dQ = scale dS K, dK = scale dS^T Q.
 // Outputs transposed where that keeps the loops in j: gkt [c, Nk], gvt [cv, Nk]; gq [Nq, c].
 SAM_MULTIVERSION
-void slice_backward(const float* q, const float* kt, const float* vt, const float* p, const float* drop,
-                    const float* go, float* gq, float* gkt, float* gvt, float* ds, int64_t Nq, int64_t Nk, int64_t c,
-                    int64_t cv, float scale, float* grh, float* grw, int64_t H, int64_t W) {
+void slice_backward(const float* q, const float* kt, const float* vt, const float* p,
+                    const float* drop, const float* go, float* gq, float* gkt, float* gvt,
+                    float* ds, int64_t Nq, int64_t Nk, int64_t c, int64_t cv, float scale,
+                    float* grh, float* grw, int64_t H, int64_t W) {
   for (int64_t x = 0; x < c * Nk; ++x) gkt[x] = 0.f;
   for (int64_t x = 0; x < cv * Nk; ++x) gvt[x] = 0.f;
   for (int64_t i = 0; i < Nq; ++i) {
@@ -116,20 +155,7 @@ void slice_backward(const float* q, const float* kt, const float* vt, const floa
     float dot = 0.f;
     for (int64_t j = 0; j < Nk; ++j) dot += ds[j] * pi[j];
     for (int64_t j = 0; j < Nk; ++j) ds[j] = pi[j] * (ds[j] - dot);
-    if (grh) {  // the relative terms' gradients are the score gradients summed over kx / ky
-      float* gh = grh + i * H;
-      float* gw = grw + i * W;
-      for (int64_t kx = 0; kx < W; ++kx) gw[kx] = 0.f;
-      for (int64_t ky = 0; ky < H; ++ky) {
-        const float* row = ds + ky * W;
-        float acc = 0.f;
-        for (int64_t kx = 0; kx < W; ++kx) {
-          acc += row[kx];
-          gw[kx] += row[kx];
-        }
-        gh[ky] = acc;
-      }
-    }
+    if (grh) rel_grads_row(ds, grh + i * H, grw + i * W, H, W);
     for (int64_t j = 0; j < Nk; ++j) ds[j] *= scale;
     // dQ and dK.
     for (int64_t d = 0; d < c; ++d) {
@@ -144,47 +170,144 @@ void slice_backward(const float* q, const float* kt, const float* vt, const floa
   }
 }
 
+#ifdef SAM_HAVE_SGEMM
+extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n,
+                       const int* k, const float* alpha, const float* a, const int* lda,
+                       const float* b, const int* ldb, const float* beta, float* c, const int* ldc);
+
+// Row-major C [m, n] = alpha op(A) op(B) + beta C, as the column-major product C^T = op(B)^T
+// op(A)^T. Called from inside parallel_for tasks: OpenBLAS runs it on the calling thread.
+void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const char opa = ta ? 'T' : 'N', opb = tb ? 'T' : 'N';
+  const int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
+  const int LDA = static_cast<int>(lda), LDB = static_cast<int>(ldb), LDC = static_cast<int>(ldc);
+  sgemm_(&opb, &opa, &N, &M, &K, &alpha, b, &LDB, a, &LDA, &beta, c, &LDC);
+}
+constexpr bool kHaveGemm = true;
+#else
+void gemm_rm(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
+             int64_t, float, float*, int64_t) {
+  TORCH_CHECK(false, "attention: built without BLAS");
+}
+constexpr bool kHaveGemm = false;
+#endif
+
+// The same slice with the three products in BLAS (q [Nq, c], k [Nk, c], v [Nk, cv], all
+// row-major as given): the loops above are memory-bound once Nq and c are not small (the
+// encoder's windows and global blocks), where a blocked product reuses what it loads.
+// pd: scratch [Nq, Nk] for P * dropout when there is dropout.
+void slice_forward_gemm(const float* q, const float* k, const float* v, float* out, float* p,
+                        const float* drop, float* pd, int64_t Nq, int64_t Nk, int64_t c, int64_t cv,
+                        float scale, RelTerms rel) {
+  gemm_rm(false, true, Nq, Nk, c, scale, q, c, k, c, 0.f, p, Nk);
+  rel_softmax_rows(p, Nq, Nk, rel);
+  const float* pv = p;
+  if (drop) {
+    for (int64_t x = 0; x < Nq * Nk; ++x) pd[x] = p[x] * drop[x];
+    pv = pd;
+  }
+  gemm_rm(false, false, Nq, cv, Nk, 1.f, pv, Nk, v, cv, 0.f, out, cv);
+}
+
+// dV = P'^T dO, dP' = dO V^T, dS = P (dP - rowsum(dP P)) (dP = dP' * dropout), the relative terms'
+// gradients from dS, dQ = scale dS K, dK = scale dS^T Q. ds and pd: scratch [Nq, Nk].
+SAM_MULTIVERSION
+void slice_backward_gemm(const float* q, const float* k, const float* v, const float* p,
+                         const float* drop, const float* go, float* gq, float* gk, float* gv,
+                         float* ds, float* pd, int64_t Nq, int64_t Nk, int64_t c, int64_t cv,
+                         float scale, float* grh, float* grw, int64_t H, int64_t W) {
+  const float* pv = p;
+  if (drop) {
+    for (int64_t x = 0; x < Nq * Nk; ++x) pd[x] = p[x] * drop[x];
+    pv = pd;
+  }
+  gemm_rm(true, false, Nk, cv, Nq, 1.f, pv, Nk, go, cv, 0.f, gv, cv);
+  gemm_rm(false, true, Nq, Nk, cv, 1.f, go, cv, v, cv, 0.f, ds, Nk);
+  for (int64_t i = 0; i < Nq; ++i) {
+    float* dsi = ds + i * Nk;
+    const float* pi = p + i * Nk;
+    if (drop) {
+      const float* di = drop + i * Nk;
+      for (int64_t j = 0; j < Nk; ++j) dsi[j] *= di[j];
+    }
+    float dot = 0.f;
+    for (int64_t j = 0; j < Nk; ++j) dot += dsi[j] * pi[j];
+    for (int64_t j = 0; j < Nk; ++j) dsi[j] = pi[j] * (dsi[j] - dot);
+    if (grh) rel_grads_row(dsi, grh + i * H, grw + i * W, H, W);
+  }
+  gemm_rm(false, false, Nq, c, Nk, scale, ds, Nk, k, c, 0.f, gq, c);
+  gemm_rm(true, false, Nk, c, Nq, scale, ds, Nk, q, c, 0.f, gk, c);
+}
+
+AttentionKernel g_kernel = AttentionKernel::kAuto;
+
+// The loops win for few query rows (the decoder's token-to-image attention: 5-8 tokens against
+// thousands of keys); BLAS wins once a slice has enough rows and channels to block.
+bool use_gemm(int64_t Nq, int64_t Nk, int64_t c) {
+  if (!kHaveGemm || g_kernel == AttentionKernel::kLoop) return false;
+  if (g_kernel == AttentionKernel::kGemm) return true;
+  return Nq >= 16 && Nk >= 16 && c >= 16;
+}
+
 // rel_h [BH, Nq, H] / rel_w [BH, Nq, W] may be empty tensors: no relative terms. (Empty, not
 // undefined: libtorch 1.13's Function inputs must be defined tensors.)
 struct SlicedAttention : torch::autograd::Function<SlicedAttention> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q_in,
-                               const torch::Tensor& k_in, const torch::Tensor& v_in, const torch::Tensor& rh_in,
-                               const torch::Tensor& rw_in, double scale, double dropout, bool keep) {
+                               const torch::Tensor& k_in, const torch::Tensor& v_in,
+                               const torch::Tensor& rh_in, const torch::Tensor& rw_in, double scale,
+                               double dropout, bool keep) {
     auto q = q_in.contiguous();
     const bool has_rel = rh_in.numel() > 0;
     auto rh = has_rel ? rh_in.contiguous() : torch::Tensor();
     auto rw = has_rel ? rw_in.contiguous() : torch::Tensor();
     const int64_t RH = has_rel ? rh.size(2) : 0, RW = has_rel ? rw.size(2) : 0;
-    auto kt = k_in.transpose(1, 2).contiguous();  // [BH, c, Nk]
-    auto vt = v_in.transpose(1, 2).contiguous();  // [BH, cv, Nk]
-    const int64_t BH = q.size(0), Nq = q.size(1), c = q.size(2), Nk = kt.size(2), cv = vt.size(1);
+    const int64_t BH = q.size(0), Nq = q.size(1), c = q.size(2), Nk = k_in.size(1),
+                  cv = v_in.size(2);
+    const bool gemm = use_gemm(Nq, Nk, c);
+    // The loops want K and V transposed (contiguous in the keys); BLAS takes them as they are.
+    auto kk =
+        gemm ? k_in.contiguous() : k_in.transpose(1, 2).contiguous();  // [BH, Nk, c] or [BH, c, Nk]
+    auto vv = gemm ? v_in.contiguous()
+                   : v_in.transpose(1, 2).contiguous();  // [BH, Nk, cv] or [BH, cv, Nk]
     auto out = torch::empty({BH, Nq, cv}, q.options());
     torch::Tensor probs = keep ? torch::empty({BH, Nq, Nk}, q.options()) : torch::Tensor();
     torch::Tensor drop;
-    if (dropout > 0) drop = torch::empty({BH, Nq, Nk}, q.options()).bernoulli_(1.0 - dropout).div_(1.0 - dropout);
+    if (dropout > 0)
+      drop = torch::empty({BH, Nq, Nk}, q.options()).bernoulli_(1.0 - dropout).div_(1.0 - dropout);
     const float* qp = q.data_ptr<float>();
-    const float* ktp = kt.data_ptr<float>();
-    const float* vtp = vt.data_ptr<float>();
+    const float* kp = kk.data_ptr<float>();
+    const float* vp = vv.data_ptr<float>();
     const float* dp = drop.defined() ? drop.data_ptr<float>() : nullptr;
     float* op = out.data_ptr<float>();
     float* pp = keep ? probs.data_ptr<float>() : nullptr;
     at::parallel_for(0, BH, 1, [&](int64_t b0, int64_t b1) {
       std::vector<float> scratch(keep ? 0 : Nq * Nk);
+      std::vector<float> pd(gemm && dp ? Nq * Nk : 0);
       for (int64_t b = b0; b < b1; ++b) {
         float* pb = keep ? pp + b * Nq * Nk : scratch.data();
         RelTerms rel;
-        if (has_rel) rel = {rh.data_ptr<float>() + b * Nq * RH, rw.data_ptr<float>() + b * Nq * RW, RH, RW};
-        slice_forward(qp + b * Nq * c, ktp + b * c * Nk, vtp + b * cv * Nk, op + b * Nq * cv, pb,
-                      dp ? dp + b * Nq * Nk : nullptr, Nq, Nk, c, cv, static_cast<float>(scale), rel);
+        if (has_rel)
+          rel = {rh.data_ptr<float>() + b * Nq * RH, rw.data_ptr<float>() + b * Nq * RW, RH, RW};
+        const float* db = dp ? dp + b * Nq * Nk : nullptr;
+        if (gemm)
+          slice_forward_gemm(qp + b * Nq * c, kp + b * Nk * c, vp + b * Nk * cv, op + b * Nq * cv,
+                             pb, db, pd.data(), Nq, Nk, c, cv, static_cast<float>(scale), rel);
+        else
+          slice_forward(qp + b * Nq * c, kp + b * c * Nk, vp + b * cv * Nk, op + b * Nq * cv, pb,
+                        db, Nq, Nk, c, cv, static_cast<float>(scale), rel);
       }
     });
     if (keep) {
       // (An undefined tensor cannot be saved: the dropout mask goes in only when there is one.)
-      if (drop.defined()) ctx->save_for_backward({q, kt, vt, probs, drop});
-      else ctx->save_for_backward({q, kt, vt, probs});
+      if (drop.defined())
+        ctx->save_for_backward({q, kk, vv, probs, drop});
+      else
+        ctx->save_for_backward({q, kk, vv, probs});
       ctx->saved_data["scale"] = scale;
       ctx->saved_data["rel_h"] = RH;
       ctx->saved_data["rel_w"] = RW;
+      ctx->saved_data["gemm"] = gemm;
     }
     return out;
   }
@@ -192,12 +315,14 @@ struct SlicedAttention : torch::autograd::Function<SlicedAttention> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    auto q = saved[0], kt = saved[1], vt = saved[2], probs = saved[3];
+    auto q = saved[0], kk = saved[1], vv = saved[2], probs = saved[3];
     auto drop = saved.size() > 4 ? saved[4] : torch::Tensor();
     const float scale = static_cast<float>(ctx->saved_data["scale"].toDouble());
+    const bool gemm = ctx->saved_data["gemm"].toBool();
     auto go = grads[0].contiguous();
-    const int64_t BH = q.size(0), Nq = q.size(1), c = q.size(2), Nk = kt.size(2), cv = vt.size(1);
-    auto gq = torch::empty_like(q), gkt = torch::empty_like(kt), gvt = torch::empty_like(vt);
+    const int64_t BH = q.size(0), Nq = q.size(1), c = q.size(2), Nk = probs.size(2),
+                  cv = go.size(2);
+    auto gq = torch::empty_like(q), gk = torch::empty_like(kk), gv = torch::empty_like(vv);
     const int64_t RH = ctx->saved_data["rel_h"].toInt(), RW = ctx->saved_data["rel_w"].toInt();
     torch::Tensor grh, grw;
     if (RH > 0) {
@@ -207,23 +332,32 @@ struct SlicedAttention : torch::autograd::Function<SlicedAttention> {
     float* grhp = RH > 0 ? grh.data_ptr<float>() : nullptr;
     float* grwp = RH > 0 ? grw.data_ptr<float>() : nullptr;
     const float* qp = q.data_ptr<float>();
-    const float* ktp = kt.data_ptr<float>();
-    const float* vtp = vt.data_ptr<float>();
+    const float* kp = kk.data_ptr<float>();
+    const float* vp = vv.data_ptr<float>();
     const float* pp = probs.data_ptr<float>();
     const float* dp = drop.defined() ? drop.data_ptr<float>() : nullptr;
     const float* gop = go.data_ptr<float>();
-    float *gqp = gq.data_ptr<float>(), *gkp = gkt.data_ptr<float>(), *gvp = gvt.data_ptr<float>();
+    float *gqp = gq.data_ptr<float>(), *gkp = gk.data_ptr<float>(), *gvp = gv.data_ptr<float>();
     at::parallel_for(0, BH, 1, [&](int64_t b0, int64_t b1) {
-      std::vector<float> ds(Nk);
+      std::vector<float> ds(gemm ? Nq * Nk : Nk), pd(gemm && dp ? Nq * Nk : 0);
       for (int64_t b = b0; b < b1; ++b) {
-        slice_backward(qp + b * Nq * c, ktp + b * c * Nk, vtp + b * cv * Nk, pp + b * Nq * Nk,
-                       dp ? dp + b * Nq * Nk : nullptr, gop + b * Nq * cv, gqp + b * Nq * c, gkp + b * c * Nk,
-                       gvp + b * cv * Nk, ds.data(), Nq, Nk, c, cv, scale, grhp ? grhp + b * Nq * RH : nullptr,
-                       grwp ? grwp + b * Nq * RW : nullptr, RH, RW);
+        const float* db = dp ? dp + b * Nq * Nk : nullptr;
+        float* gh = grhp ? grhp + b * Nq * RH : nullptr;
+        float* gw = grwp ? grwp + b * Nq * RW : nullptr;
+        if (gemm)
+          slice_backward_gemm(qp + b * Nq * c, kp + b * Nk * c, vp + b * Nk * cv, pp + b * Nq * Nk,
+                              db, gop + b * Nq * cv, gqp + b * Nq * c, gkp + b * Nk * c,
+                              gvp + b * Nk * cv, ds.data(), pd.data(), Nq, Nk, c, cv, scale, gh, gw,
+                              RH, RW);
+        else
+          slice_backward(qp + b * Nq * c, kp + b * c * Nk, vp + b * cv * Nk, pp + b * Nq * Nk, db,
+                         gop + b * Nq * cv, gqp + b * Nq * c, gkp + b * c * Nk, gvp + b * cv * Nk,
+                         ds.data(), Nq, Nk, c, cv, scale, gh, gw, RH, RW);
       }
     });
-    return {gq, gkt.transpose(1, 2), gvt.transpose(1, 2), grh, grw, torch::Tensor(), torch::Tensor(),
-            torch::Tensor()};
+    if (gemm) return {gq, gk, gv, grh, grw, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {gq,  gk.transpose(1, 2), gv.transpose(1, 2), grh,
+            grw, torch::Tensor(),    torch::Tensor(),    torch::Tensor()};
   }
 };
 
@@ -268,9 +402,10 @@ torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b) {
   return BatchedMatmul::apply(a, b);
 }
 
-torch::Tensor rel_pos_attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                          const torch::Tensor& rel_h, const torch::Tensor& rel_w, double scale,
-                                          int64_t H, int64_t W) {
+torch::Tensor rel_pos_attention_reference(const torch::Tensor& q, const torch::Tensor& k,
+                                          const torch::Tensor& v, const torch::Tensor& rel_h,
+                                          const torch::Tensor& rel_w, double scale, int64_t H,
+                                          int64_t W) {
   const int64_t BH = q.size(0);
   auto s = torch::matmul(q * scale, k.transpose(-2, -1)).view({BH, H, W, H, W});
   s = s + rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2);
@@ -290,8 +425,9 @@ int64_t rows_per_task(int64_t H, int64_t W) {
 
 struct RelPosAttention : torch::autograd::Function<RelPosAttention> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q_in,
-                               const torch::Tensor& k_in, const torch::Tensor& v_in, const torch::Tensor& rh_in,
-                               const torch::Tensor& rw_in, double scale, int64_t H, int64_t W, bool keep) {
+                               const torch::Tensor& k_in, const torch::Tensor& v_in,
+                               const torch::Tensor& rh_in, const torch::Tensor& rw_in, double scale,
+                               int64_t H, int64_t W, bool keep) {
     auto q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
     auto rh = rh_in.contiguous(), rw = rw_in.contiguous();
     const int64_t BH = q.size(0), L = H * W, cv = v.size(2);
@@ -332,7 +468,8 @@ struct RelPosAttention : torch::autograd::Function<RelPosAttention> {
     auto go = grads[0].contiguous();
     const int64_t BH = q.size(0);
     auto gq = torch::empty_like(q), gk = torch::empty_like(k), gv = torch::empty_like(v);
-    auto grh = torch::empty({BH, H, W, H}, q.options()), grw = torch::empty({BH, H, W, W}, q.options());
+    auto grh = torch::empty({BH, H, W, H}, q.options()),
+         grw = torch::empty({BH, H, W, W}, q.options());
     at::parallel_for(0, BH, 1, [&](int64_t b0, int64_t b1) {
       torch::NoGradGuard ng;
       for (int64_t b = b0; b < b1; ++b) {
@@ -348,34 +485,42 @@ struct RelPosAttention : torch::autograd::Function<RelPosAttention> {
         mm_into(gk[b], ds.t(), q[b]);
       }
     });
-    return {gq, gk, gv, grh, grw, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {
+        gq, gk, gv, grh, grw, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
 }  // namespace
 
-torch::Tensor rel_pos_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                const torch::Tensor& rel_h, const torch::Tensor& rel_w, double scale, int64_t H,
-                                int64_t W) {
+torch::Tensor rel_pos_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                const torch::Tensor& v, const torch::Tensor& rel_h,
+                                const torch::Tensor& rel_w, double scale, int64_t H, int64_t W) {
   if (!q.is_cpu() || q.scalar_type() != torch::kFloat)
     return rel_pos_attention_reference(q, k, v, rel_h, rel_w, scale, H, W);
   // Inside a Function's forward grad mode is off, so whether to keep the probabilities for the
   // backward pass is decided here.
-  const bool keep = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad() ||
-                                                      rel_h.requires_grad() || rel_w.requires_grad());
+  const bool keep = torch::GradMode::is_enabled() &&
+                    (q.requires_grad() || k.requires_grad() || v.requires_grad() ||
+                     rel_h.requires_grad() || rel_w.requires_grad());
   const int64_t L = H * W, BH = q.size(0);
   // Long sequences (global blocks at 1024 input: 4096 keys, head dim 64) need BLAS for the two
   // products; shorter ones (windows, small inputs) run in the raw kernel without per-op costs.
   if (L >= 1024) return RelPosAttention::apply(q, k, v, rel_h, rel_w, scale, H, W, keep);
-  return SlicedAttention::apply(q, k, v, rel_h.reshape({BH, L, H}), rel_w.reshape({BH, L, W}), scale, 0.0, keep);
+  return SlicedAttention::apply(q, k, v, rel_h.reshape({BH, L, H}), rel_w.reshape({BH, L, W}),
+                                scale, 0.0, keep);
 }
 
-torch::Tensor attention_core(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
-                             double dropout, bool training) {
+void set_attention_kernel(AttentionKernel kernel) {
+  g_kernel = kernel;
+}
+
+torch::Tensor attention_core(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                             double scale, double dropout, bool training) {
   if (!q.is_cpu() || q.scalar_type() != torch::kFloat || k.scalar_type() != torch::kFloat ||
       v.scalar_type() != torch::kFloat)
     return attention_core_reference(q, k, v, scale, dropout, training);
-  const bool keep = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  const bool keep = torch::GradMode::is_enabled() &&
+                    (q.requires_grad() || k.requires_grad() || v.requires_grad());
   auto none = torch::empty({0}, q.options());
   return SlicedAttention::apply(q, k, v, none, none, scale, training ? dropout : 0.0, keep);
 }

@@ -10,6 +10,12 @@
 
 namespace sam {
 
+/// Which CPU kernel the sliced attention uses: kAuto picks per shape (loops for few query rows or
+/// channels, BLAS products otherwise, when the build found a BLAS); the others force one (tests,
+/// benchmarks). Process-wide; not for changing while attention runs on other threads.
+enum class AttentionKernel { kAuto, kLoop, kGemm };
+void set_attention_kernel(AttentionKernel kernel);
+
 /// softmax(q k^T * scale) v with optional dropout on the probabilities (training only).
 /// q: [BH, Nq, c], k: [BH, Nk, c], v: [BH, Nk, cv] -> [BH, Nq, cv]. Differentiable. On CPU
 /// float32 it runs the sliced kernel; elsewhere (CUDA, other dtypes) plain tensor ops.
@@ -33,9 +39,9 @@ torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b);
 /// get_rel_pos applied to the unscaled q). Differentiable in all five inputs. The scores are built
 /// per (slice, block of query rows) while they are in cache; the 4096 x 4096 map of a global
 /// block never exists whole in inference.
-torch::Tensor rel_pos_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                const torch::Tensor& rel_h, const torch::Tensor& rel_w, double scale,
-                                int64_t H, int64_t W);
+torch::Tensor rel_pos_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                const torch::Tensor& v, const torch::Tensor& rel_h,
+                                const torch::Tensor& rel_w, double scale, int64_t H, int64_t W);
 /// The same with plain tensor ops on the full score maps (the reference formulation).
 torch::Tensor rel_pos_attention_reference(const torch::Tensor& q, const torch::Tensor& k,
                                           const torch::Tensor& v, const torch::Tensor& rel_h,

@@ -1,38 +1,62 @@
-// The sliced CPU attention kernel against the plain tensor formulation: outputs and gradients.
+// The sliced CPU attention kernels (loops, and BLAS products per slice) against the plain tensor
+// formulation: outputs and gradients.
 #include <catch2/catch.hpp>
 
 #include "sam/attention.h"
 
+namespace {
+// Runs the enclosing test once per kernel, restoring the automatic choice afterwards.
+struct KernelScope {
+  explicit KernelScope(sam::AttentionKernel k) { sam::set_attention_kernel(k); }
+  ~KernelScope() { sam::set_attention_kernel(sam::AttentionKernel::kAuto); }
+};
+const char* kernel_name(sam::AttentionKernel k) {
+  return k == sam::AttentionKernel::kLoop   ? "loop"
+         : k == sam::AttentionKernel::kGemm ? "gemm"
+                                            : "auto";
+}
+const std::vector<sam::AttentionKernel> kKernels{
+    sam::AttentionKernel::kLoop, sam::AttentionKernel::kGemm, sam::AttentionKernel::kAuto};
+}  // namespace
+
 TEST_CASE("sliced attention equals the reference, forward and backward", "[sam][attention]") {
   torch::manual_seed(0);
-  for (auto shape : std::vector<std::array<int64_t, 4>>{{16, 7, 64, 8}, {24, 64, 7, 4}, {3, 5, 5, 32}}) {
-    const int64_t BH = shape[0], Nq = shape[1], Nk = shape[2], c = shape[3];
-    auto q = torch::randn({BH, Nq, c}).requires_grad_(true);
-    auto k = torch::randn({BH, Nk, c}).requires_grad_(true);
-    auto v = torch::randn({BH, Nk, c + 1}).requires_grad_(true);
-    auto q2 = q.detach().clone().requires_grad_(true), k2 = k.detach().clone().requires_grad_(true),
-         v2 = v.detach().clone().requires_grad_(true);
-    auto a = sam::attention_core(q, k, v, 0.3);
-    auto b = sam::attention_core_reference(q2, k2, v2, 0.3);
-    CHECK(torch::allclose(a, b, 1e-5, 1e-6));
-    auto w = torch::randn_like(a);
-    (a * w).sum().backward();
-    (b * w).sum().backward();
-    CHECK(torch::allclose(q.grad(), q2.grad(), 1e-4, 1e-5));
-    CHECK(torch::allclose(k.grad(), k2.grad(), 1e-4, 1e-5));
-    CHECK(torch::allclose(v.grad(), v2.grad(), 1e-4, 1e-5));
+  for (auto kernel : kKernels) {
+    KernelScope scope(kernel);
+    INFO("kernel " << kernel_name(kernel));
+    for (auto shape : std::vector<std::array<int64_t, 4>>{
+             {16, 7, 64, 8}, {24, 64, 7, 4}, {3, 5, 5, 32}, {6, 40, 36, 32}}) {
+      const int64_t BH = shape[0], Nq = shape[1], Nk = shape[2], c = shape[3];
+      auto q = torch::randn({BH, Nq, c}).requires_grad_(true);
+      auto k = torch::randn({BH, Nk, c}).requires_grad_(true);
+      auto v = torch::randn({BH, Nk, c + 1}).requires_grad_(true);
+      auto q2 = q.detach().clone().requires_grad_(true),
+           k2 = k.detach().clone().requires_grad_(true),
+           v2 = v.detach().clone().requires_grad_(true);
+      auto a = sam::attention_core(q, k, v, 0.3);
+      auto b = sam::attention_core_reference(q2, k2, v2, 0.3);
+      CHECK(torch::allclose(a, b, 1e-5, 1e-6));
+      auto w = torch::randn_like(a);
+      (a * w).sum().backward();
+      (b * w).sum().backward();
+      CHECK(torch::allclose(q.grad(), q2.grad(), 1e-4, 1e-5));
+      CHECK(torch::allclose(k.grad(), k2.grad(), 1e-4, 1e-5));
+      CHECK(torch::allclose(v.grad(), v2.grad(), 1e-4, 1e-5));
+    }
+    // No graph needed: still the same values.
+    torch::NoGradGuard ng;
+    auto q = torch::randn({4, 3, 8}), k = torch::randn({4, 9, 8}), v = torch::randn({4, 9, 8});
+    CHECK(torch::allclose(sam::attention_core(q, k, v, 0.5),
+                          sam::attention_core_reference(q, k, v, 0.5), 1e-5, 1e-6));
   }
-  // No graph needed: still the same values.
-  torch::NoGradGuard ng;
-  auto q = torch::randn({4, 3, 8}), k = torch::randn({4, 9, 8}), v = torch::randn({4, 9, 8});
-  CHECK(torch::allclose(sam::attention_core(q, k, v, 0.5), sam::attention_core_reference(q, k, v, 0.5), 1e-5, 1e-6));
 }
 
 TEST_CASE("attention dropout keeps the expectation and only acts in training", "[sam][attention]") {
   torch::manual_seed(1);
   auto q = torch::randn({2, 4, 8}), k = torch::randn({2, 16, 8}), v = torch::randn({2, 16, 8});
   auto ref = sam::attention_core_reference(q, k, v, 0.35);
-  CHECK(torch::allclose(sam::attention_core(q, k, v, 0.35, 0.5, /*training=*/false), ref, 1e-5, 1e-6));
+  CHECK(torch::allclose(sam::attention_core(q, k, v, 0.35, 0.5, /*training=*/false), ref, 1e-5,
+                        1e-6));
   auto mean = torch::zeros_like(ref);
   const int n = 400;
   for (int i = 0; i < n; ++i) mean += sam::attention_core(q, k, v, 0.35, 0.5, true);
@@ -41,31 +65,68 @@ TEST_CASE("attention dropout keeps the expectation and only acts in training", "
   CHECK_FALSE(torch::allclose(sam::attention_core(q, k, v, 0.35, 0.5, true), ref, 1e-3, 1e-3));
 }
 
-TEST_CASE("relative-position attention equals the reference, forward and backward", "[sam][attention]") {
+TEST_CASE("both kernels apply the same dropout mask, forward and backward", "[sam][attention]") {
+  // The mask is drawn before the kernel runs, so with the same seed the two kernels must agree.
+  auto run = [](sam::AttentionKernel kernel) {
+    KernelScope scope(kernel);
+    torch::manual_seed(7);
+    auto q = torch::randn({5, 24, 16}).requires_grad_(true),
+         k = torch::randn({5, 20, 16}).requires_grad_(true),
+         v = torch::randn({5, 20, 8}).requires_grad_(true);
+    auto out = sam::attention_core(q, k, v, 0.25, 0.3, true);
+    (out * torch::linspace(-1, 1, out.numel()).view_as(out)).sum().backward();
+    return std::vector<torch::Tensor>{out.detach(), q.grad(), k.grad(), v.grad()};
+  };
+  auto a = run(sam::AttentionKernel::kLoop), b = run(sam::AttentionKernel::kGemm);
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("tensor " << i);
+    CHECK(torch::allclose(a[i], b[i], 1e-4, 1e-5));
+  }
+  // And the dropout did something: without it the output differs.
+  torch::manual_seed(7);
+  auto q = torch::randn({5, 24, 16}), k = torch::randn({5, 20, 16}), v = torch::randn({5, 20, 8});
+  CHECK_FALSE(torch::allclose(sam::attention_core_reference(q, k, v, 0.25), a[0], 1e-3, 1e-3));
+}
+
+TEST_CASE("relative-position attention equals the reference, forward and backward",
+          "[sam][attention]") {
   torch::manual_seed(2);
-  // Small grids run in the raw kernel, 32 x 32 (1024 keys) in the BLAS-sliced one.
-  for (auto hw : std::vector<std::array<int64_t, 3>>{{6, 6, 5}, {16, 16, 2}, {4, 7, 3}, {32, 32, 2}}) {
-    const int64_t H = hw[0], W = hw[1], BH = hw[2], c = 8, L = H * W;
-    auto mk = [&](std::vector<int64_t> s) { return torch::randn(s).requires_grad_(true); };
-    auto q = mk({BH, L, c}), k = mk({BH, L, c}), v = mk({BH, L, c}), rh = mk({BH, H, W, H}), rw = mk({BH, H, W, W});
-    std::vector<torch::Tensor> a_in{q, k, v, rh, rw}, b_in;
-    for (auto& t : a_in) b_in.push_back(t.detach().clone().requires_grad_(true));
-    auto a = sam::rel_pos_attention(q, k, v, rh, rw, 0.25, H, W);
-    auto b = sam::rel_pos_attention_reference(b_in[0], b_in[1], b_in[2], b_in[3], b_in[4], 0.25, H, W);
-    CHECK(torch::allclose(a, b, 1e-5, 1e-6));
-    auto w = torch::randn_like(a);
-    (a * w).sum().backward();
-    (b * w).sum().backward();
-    for (size_t i = 0; i < a_in.size(); ++i) {
-      INFO("input " << i);
-      CHECK(torch::allclose(a_in[i].grad(), b_in[i].grad(), 1e-4, 1e-5));
+  for (auto kernel : kKernels) {
+    KernelScope scope(kernel);
+    INFO("kernel " << kernel_name(kernel));
+    // Grids under 1024 keys run in the sliced kernels (loops or BLAS per slice), 32 x 32 in the
+    // row-block one that calls libtorch's mm.
+    for (auto hw : std::vector<std::array<int64_t, 4>>{{6, 6, 5, 8},
+                                                       {16, 16, 2, 8},
+                                                       {4, 7, 3, 8},
+                                                       {6, 6, 4, 32},
+                                                       {16, 16, 2, 32},
+                                                       {32, 32, 2, 8}}) {
+      const int64_t H = hw[0], W = hw[1], BH = hw[2], c = hw[3], L = H * W;
+      auto mk = [&](std::vector<int64_t> s) { return torch::randn(s).requires_grad_(true); };
+      auto q = mk({BH, L, c}), k = mk({BH, L, c}), v = mk({BH, L, c}), rh = mk({BH, H, W, H}),
+           rw = mk({BH, H, W, W});
+      std::vector<torch::Tensor> a_in{q, k, v, rh, rw}, b_in;
+      for (auto& t : a_in) b_in.push_back(t.detach().clone().requires_grad_(true));
+      auto a = sam::rel_pos_attention(q, k, v, rh, rw, 0.25, H, W);
+      auto b =
+          sam::rel_pos_attention_reference(b_in[0], b_in[1], b_in[2], b_in[3], b_in[4], 0.25, H, W);
+      CHECK(torch::allclose(a, b, 1e-5, 1e-6));
+      auto w = torch::randn_like(a);
+      (a * w).sum().backward();
+      (b * w).sum().backward();
+      for (size_t i = 0; i < a_in.size(); ++i) {
+        INFO("input " << i);
+        CHECK(torch::allclose(a_in[i].grad(), b_in[i].grad(), 1e-4, 1e-5));
+      }
     }
   }
 }
 
 TEST_CASE("batched matmul equals bmm, forward and backward", "[sam][attention]") {
   torch::manual_seed(3);
-  auto a = torch::randn({5, 7, 3}).requires_grad_(true), b = torch::randn({5, 3, 9}).requires_grad_(true);
+  auto a = torch::randn({5, 7, 3}).requires_grad_(true),
+       b = torch::randn({5, 3, 9}).requires_grad_(true);
   auto a2 = a.detach().clone().requires_grad_(true), b2 = b.detach().clone().requires_grad_(true);
   auto x = sam::batched_matmul(a, b.transpose(1, 2).contiguous().transpose(1, 2));
   auto y = torch::bmm(a2, b2);
