@@ -144,6 +144,7 @@ struct Loader::Impl {
 
       // Usable masks (decoding every RLE string also validates it: a bad one skips the sample).
       const double limit = o.max_mask_area_frac * double(s.height) * double(s.width);
+      const double floor = o.min_mask_area_frac * double(s.height) * double(s.width);
       std::vector<mask::Rle> cand;
       for (const Annotation& a : s.annotations) {
         if (a.iscrowd) continue;
@@ -154,14 +155,15 @@ struct Loader::Impl {
                               " is not the image's " + std::to_string(s.height) + "x" +
                               std::to_string(s.width));
         const double area = double(mask::rle_area(r));
-        if (area <= 0 || area > limit) continue;
+        if (area <= 0 || area > limit || area < floor) continue;
         cand.push_back(std::move(r));
       }
       if (cand.empty())
         throw DataError(Problem::no_usable_masks, res.file,
                         "no usable mask (" + std::to_string(s.annotations.size()) +
-                            " annotations; crowd, empty and > " +
-                            std::to_string(o.max_mask_area_frac) + " of the image are dropped)");
+                            " annotations; crowd, empty, < " + std::to_string(o.min_mask_area_frac) +
+                            " and > " + std::to_string(o.max_mask_area_frac) +
+                            " of the image are dropped)");
       const cv::Mat img = s.load_image();
       const int H = img.rows, W = img.cols;
 
@@ -244,6 +246,8 @@ Loader::Loader(std::shared_ptr<Dataset> dataset, LoaderOptions options, LoaderSt
   if (o.max_masks < 1) bad("max_masks must be >= 1");
   if (!(o.max_mask_area_frac > 0 && o.max_mask_area_frac <= 1))
     bad("max_mask_area_frac must be in (0, 1]");
+  if (!(o.min_mask_area_frac >= 0 && o.min_mask_area_frac < o.max_mask_area_frac))
+    bad("min_mask_area_frac must be in [0, max_mask_area_frac)");
   if (o.large_scale_jitter && !(o.lsj_min > 0 && o.lsj_max >= o.lsj_min))
     bad("need 0 < lsj_min <= lsj_max");
   if (o.workers < 0 || o.workers > 256) bad("workers must be 0..256");

@@ -15,8 +15,8 @@
 // whatever the thread timing, so a loader resumed from state() returns exactly the samples, bit
 // for bit, that the original would have returned next.
 //
-// Per sample: crowd annotations, masks of area 0 and masks covering more than
-// max_mask_area_frac of the image are dropped; the image is resized (longest side =
+// Per sample: crowd annotations, masks of area 0, masks covering less than min_mask_area_frac
+// and masks covering more than max_mask_area_frac of the image are dropped; the image is resized (longest side =
 // image_size) or large-scale-jittered onto an image_size square, optionally mirrored; the
 // remaining masks are visited in random order and the first max_masks that are not empty after
 // the transform are kept (a jitter that leaves none is redrawn up to 8 times). Bad samples
@@ -50,6 +50,7 @@ struct LoaderOptions {
   int image_size = 1024;            // S
   int max_masks = 64;               // K
   double max_mask_area_frac = 0.9;  // masks covering more of the image are dropped
+  double min_mask_area_frac = 0.0;  // masks covering less of the image are dropped
   bool large_scale_jitter = false;
   double lsj_min = 0.1, lsj_max = 2.0;
   bool hflip = false;  // mirror with probability 1/2

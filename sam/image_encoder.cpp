@@ -163,7 +163,16 @@ PatchEmbedImpl::PatchEmbedImpl(int64_t patch, int64_t in_chans, int64_t dim) {
 }
 
 torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) {
-  return proj->forward(x).permute({0, 2, 3, 1}).contiguous();
+  // A convolution whose stride equals its kernel is one matrix product over the non-overlapping
+  // patches: [B*G*G, 3*p*p] x [3*p*p, C], which lands channels-last directly (on CPU, ~2x faster
+  // than the convolution and its permuted copy for the small training models, forward and back).
+  const auto& w = proj->weight;  // [C, 3, p, p]
+  const int64_t p = w.size(2), Cin = w.size(1), C = w.size(0);
+  if (!x.is_cpu() || x.size(2) % p != 0 || x.size(3) % p != 0)
+    return proj->forward(x).permute({0, 2, 3, 1}).contiguous();
+  const int64_t B = x.size(0), gh = x.size(2) / p, gw = x.size(3) / p;
+  auto patches = x.reshape({B, Cin, gh, p, gw, p}).permute({0, 2, 4, 1, 3, 5}).reshape({B * gh * gw, Cin * p * p});
+  return torch::addmm(proj->bias, patches, w.view({C, Cin * p * p}).t()).view({B, gh, gw, C});
 }
 
 ImageEncoderImpl::ImageEncoderImpl(const ModelConfig& c) : config(c) {

@@ -16,19 +16,116 @@ DecoderAttentionImpl::DecoderAttentionImpl(int64_t dim, int64_t heads_, int64_t 
   out_proj = register_module("out_proj", torch::nn::Linear(internal_dim, dim));
 }
 
+namespace {
+
+// a [Ba, n, k] @ b [Bb, k, m] -> [max(Ba, Bb), n, m], a batch of one broadcast against the other
+// without copies: a shared right factor takes every left row in one product, a shared left factor
+// is the transposed case.
+torch::Tensor bmm_bcast(const torch::Tensor& a, const torch::Tensor& b) {
+  const int64_t Ba = a.size(0), Bb = b.size(0), n = a.size(1), k = a.size(2), m = b.size(2);
+  if (Ba == Bb) return batched_matmul(a, b);
+  if (Bb == 1) return torch::mm(a.reshape({Ba * n, k}), b[0]).view({Ba, n, m});
+  TORCH_CHECK(Ba == 1, "bmm_bcast: batch sizes ", Ba, " and ", Bb);
+  return torch::mm(b.transpose(1, 2).reshape({Bb * m, k}), a[0].t()).view({Bb, m, n}).transpose(1, 2);
+}
+
+}  // namespace
+
+DecoderAttentionImpl::Order DecoderAttentionImpl::choose_order(int64_t Bq, int64_t Bk, int64_t Nq, int64_t Nk,
+                                                               int64_t D, bool q_given, bool kv_given) const {
+  if (is_training() && dropout > 0) return Order::kPlain;  // dropout acts on the probabilities
+  if (kv_given) return Order::kPlain;  // the keys' projections are what the other orders avoid
+  const int64_t B = std::max(Bq, Bk), I = internal_dim;
+  // Multiply-accumulates of each order (projections of a shared batch counted once).
+  const double q = q_given ? 0.0 : static_cast<double>(Bq) * Nq * D * I;
+  const double plain = q + 2.0 * Bk * Nk * D * I + 2.0 * B * Nq * Nk * I + 1.0 * B * Nq * I * D;
+  const double keys = q + static_cast<double>(Bq) * Nq * I * D + 2.0 * B * heads * Nq * Nk * D +
+                      2.0 * B * Nq * I * D;
+  const double values = q + 2.0 * Bk * Nk * D * I + 1.0 * B * Nq * Nk * I + 1.0 * Bk * Nk * I * D +
+                        1.0 * B * Nq * heads * Nk * D;
+  if (keys < plain && keys <= values) return Order::kKeys;
+  if (values < plain) return Order::kValues;
+  return Order::kPlain;
+}
+
 torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& q_in, const torch::Tensor& k_in,
-                                            const torch::Tensor& v_in) {
-  const int64_t ch = internal_dim / heads;
+                                            const torch::Tensor& v_in, const torch::Tensor& q_proj_out,
+                                            const std::pair<torch::Tensor, torch::Tensor>& kv_proj_out) {
+  const int64_t Bq = q_in.size(0), Bk = k_in.size(0), B = std::max(Bq, Bk);
+  TORCH_CHECK((Bq == B || Bq == 1) && (Bk == B || Bk == 1) && v_in.size(0) == Bk,
+              "DecoderAttention: batch sizes of q ", Bq, ", k ", Bk, ", v ", v_in.size(0));
+  const int64_t Nq = q_in.size(1), Nk = k_in.size(1), D = q_in.size(2), ch = internal_dim / heads;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(ch));
+  const bool q_given = q_proj_out.defined(), kv_given = kv_proj_out.first.defined();
+  TORCH_CHECK(!q_given || (q_proj_out.size(0) == Bq && q_proj_out.size(1) == Nq),
+              "DecoderAttention: precomputed queries do not match");
+  TORCH_CHECK(!kv_given || (kv_proj_out.first.size(0) == Bk && kv_proj_out.first.size(1) == Nk),
+              "DecoderAttention: precomputed keys do not match");
+  Order order = forced_order != Order::kAuto ? forced_order : choose_order(Bq, Bk, Nq, Nk, D, q_given, kv_given);
+  if (kv_given) order = Order::kPlain;
+  auto q = q_given ? q_proj_out : q_proj->forward(q_in);  // [Bq, Nq, I]
+
+  if (order == Order::kKeys) {
+    // Few queries against many keys (token-to-image): the keys and values are never projected.
+    // The score of head h is (q_h Wk_h) k_in^T (the key bias adds a per-row constant, which the
+    // softmax ignores), and its output P_h (v_in Wv_h^T + bv_h) = (P_h v_in) Wv_h^T + bv_h (rows
+    // of P sum to 1).
+    auto qh = q.view({Bq * Nq, heads, ch}).transpose(0, 1);                 // [h, Bq*Nq, ch]
+    auto wk = k_proj->weight.view({heads, ch, D});
+    auto qk = batched_matmul(qh.contiguous(), wk);                            // [h, Bq*Nq, D]
+    qk = qk.view({heads, Bq, Nq, D}).transpose(0, 1).reshape({Bq, heads * Nq, D});
+    auto p = torch::softmax(bmm_bcast(qk, k_in.transpose(1, 2)) * scale, -1);  // [B, h*Nq, Nk]
+    auto pv = bmm_bcast(p, v_in);                                             // [B, h*Nq, D]
+    auto pvh = pv.view({B, heads, Nq, D}).transpose(0, 1).reshape({heads, B * Nq, D});
+    auto wv = v_proj->weight.view({heads, ch, D}).transpose(1, 2);             // [h, D, ch]
+    auto oh = batched_matmul(pvh, wv) + v_proj->bias.view({heads, 1, ch});   // [h, B*Nq, ch]
+    auto o = oh.view({heads, B, Nq, ch}).permute({1, 2, 0, 3}).reshape({B, Nq, internal_dim});
+    return out_proj->forward(o);
+  }
+
+  auto k = kv_given ? kv_proj_out.first : k_proj->forward(k_in);  // [Bk, Nk, I]
+  auto v = kv_given ? kv_proj_out.second : v_proj->forward(v_in);
+  if (order == Order::kValues) {
+    // Many queries against few keys (image-to-token): out_proj goes through the values first,
+    // V'_h = v_h Wo_h^T [Nk, D], so that out = sum_h P_h V'_h + bo is one product over h*Nk terms.
+    auto kh = k.view({Bk, Nk, heads, ch}).permute({2, 3, 0, 1}).reshape({heads, ch, Bk * Nk});
+    torch::Tensor p;  // [B, Nq, h, Nk]
+    if (Bq == 1) {    // one query set (a shared image) against every prompt's keys
+      auto qh = q[0].view({Nq, heads, ch}).transpose(0, 1).contiguous();  // [h, Nq, ch]
+      auto s = batched_matmul(qh, kh.contiguous()).view({heads, Nq, Bk, Nk});
+      p = torch::softmax(s * scale, -1).permute({2, 1, 0, 3});
+    } else {
+      auto qh = q.view({Bq, Nq, heads, ch}).transpose(1, 2).reshape({Bq * heads, Nq, ch});
+      auto kb = kh.view({heads, ch, Bk, Nk}).permute({2, 0, 1, 3}).reshape({Bk * heads, ch, Nk});
+      if (Bk != B) kb = kb.repeat({B, 1, 1});
+      auto s = batched_matmul(qh, kb).view({B, heads, Nq, Nk});
+      p = torch::softmax(s * scale, -1).transpose(1, 2);
+    }
+    auto wo = out_proj->weight.view({D, heads, ch}).permute({1, 2, 0});     // [h, ch, D]
+    auto vh = v.view({Bk * Nk, heads, ch}).transpose(0, 1).contiguous();    // [h, Bk*Nk, ch]
+    auto vo = batched_matmul(vh, wo.contiguous())                           // [h, Bk*Nk, D]
+                  .view({heads, Bk, Nk, D})
+                  .transpose(0, 1)
+                  .reshape({Bk, heads * Nk, D});
+    auto out = bmm_bcast(p.reshape({B, Nq, heads * Nk}), vo);
+    return out + out_proj->bias;
+  }
+
+  // The reference's order. A shared key set (batch 1) is attended by every prompt's queries at
+  // once (the prompts folded into the query rows); a shared query set is repeated.
+  if (Bk == 1 && Bq > 1) {
+    auto qh = q.view({Bq * Nq, heads, ch}).transpose(0, 1);  // [h, Bq*Nq, ch]
+    auto kh = k[0].view({Nk, heads, ch}).transpose(0, 1), vh = v[0].view({Nk, heads, ch}).transpose(0, 1);
+    auto out = attention_core(qh, kh, vh, scale, dropout, is_training());  // [h, Bq*Nq, ch]
+    return out_proj->forward(out.view({heads, Bq, Nq, ch}).permute({1, 2, 0, 3}).reshape({Bq, Nq, internal_dim}));
+  }
+  if (Bq != B) q = q.expand({B, Nq, internal_dim});
   auto split = [&](const torch::Tensor& x) {
     return x.view({x.size(0), x.size(1), heads, ch}).transpose(1, 2);  // [B, h, N, ch]
   };
-  auto q = split(q_proj->forward(q_in));
-  auto k = split(k_proj->forward(k_in));
-  auto v = split(v_proj->forward(v_in));
-  const int64_t B = q.size(0), Nq = q.size(2), Nk = k.size(2);
-  auto out = attention_core(q.reshape({B * heads, Nq, ch}), k.reshape({B * heads, Nk, ch}),
-                            v.reshape({B * heads, Nk, ch}), 1.0 / std::sqrt(static_cast<double>(ch)),
-                            dropout, is_training());
+  auto qs = split(q.contiguous()), ks = split(k), vs = split(v);
+  auto out = attention_core(qs.reshape({B * heads, Nq, ch}), ks.reshape({B * heads, Nk, ch}),
+                            vs.reshape({B * heads, Nk, ch}), scale, dropout, is_training());
   out = out.view({B, heads, Nq, ch}).transpose(1, 2).reshape({B, Nq, internal_dim});
   return out_proj->forward(out);
 }
@@ -53,7 +150,7 @@ TwoWayAttentionBlockImpl::TwoWayAttentionBlockImpl(const ModelConfig& c, bool sk
 
 std::pair<torch::Tensor, torch::Tensor> TwoWayAttentionBlockImpl::forward(
     torch::Tensor queries, torch::Tensor keys, const torch::Tensor& query_pe,
-    const torch::Tensor& key_pe) {
+    const torch::Tensor& key_pe, const DecoderImageCache* cache) {
   if (skip_first_layer_pe) {
     queries = self_attn->forward(queries, queries, queries);
   } else {
@@ -62,13 +159,17 @@ std::pair<torch::Tensor, torch::Tensor> TwoWayAttentionBlockImpl::forward(
   }
   queries = norm1->forward(queries);
 
-  auto k_pe = keys + key_pe;
-  queries = queries + cross_attn_token_to_image->forward(queries + query_pe, k_pe, keys);
+  // With a cache, k_pe is only a shape: its projections are in the cache.
+  auto k_pe = cache ? keys : keys + key_pe;
+  const std::pair<torch::Tensor, torch::Tensor> kv =
+      cache ? std::make_pair(cache->t2i_k, cache->t2i_v) : std::pair<torch::Tensor, torch::Tensor>{};
+  queries = queries + cross_attn_token_to_image->forward(queries + query_pe, k_pe, keys, {}, kv);
   queries = norm2->forward(queries);
 
   queries = norm3->forward(queries + mlp->forward(queries));
 
-  keys = keys + cross_attn_image_to_token->forward(k_pe, queries + query_pe, queries);
+  keys = keys + cross_attn_image_to_token->forward(k_pe, queries + query_pe, queries,
+                                                   cache ? cache->i2t_q : torch::Tensor());
   keys = norm4->forward(keys);
   return {queries, keys};
 }
@@ -85,21 +186,26 @@ TwoWayTransformerImpl::TwoWayTransformerImpl(const ModelConfig& c) {
 }
 
 std::pair<torch::Tensor, torch::Tensor> TwoWayTransformerImpl::forward(
-    const torch::Tensor& image, const torch::Tensor& image_pe, const torch::Tensor& tokens) {
+    const torch::Tensor& image, const torch::Tensor& image_pe, const torch::Tensor& tokens,
+    const DecoderImageCache* cache) {
   const int64_t B = tokens.size(0);
   // Token-major and contiguous: a transposed view here would send every projection of the image
   // tokens down libtorch's slow batched-matmul path.
-  auto keys = image.flatten(2).transpose(1, 2).contiguous();     // [B or 1, HW, D]
-  auto key_pe = image_pe.flatten(2).transpose(1, 2).contiguous();  // [1, HW, D]
-  if (keys.size(0) != B) keys = keys.expand({B, keys.size(1), keys.size(2)}).contiguous();
+  // A shared image (batch 1) stays shared until the first image-to-token attention makes the
+  // image tokens depend on the prompt.
+  auto keys = cache ? cache->keys : image.flatten(2).transpose(1, 2).contiguous();  // [B or 1, HW, D]
+  auto key_pe = cache ? cache->key_pe : image_pe.flatten(2).transpose(1, 2).contiguous();  // [1, HW, D]
   auto queries = tokens;
+  bool first = true;
   for (const auto& layer : *layers) {
-    auto out = layer->as<TwoWayAttentionBlock>()->forward(queries, keys, tokens, key_pe);
+    auto out = layer->as<TwoWayAttentionBlock>()->forward(queries, keys, tokens, key_pe, first ? cache : nullptr);
+    first = false;
     queries = out.first;
     keys = out.second;
   }
   auto attn = final_attn_token_to_image->forward(queries + tokens, keys + key_pe, keys);
   queries = norm_final_attn->forward(queries + attn);
+  if (keys.size(0) != B) keys = keys.expand({B, keys.size(1), keys.size(2)});
   return {queries, keys};
 }
 
@@ -154,10 +260,30 @@ torch::Tensor MaskDecoderImpl::upscale(const torch::Tensor& keys, int64_t h, int
   return torch::gelu(conv_transpose_2x2(x, ct2));
 }
 
+DecoderImageCache MaskDecoderImpl::prepare_image(const torch::Tensor& image_embedding,
+                                                 const torch::Tensor& image_pe,
+                                                 const torch::Tensor& no_mask_dense) {
+  TORCH_CHECK(image_embedding.size(0) == 1, "prepare_image: one embedding [1, D, G, G], got ",
+              image_embedding.sizes());
+  torch::NoGradGuard ng;
+  DecoderImageCache c;
+  auto src = image_embedding + no_mask_dense.narrow(0, 0, 1);
+  c.keys = src.flatten(2).transpose(1, 2).contiguous();
+  c.key_pe = image_pe.flatten(2).transpose(1, 2).contiguous();
+  if (transformer->layers->size() == 0) return c;
+  auto& first = *transformer->layers[0]->as<TwoWayAttentionBlock>();
+  auto k_pe = c.keys + c.key_pe;
+  c.t2i_k = first.cross_attn_token_to_image->k_proj->forward(k_pe);
+  c.t2i_v = first.cross_attn_token_to_image->v_proj->forward(c.keys);
+  c.i2t_q = first.cross_attn_image_to_token->q_proj->forward(k_pe);
+  return c;
+}
+
 DecoderOutput MaskDecoderImpl::predict_all(const torch::Tensor& image_embeddings,
                                            const torch::Tensor& image_pe,
                                            const torch::Tensor& sparse,
-                                           const torch::Tensor& dense) {
+                                           const torch::Tensor& dense,
+                                           const DecoderImageCache* cache) {
   const int64_t B = sparse.size(0);
   auto output_tokens = torch::cat({iou_token->weight, mask_tokens->weight}, 0);  // [1 + M, D]
   auto tokens = torch::cat(
@@ -167,10 +293,17 @@ DecoderOutput MaskDecoderImpl::predict_all(const torch::Tensor& image_embeddings
   TORCH_CHECK(image_embeddings.size(0) == 1 || image_embeddings.size(0) == B,
               "image embeddings must be [1 or B, D, G, G] for B = ", B, " prompts; got ",
               image_embeddings.sizes());
-  auto src = image_embeddings + dense;  // broadcasts a shared embedding over the prompts
-  if (src.size(0) != B) src = src.expand({B, src.size(1), src.size(2), src.size(3)});
+  // With no mask prompts the dense embedding is one vector broadcast (batch stride 0): the sum
+  // with a shared embedding is then the same for every prompt and is computed once.
+  const bool dense_shared = dense.size(0) == 1 || dense.stride(0) == 0;
+  const bool shared = image_embeddings.size(0) == 1 && dense_shared;
+  // A cache holds for the no-mask embedding only: one vector broadcast over the grid.
+  const bool no_mask = dense.stride(2) == 0 && dense.stride(3) == 0;
+  if (!shared || !no_mask || (cache && !cache->defined())) cache = nullptr;
+  // (With a cache the sum is not needed: its image tokens are in the cache.)
+  auto src = cache ? image_embeddings : shared ? image_embeddings + dense.narrow(0, 0, 1) : image_embeddings + dense;
   const int64_t D = src.size(1), h = src.size(2), w = src.size(3);
-  auto [hs, keys] = transformer->forward(src, image_pe, tokens);
+  auto [hs, keys] = transformer->forward(src, image_pe, tokens, cache);
   auto iou_token_out = hs.select(1, 0);
   (void)D;
   auto up = upscale(keys, h, w);  // [B, 4h, 4w, D/8] channels-last
@@ -189,8 +322,9 @@ DecoderOutput MaskDecoderImpl::predict_all(const torch::Tensor& image_embeddings
 
 DecoderOutput MaskDecoderImpl::forward(const torch::Tensor& image_embeddings,
                                        const torch::Tensor& image_pe, const torch::Tensor& sparse,
-                                       const torch::Tensor& dense, bool multimask) {
-  auto all = predict_all(image_embeddings, image_pe, sparse, dense);
+                                       const torch::Tensor& dense, bool multimask,
+                                       const DecoderImageCache* cache) {
+  auto all = predict_all(image_embeddings, image_pe, sparse, dense, cache);
   using torch::indexing::Slice;
   auto sl = multimask ? Slice(1, torch::indexing::None) : Slice(0, 1);
   return {all.masks.index({Slice(), sl}), all.iou.index({Slice(), sl})};

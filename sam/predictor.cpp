@@ -42,6 +42,13 @@ void Predictor::set_image(const torch::Tensor& image_hwc, ResizeMode mode) {
   embedding_ = model_->image_encoder->forward(input);
   original_ = {image_hwc.size(0), image_hwc.size(1)};
   input_ = {x.size(2), x.size(3)};
+  prepare_decoder();
+}
+
+void Predictor::prepare_decoder() {
+  torch::NoGradGuard ng;
+  auto none = model_->prompt_encoder->forward({}, {}, {}, {});  // the no-mask dense embedding
+  decoder_cache_ = model_->mask_decoder->prepare_image(embedding_, dense_pe_, none.dense);
 }
 
 void Predictor::set_embedding(const torch::Tensor& embedding, int64_t orig_h, int64_t orig_w) {
@@ -54,6 +61,7 @@ void Predictor::set_embedding(const torch::Tensor& embedding, int64_t orig_h, in
   TORCH_CHECK(orig_h > 0 && orig_w > 0, "original image size must be positive");
   embedding_ = embedding.to(device_, torch::kFloat);
   original_ = {orig_h, orig_w};
+  prepare_decoder();
   auto [nh, nw] = data::preprocess_shape(static_cast<int>(orig_h), static_cast<int>(orig_w),
                                          c.img_size);
   input_ = {nh, nw};
@@ -108,8 +116,9 @@ Prediction Predictor::predict_batch(const torch::Tensor& points, const torch::Te
   if (mask_input.defined()) masks = mask_input.to(device_, torch::kFloat);
   Sam model = model_;  // a shared handle: forward() is not const, but eval inference is re-entrant
   auto emb = model->prompt_encoder->forward(coords, labs, bx, masks);
+  // The cached image-only work holds for prompts without a mask input.
   auto dec = model->mask_decoder->forward(embedding_, dense_pe_, emb.sparse, emb.dense,
-                                           opts.multimask);
+                                           opts.multimask, masks.defined() ? nullptr : &decoder_cache_);
   Prediction out;
   out.low_res = dec.masks;
   out.iou = dec.iou;

@@ -68,6 +68,8 @@ class Predictor {
   Sam model_;
   torch::Device device_;
   torch::Tensor embedding_, dense_pe_;
+  DecoderImageCache decoder_cache_;  // the decoder's image-only work, made with the embedding
+  void prepare_decoder();
   std::pair<int64_t, int64_t> original_{0, 0}, input_{0, 0};
 };
 

@@ -17,6 +17,7 @@ nlohmann::json train_config_defaults() {
         {"val_max_samples", 100},
         {"max_masks", 64},
         {"max_mask_area_frac", 0.9},
+        {"min_mask_area_frac", 0.0},
         {"large_scale_jitter", false},
         {"lsj_min", 0.1},
         {"lsj_max", 2.0},
@@ -99,6 +100,7 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
   cfg::read(da, "val_max_samples", c.data.val_max_samples, w("data"));
   cfg::read(da, "max_masks", c.data.max_masks, w("data"));
   cfg::read(da, "max_mask_area_frac", c.data.max_mask_area_frac, w("data"));
+  cfg::read(da, "min_mask_area_frac", c.data.min_mask_area_frac, w("data"));
   cfg::read(da, "large_scale_jitter", c.data.large_scale_jitter, w("data"));
   cfg::read(da, "lsj_min", c.data.lsj_min, w("data"));
   cfg::read(da, "lsj_max", c.data.lsj_max, w("data"));

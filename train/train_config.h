@@ -20,6 +20,7 @@ struct DataConfig {
   int val_max_samples = 100;
   int max_masks = 64;
   double max_mask_area_frac = 0.9;
+  double min_mask_area_frac = 0.0;
   bool large_scale_jitter = false;
   double lsj_min = 0.1, lsj_max = 2.0;
   bool hflip = false;

@@ -312,6 +312,7 @@ void Trainer::Impl::setup() {
   lo.image_size = cfg.model.img_size;
   lo.max_masks = cfg.data.max_masks;
   lo.max_mask_area_frac = cfg.data.max_mask_area_frac;
+  lo.min_mask_area_frac = cfg.data.min_mask_area_frac;
   lo.large_scale_jitter = cfg.data.large_scale_jitter;
   lo.lsj_min = cfg.data.lsj_min;
   lo.lsj_max = cfg.data.lsj_max;

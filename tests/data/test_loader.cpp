@@ -216,6 +216,43 @@ TEST_CASE("loader: crowd, empty and over-90% masks are dropped and masks align w
   fs::remove_all(dir);
 }
 
+TEST_CASE("loader: masks under min_mask_area_frac are dropped") {
+  const auto dir = sam_test::temp_dir("loader_min_area");
+  cv::imwrite((dir / "im.png").string(), cv::Mat(40, 60, CV_8UC3, cv::Scalar(9, 9, 9)));
+  // Areas 300 (12.5 % of 2400 px), 40 (1.7 %) and 4 (0.17 %).
+  const std::string json =
+      R"({"images": [{"id": 1, "width": 60, "height": 40, "file_name": "im.png"}],
+    "annotations": [
+      {"id": 1, "image_id": 1, "iscrowd": 0, "segmentation": [[10,5, 30,5, 30,20, 10,20]]},
+      {"id": 2, "image_id": 1, "iscrowd": 0, "segmentation": [[40,30, 50,30, 50,34, 40,34]]},
+      {"id": 3, "image_id": 1, "iscrowd": 0, "segmentation": [[1,1, 3,1, 3,3, 1,3]]}]})";
+  write(dir / "inst.json", json);
+  const auto ds = open_coco((dir / "inst.json").string(), dir.string());
+  auto areas = [&](double min_frac) {
+    LoaderOptions o = small_options();
+    o.image_size = 60;
+    o.workers = 0;
+    o.min_mask_area_frac = min_frac;
+    Loader loader(ds, o);
+    const TrainSample s = loader.next();
+    std::vector<int64_t> a;
+    for (int64_t i = 0; i < s.masks.size(0); ++i) a.push_back(s.masks[i].sum().item<int64_t>());
+    std::sort(a.begin(), a.end());
+    return a;
+  };
+  CHECK(areas(0.0) == std::vector<int64_t>{4, 40, 300});
+  CHECK(areas(0.01) == std::vector<int64_t>{40, 300});
+  CHECK(areas(0.05) == std::vector<int64_t>{300});
+  // Nothing left: the sample is skipped as having no usable mask.
+  LoaderOptions o = small_options();
+  o.workers = 0;
+  o.min_mask_area_frac = 0.5;
+  CHECK_THROWS(Loader(ds, o).next());
+  o.min_mask_area_frac = 0.95;  // not below max_mask_area_frac
+  CHECK_THROWS_WITH(Loader(ds, o), Catch::Contains("min_mask_area_frac"));
+  fs::remove_all(dir);
+}
+
 TEST_CASE("loader: each kind of bad sample is skipped, counted and logged once, the run goes on") {
   const auto dir = sam_test::temp_dir("loader_bad");
   for (const auto& e : fs::directory_iterator(clean_dir()))
