@@ -42,6 +42,9 @@ class Predictor {
   void reset();
   bool has_image() const { return embedding_.defined(); }
   const torch::Tensor& embedding() const { return embedding_; }
+  /// The mask decoder's image-only work for this embedding (MaskDecoderImpl::prepare_image), for
+  /// callers that run the decoder themselves on prompts without a mask input.
+  const DecoderImageCache& decoder_cache() const { return decoder_cache_; }
   std::pair<int64_t, int64_t> original_size() const { return original_; }
   std::pair<int64_t, int64_t> input_size() const { return input_; }
 

@@ -120,8 +120,10 @@ struct Segmenter::Impl {
     encoder.set_image(image);
     Predictor bound = proto;
     bound.set_embedding(encoder.embedding(), h, w);
-    const int64_t bytes = static_cast<int64_t>(encoder.embedding().numel()) *
-                          static_cast<int64_t>(encoder.embedding().element_size());
+    int64_t bytes = 0;  // the embedding and the decoder's per-image cache
+    const auto& c = bound.decoder_cache();
+    for (const auto& t : {bound.embedding(), c.keys, c.key_pe, c.t2i_k, c.t2i_v, c.i2t_q})
+      if (t.defined()) bytes += static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
     return std::make_shared<const Embedded>(Embedded{std::move(bound), bytes});
   }
 
@@ -232,7 +234,7 @@ void Segmenter::Impl::decode(const Embedded& e, const Prompt& prompt, const std:
     box = p.transform_coords(t.view({1, 2, 2})).view({1, 4}).to(dev);
   }
   auto emb = model->prompt_encoder->forward(coords, labs, box, torch::Tensor());
-  auto dec = model->mask_decoder->predict_all(p.embedding(), dense_pe, emb.sparse, emb.dense);
+  auto dec = model->mask_decoder->predict_all(p.embedding(), dense_pe, emb.sparse, emb.dense, &p.decoder_cache());
   auto iou = dec.iou[0].to(torch::kCPU).contiguous();  // [4]
   const float* iv = iou.data_ptr<float>();
   std::vector<int64_t> tokens;

@@ -4,6 +4,8 @@
 // message naming the key.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -66,6 +68,51 @@ TEST_CASE("sam_engine --stage all runs the three stages on synthetic data", "[to
   const auto t = fs::last_write_time(out / "manual" / "retrain" / "round_1" / "model.pth");
   REQUIRE(sam_test::run_command(cmd, &log) == 0);
   CHECK(fs::last_write_time(out / "manual" / "retrain" / "round_1" / "model.pth") == t);
+  fs::remove_all(root);
+}
+
+TEST_CASE("sam_engine --stage auto under torchrun: 2 ranks share the images and write what 1 rank writes",
+          "[tools][engine][dist]") {
+  if (sam_test::run_command("/usr/bin/python3 -c 'import torch.distributed.run'") != 0) {
+    WARN("torchrun (python3-torch) is not installed: skipped");
+    return;
+  }
+  const auto root = sam_test::temp_dir("sam_engine_dist");
+  std::string log;
+  REQUIRE(sam_test::run_command((sam_test::bin_dir() / "sam_data").string() + " synth " +
+                                    (root / "synth").string() +
+                                    " --images 5 --seed 4 --size 320x240 --max-objects 6 --jobs 1",
+                                &log) == 0);
+  auto cmd = [&](const std::string& out) {
+    return kTool + " --config " + (sam_test::source_dir() / "configs" / "engine.yaml").string() +
+           " --stage auto --out " + (root / out).string() + " data=sa1b:" + (root / "synth").string() +
+           " model.arch=" + (sam_test::golden_tiny() / "config.json").string() +
+           " model.checkpoint=" + (sam_test::golden_tiny() / "sam.pth").string() +
+           " threads=1 auto.generator.points_per_side=8 auto.generator.crop_n_layers=0";
+  };
+  REQUIRE(sam_test::run_command(cmd("one"), &log) == 0);
+  const std::string torchrun =
+      "OMP_NUM_THREADS=1 /usr/bin/python3 -m torch.distributed.run --nproc_per_node=2 --no_python -r 1 -t 1 "
+      "--master_port=" + std::to_string(31500 + ::getpid() % 2000) + " ";
+  const int rc = sam_test::run_command(torchrun + cmd("two"), &log);
+  INFO(log);
+  REQUIRE(rc == 0);
+  // Both ranks generated (images 1, 3, 5 on rank 0; 2, 4 on rank 1), rank 0 wrote the report.
+  CHECK(log.find("(rank 0)") != std::string::npos);
+  CHECK(log.find("(rank 1)") != std::string::npos);
+  CHECK(read_json(root / "two" / "auto" / "report.json")["images_done"] == 5);
+  // The same SA-1B files, byte for byte, as the single process wrote.
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(root / "one" / "auto" / "data")) {
+    const auto other = root / "two" / "auto" / "data" / e.path().filename();
+    INFO(e.path().filename().string());
+    REQUIRE(fs::exists(other));
+    std::ifstream a(e.path(), std::ios::binary), b(other, std::ios::binary);
+    const std::string sa((std::istreambuf_iterator<char>(a)), {}), sb((std::istreambuf_iterator<char>(b)), {});
+    CHECK(sa == sb);
+    ++files;
+  }
+  CHECK(files == 10);  // 5 images and 5 JSON files
   fs::remove_all(root);
 }
 
