@@ -49,4 +49,17 @@ inline int run_command(const std::string& cmd, std::string* output = nullptr) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/// Whether Debian's torchrun (python3-torch) can be started.
+inline bool have_torchrun() {
+  return run_command("/usr/bin/python3 -c 'import torch.distributed.run'") == 0;
+}
+
+/// The command prefix that starts 2 single-threaded processes under torchrun (1.13's flags; -r 1
+/// -t 1 avoid its crash on Python 3.11), on a port from `base_port` and this process's id so
+/// that concurrent tests do not collide.
+inline std::string torchrun_two(int base_port) {
+  return "OMP_NUM_THREADS=1 /usr/bin/python3 -m torch.distributed.run --nproc_per_node=2 --no_python -r 1 -t 1 "
+         "--master_port=" + std::to_string(base_port + ::getpid() % 2000) + " ";
+}
+
 }  // namespace sam_test

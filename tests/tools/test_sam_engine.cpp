@@ -4,8 +4,6 @@
 // message naming the key.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 
@@ -73,7 +71,7 @@ TEST_CASE("sam_engine --stage all runs the three stages on synthetic data", "[to
 
 TEST_CASE("sam_engine --stage auto under torchrun: 2 ranks share the images and write what 1 rank writes",
           "[tools][engine][dist]") {
-  if (sam_test::run_command("/usr/bin/python3 -c 'import torch.distributed.run'") != 0) {
+  if (!sam_test::have_torchrun()) {
     WARN("torchrun (python3-torch) is not installed: skipped");
     return;
   }
@@ -91,9 +89,7 @@ TEST_CASE("sam_engine --stage auto under torchrun: 2 ranks share the images and 
            " threads=1 auto.generator.points_per_side=8 auto.generator.crop_n_layers=0";
   };
   REQUIRE(sam_test::run_command(cmd("one"), &log) == 0);
-  const std::string torchrun =
-      "OMP_NUM_THREADS=1 /usr/bin/python3 -m torch.distributed.run --nproc_per_node=2 --no_python -r 1 -t 1 "
-      "--master_port=" + std::to_string(31500 + ::getpid() % 2000) + " ";
+  const std::string torchrun = sam_test::torchrun_two(31500);
   const int rc = sam_test::run_command(torchrun + cmd("two"), &log);
   INFO(log);
   REQUIRE(rc == 0);

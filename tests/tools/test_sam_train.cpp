@@ -117,7 +117,7 @@ TEST_CASE("sam_train: a run killed at any moment resumes to the same losses, bit
 
 TEST_CASE("sam_train: 2 Gloo processes under torchrun give the losses of 1 process with the same global batch",
           "[tools][train][dist]") {
-  if (sam_test::run_command("/usr/bin/python3 -c 'import torch.distributed.run'") != 0) {
+  if (!sam_test::have_torchrun()) {
     WARN("torchrun (python3-torch) is not installed: skipped");
     return;
   }
@@ -127,9 +127,7 @@ TEST_CASE("sam_train: 2 Gloo processes under torchrun give the losses of 1 proce
   // One process, 2 images per step.
   REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "one") + extra, &out) == 0);
   // Two processes, 1 image each: the same 2 images per step (the sampler strides by rank).
-  const std::string torchrun =
-      "OMP_NUM_THREADS=1 /usr/bin/python3 -m torch.distributed.run --nproc_per_node=2 --no_python -r 1 -t 1 "
-      "--master_port=" + std::to_string(29500 + ::getpid() % 2000) + " ";
+  const std::string torchrun = sam_test::torchrun_two(29500);
   const int rc = sam_test::run_command(torchrun + sam_train() + " " + base_args(root / "two") + extra + " train.batch_size=1", &out);
   INFO(out);
   REQUIRE(rc == 0);
