@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -268,6 +269,110 @@ std::vector<uint8_t> TarArchive::read(const TarMember& m) const {
     done += static_cast<size_t>(r);
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing.
+
+namespace {
+
+// Writes `v` as `n - 1` octal digits and a NUL into p[0..n).
+void put_octal(uint8_t* p, size_t n, uint64_t v) {
+  for (size_t i = n - 1; i-- > 0;) {
+    p[i] = static_cast<uint8_t>('0' + (v & 7));
+    v >>= 3;
+  }
+  p[n - 1] = 0;
+}
+
+// One pax record "<len> key=value\n", where <len> counts the whole record, its own digits too.
+std::string pax_record(const std::string& key, const std::string& value) {
+  const size_t body = key.size() + value.size() + 3;  // ' ', '=', '\n'
+  size_t len = body + 1;
+  while (std::to_string(len).size() + body != len) len = std::to_string(len).size() + body;
+  return std::to_string(len) + " " + key + "=" + value + "\n";
+}
+
+constexpr uint64_t kMaxOctalSize = (uint64_t(1) << 33) - 1;  // 11 octal digits
+
+}  // namespace
+
+TarWriter::TarWriter(const std::string& path, int64_t mtime) : path_(path), mtime_(mtime) {
+  const std::string part = path_ + ".part";
+  fd_ = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0)
+    throw std::runtime_error(path_ + ": cannot create " + part + " (" + std::strerror(errno) + ")");
+}
+
+TarWriter::~TarWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!finished_) ::unlink((path_ + ".part").c_str());
+}
+
+void TarWriter::write_all(const void* p, uint64_t n) {
+  if (fd_ < 0) throw std::runtime_error(path_ + ": archive already finished");
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    const ssize_t w = ::write(fd_, c, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0)
+      throw std::runtime_error(path_ + ": write failed at byte " + std::to_string(written_) +
+                               " (" + std::strerror(errno) + ")");
+    c += w;
+    n -= static_cast<uint64_t>(w);
+    written_ += static_cast<uint64_t>(w);
+  }
+}
+
+void TarWriter::header(const std::string& name, uint64_t size, char type) {
+  uint8_t b[kBlock];
+  std::memset(b, 0, sizeof b);
+  std::memcpy(b, name.data(), std::min<size_t>(name.size(), 100));
+  put_octal(b + 100, 8, 0644);
+  put_octal(b + 108, 8, 0);
+  put_octal(b + 116, 8, 0);
+  put_octal(b + 124, 12, size <= kMaxOctalSize ? size : 0);
+  put_octal(b + 136, 12, static_cast<uint64_t>(std::max<int64_t>(mtime_, 0)));
+  b[156] = static_cast<uint8_t>(type);
+  std::memcpy(b + 257, "ustar", 6);
+  std::memcpy(b + 263, "00", 2);
+  std::memset(b + 148, ' ', 8);
+  uint64_t sum = 0;
+  for (uint8_t c : b) sum += c;
+  put_octal(b + 148, 7, sum);  // six digits, NUL, and the space left in place
+  write_all(b, kBlock);
+}
+
+void TarWriter::add(const std::string& name, const void* data, uint64_t size) {
+  if (name.empty()) throw std::invalid_argument(path_ + ": empty member name");
+  if (name.find('\0') != std::string::npos)
+    throw std::invalid_argument(path_ + ": member name with a NUL byte");
+  static const uint8_t zeros[kBlock] = {0};
+  if (name.size() > 100 || size > kMaxOctalSize) {
+    std::string pax;
+    if (name.size() > 100) pax += pax_record("path", name);
+    if (size > kMaxOctalSize) pax += pax_record("size", std::to_string(size));
+    header("PaxHeaders/" + name.substr(0, 80), pax.size(), 'x');
+    write_all(pax.data(), pax.size());
+    write_all(zeros, (kBlock - pax.size() % kBlock) % kBlock);
+  }
+  header(name, size, '0');
+  write_all(data, size);
+  write_all(zeros, (kBlock - size % kBlock) % kBlock);
+  ++members_;
+}
+
+void TarWriter::finish() {
+  static const uint8_t zeros[2 * kBlock] = {0};
+  write_all(zeros, sizeof zeros);
+  if (::fsync(fd_) != 0)
+    throw std::runtime_error(path_ + ": fsync failed (" + std::strerror(errno) + ")");
+  ::close(fd_);
+  fd_ = -1;
+  if (::rename((path_ + ".part").c_str(), path_.c_str()) != 0)
+    throw std::runtime_error(path_ + ": cannot rename the finished archive (" +
+                             std::strerror(errno) + ")");
+  finished_ = true;
 }
 
 std::vector<uint8_t> read_file_range(const std::string& path, uint64_t offset, uint64_t size) {

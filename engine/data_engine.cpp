@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -15,6 +17,7 @@
 
 #include "data/config_file.h"
 #include "data/dataset.h"
+#include "data/tar.h"
 #include "engine/amg/amg_io.h"
 #include "engine/amg/generator.h"
 #include "engine/box_detector.h"
@@ -643,6 +646,113 @@ struct DataEngine::Impl {
 
   // --- auto -----------------------------------------------------------------------------------
 
+  // Packs the auto stage's finished images into tar shards, SA-1B's release format: shards/
+  // sa_000000.tar, sa_000001.tar, ... each holding `shard_images` images (<stem>.<ext> then
+  // <stem>.json) in dataset order; auto/shards.json lists the shards and their stems. The members
+  // come from the loose folder (data/), or from the previous shards when an earlier run packed
+  // them and removed the folder. New shards are written beside the old ones and swapped in by
+  // renames, and the loose files are removed only after that, so an interruption at any point
+  // loses nothing: the next run packs again. Returns the shard listing.
+  nlohmann::json pack_shards(const fs::path& dir, const std::vector<ImageRecord>& recs) {
+    const fs::path shards = dir / "shards", tmp = dir / "shards.tmp", old = dir / "shards.old";
+    const fs::path listing = dir / "shards.json", loose = dir / "data";
+    if (!fs::exists(shards) && fs::exists(old)) fs::rename(old, shards);  // an interrupted swap
+    fs::remove_all(tmp);
+    fs::remove_all(old);
+    std::vector<std::string> stems;
+    for (const auto& r : recs)
+      if (!r.skipped) stems.push_back(r.stem);
+    const int64_t per = cfg.autom.shard_images;
+    nlohmann::json prev;
+    if (fs::exists(listing)) prev = read_json_file(listing);
+    auto listed = [&](const nlohmann::json& l) {
+      std::vector<std::string> v;
+      for (const auto& sh : l.at("shards"))
+        for (const auto& st : sh.at("images")) v.push_back(st.get<std::string>());
+      return v;
+    };
+    if (!prev.is_null() && prev.value("shard_images", int64_t(-1)) == per && listed(prev) == stems) {
+      bool complete = true;
+      for (const auto& sh : prev.at("shards"))
+        complete = complete && fs::exists(shards / sh.at("file").get<std::string>());
+      if (complete) {
+        if (!cfg.autom.keep_folder) remove_loose(loose, stems);
+        return prev;
+      }
+    }
+    // Where each member is now: a loose file, or a member of an old shard.
+    std::map<std::string, fs::path> on_disk;
+    if (fs::exists(loose))
+      for (const auto& e : fs::directory_iterator(loose))
+        if (e.is_regular_file()) on_disk[e.path().filename().string()] = e.path();
+    std::vector<std::unique_ptr<data::TarArchive>> archives;
+    std::map<std::string, std::pair<const data::TarArchive*, data::TarMember>> in_tar;
+    if (fs::exists(shards))
+      for (const auto& e : fs::directory_iterator(shards)) {
+        if (e.path().extension() != ".tar") continue;
+        archives.push_back(std::make_unique<data::TarArchive>(e.path().string()));
+        for (const auto& m : archives.back()->index().members) in_tar[m.name] = {archives.back().get(), m};
+      }
+    auto members_of = [&](const std::string& stem) {
+      std::map<std::string, std::vector<uint8_t>> out;  // name -> bytes
+      auto take = [&](const std::string& name) {
+        if (out.count(name)) return;
+        const auto d = on_disk.find(name);
+        if (d != on_disk.end()) {
+          out[name] = data::read_file_range(d->second.string(), 0, fs::file_size(d->second));
+          return;
+        }
+        const auto t = in_tar.find(name);
+        if (t != in_tar.end()) out[name] = t->second.first->read(t->second.second);
+      };
+      for (const auto& [name, p] : on_disk)
+        if (fs::path(name).stem().string() == stem) take(name);
+      for (const auto& [name, src] : in_tar)
+        if (fs::path(name).stem().string() == stem) take(name);
+      if (!out.count(stem + ".json") || out.size() < 2)
+        throw std::runtime_error(dir.string() + ": the outputs of finished image " + stem +
+                                 " are missing from " + loose.string() + " and " +
+                                 shards.string() + "; remove records/" + stem +
+                                 ".json to redo it");
+      return out;
+    };
+    fs::create_directories(tmp);
+    nlohmann::json doc = {{"shard_images", per}, {"shards", nlohmann::json::array()}};
+    for (size_t first = 0, n = 0; first < stems.size(); first += size_t(per), ++n) {
+      char name[32];
+      std::snprintf(name, sizeof name, "sa_%06zu.tar", n);
+      data::TarWriter w((tmp / name).string(), std::time(nullptr));
+      nlohmann::json list = nlohmann::json::array();
+      for (size_t i = first; i < std::min(stems.size(), first + size_t(per)); ++i) {
+        const auto members = members_of(stems[i]);
+        for (const auto& [m, bytes] : members)  // the image before its JSON, as SA-1B's shards
+          if (m != stems[i] + ".json") w.add(m, bytes);
+        w.add(stems[i] + ".json", members.at(stems[i] + ".json"));
+        list.push_back(stems[i]);
+      }
+      w.finish();
+      doc["shards"].push_back({{"file", name}, {"images", list}, {"bytes", w.bytes_written()}});
+    }
+    archives.clear();
+    if (fs::exists(shards)) fs::rename(shards, old);
+    fs::rename(tmp, shards);
+    write_atomic(listing.string(), doc.dump(2) + "\n");
+    fs::remove_all(old);
+    if (!cfg.autom.keep_folder) remove_loose(loose, stems);
+    log("auto: packed " + std::to_string(stems.size()) + " image(s) into " +
+        std::to_string(doc["shards"].size()) + " shard(s) in " + shards.string());
+    return doc;
+  }
+
+  // Removes the loose SA-1B files of `stems` (and the folder when nothing else is left in it).
+  static void remove_loose(const fs::path& loose, const std::vector<std::string>& stems) {
+    if (!fs::exists(loose)) return;
+    const std::set<std::string> keep(stems.begin(), stems.end());
+    for (const auto& e : fs::directory_iterator(loose))
+      if (e.is_regular_file() && keep.count(e.path().stem().string())) fs::remove(e.path());
+    if (fs::is_empty(loose)) fs::remove(loose);
+  }
+
   nlohmann::json run_auto() {
     const std::string st = "auto";
     const fs::path dir = stage_dir(st);
@@ -704,6 +814,13 @@ struct DataEngine::Impl {
     for (size_t i = 0; i < count; ++i) {
       const fs::path p = dir / "records" / (safe_stem(ds->sample_id(i)) + ".json");
       if (fs::exists(p)) recs.push_back(ImageRecord::from_json(read_json_file(p), p.string()));
+    }
+    if (cfg.autom.shard_images > 0) {
+      const auto listing = pack_shards(dir, recs);
+      manifest["outputs"]["shards"] = (dir / "shards").string();
+      manifest["outputs"]["shard_listing"] = (dir / "shards.json").string();
+      manifest["shards"] = listing["shards"].size();
+      if (!cfg.autom.keep_folder) manifest["outputs"]["sa1b"] = (dir / "shards").string();
     }
     return finish_stage(st, dir, recs, {}, manifest);
   }

@@ -13,6 +13,9 @@
 //   all     the three in order, each starting from the model the previous one produced.
 // Outputs under <out_dir>/<stage>/:
 //   data/<stem>.json + data/<stem>.<ext>   SA-1B folder: masks (COCO RLE) and the image
+//   shards/sa_<n>.tar, shards.json          auto stage: the folder packed as SA-1B's tar shards
+//                                           (auto.shard_images per shard; the folder is then
+//                                           removed unless auto.keep_folder)
 //   records/<stem>.json                     the image's record (stage_report.h); marks it done
 //   retrain/round_<k>/                      the training run of round k (model.pth)
 //   rounds.json                             the retraining rounds so far

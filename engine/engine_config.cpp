@@ -57,7 +57,7 @@ nlohmann::json engine_config_defaults() {
           {"nms_thresh", d.nms_thresh},
           {"max_boxes", d.max_boxes},
           {"center_radius", d.center_radius}}}}},
-      {"auto", {{"images", 0}, {"generator", genj}}},
+      {"auto", {{"images", 0}, {"shard_images", 1000}, {"keep_folder", false}, {"generator", genj}}},
       {"retrain",
        {{"config", ""},
         {"iterations", 20},
@@ -120,6 +120,8 @@ EngineConfig engine_config_from_json(const nlohmann::json& doc, const std::strin
   o.seed = c.seed;
 
   cfg::read(d.at("auto"), "images", c.autom.images, w("auto"));
+  cfg::read(d.at("auto"), "shard_images", c.autom.shard_images, w("auto"));
+  cfg::read(d.at("auto"), "keep_folder", c.autom.keep_folder, w("auto"));
   c.autom.generator = amg::amg_options_from_json(d.at("auto").at("generator"), w("auto.generator"));
 
   const auto& re = d.at("retrain");
@@ -149,6 +151,7 @@ EngineConfig engine_config_from_json(const nlohmann::json& doc, const std::strin
   if (c.semi.prefill_nms_thresh <= 0 || c.semi.prefill_nms_thresh > 1)
     bad("semi.prefill_nms_thresh", "must be in (0, 1]");
   if (c.autom.images < 0) bad("auto.images", "must be >= 0");
+  if (c.autom.shard_images < 0) bad("auto.shard_images", "must be >= 0 (0: no shards)");
   if (r.iterations < 1) bad("retrain.iterations", "must be >= 1");
   if (r.batch_size < 1) bad("retrain.batch_size", "must be >= 1");
   if (r.max_masks < 1) bad("retrain.max_masks", "must be >= 1");

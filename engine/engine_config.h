@@ -44,6 +44,10 @@ struct SemiConfig {
 
 struct AutoConfig {
   int images = 0;  ///< 0: every image of the dataset
+  /// Images per tar shard of the output (SA-1B's release format); 0: keep the SA-1B folder only.
+  int shard_images = 1000;
+  /// Keep the loose SA-1B folder (data/) after packing it into shards.
+  bool keep_folder = false;
   amg::AmgOptions generator;
 };
 

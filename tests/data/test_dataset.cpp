@@ -285,6 +285,64 @@ TEST_CASE("sa1b: tar shards made by the system tar read in place equal the folde
   fs::remove_all(dir);
 }
 
+TEST_CASE("tar: the writer's archives read back here and with the system tar") {
+  const auto dir = sam_test::temp_dir("tar_writer");
+  // Members of sizes 0, 1, 511, 512, 513 and 70000 bytes, one name of 150 bytes (pax "path").
+  std::vector<std::pair<std::string, std::string>> members;
+  const std::string long_name = std::string(120, 'n') + "/" + std::string(29, 'f');
+  for (size_t size : {0, 1, 511, 512, 513, 70000}) {
+    std::string body(size, '\0');
+    for (size_t i = 0; i < size; ++i) body[i] = char((i * 131u + size) & 0xff);
+    members.push_back({"m_" + std::to_string(size) + ".bin", body});
+  }
+  members.push_back({long_name, "a member whose name needs a pax header"});
+  const fs::path tar = dir / "out.tar";
+  {
+    TarWriter w(tar.string(), 1700000000);
+    for (const auto& [n, b] : members) w.add(n, b.data(), b.size());
+    CHECK_FALSE(fs::exists(tar));  // only "<path>.part" until finished
+    CHECK(fs::exists(dir / "out.tar.part"));
+    w.finish();
+    CHECK(w.members() == members.size());
+    CHECK(w.bytes_written() == fs::file_size(tar));
+  }
+  CHECK(fs::file_size(tar) % 512 == 0);
+  CHECK_FALSE(fs::exists(dir / "out.tar.part"));
+  const TarArchive a(tar.string());
+  CHECK(a.index().problems.empty());
+  REQUIRE(a.index().members.size() == members.size());
+  for (size_t i = 0; i < members.size(); ++i) {
+    CHECK(a.index().members[i].name == members[i].first);
+    const auto got = a.read(a.index().members[i]);
+    CHECK(std::string(got.begin(), got.end()) == members[i].second);
+  }
+  // GNU tar lists the same names and extracts the same bytes, without warnings.
+  std::string out;
+  REQUIRE(sam_test::run_command("tar -tf " + tar.string(), &out) == 0);
+  std::string expected;
+  for (const auto& m : members) expected += m.first + "\n";
+  CHECK(out == expected);
+  fs::create_directories(dir / "x");
+  REQUIRE(sam_test::run_command("tar -C " + (dir / "x").string() + " -xf " + tar.string(), &out) ==
+          0);
+  CHECK(out.empty());
+  for (const auto& [n, b] : members) CHECK(slurp(dir / "x" / n) == b);
+  REQUIRE(sam_test::run_command("TZ=UTC tar --full-time -tvf " + tar.string() + " m_1.bin", &out) == 0);
+  CHECK_THAT(out, Contains("-rw-r--r--") && Contains("2023-11-14"));
+  // Abandoned writers leave nothing behind; bad names are refused.
+  {
+    TarWriter w((dir / "gone.tar").string());
+    w.add("a", "x", 1);
+    CHECK_THROWS_AS(w.add("", "x", 1), std::invalid_argument);
+    CHECK_THROWS_AS(w.add(std::string("a\0b", 3), "x", 1), std::invalid_argument);
+  }
+  CHECK_FALSE(fs::exists(dir / "gone.tar"));
+  CHECK_FALSE(fs::exists(dir / "gone.tar.part"));
+  CHECK_THROWS_WITH(TarWriter((dir / "no" / "such" / "dir.tar").string()),
+                    Contains("dir.tar") && Contains("cannot create"));
+  fs::remove_all(dir);
+}
+
 TEST_CASE("tar: header walking survives garbage and reports it") {
   std::string junk(4096, '\0');
   for (size_t i = 0; i < junk.size(); ++i) junk[i] = char((i * 7919u) >> 3);

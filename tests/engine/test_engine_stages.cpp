@@ -1,16 +1,19 @@
 // The data engine's stages on a few synthetic images with the golden tiny model: the report's
 // counts agree with the SA-1B files written, bad input is skipped and counted, an interrupted
-// stage resumes without redoing finished images, the auto stage's output is a readable SA-1B
-// folder, and the configuration is strict.
+// stage resumes without redoing finished images, the auto stage's output is readable SA-1B
+// tar shards (repacked in place when the shard size changes), and the configuration is strict.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
 #include "data/dataset.h"
 #include "data/synth.h"
+#include "data/tar.h"
+#include "data/mask/rle.h"
 #include "engine/data_engine.h"
 #include "engine/engine_config.h"
 #include "test_util.h"
@@ -112,29 +115,98 @@ TEST_CASE(
   fs::remove_all(root);
 }
 
-TEST_CASE("auto stage: SA-1B folder readable by the dataset reader, GT matches counted",
+// Reads an SA-1B dataset (folder, shard or folder of shards) into id -> (image bytes, JSON).
+std::map<std::string, std::pair<std::vector<uint8_t>, std::string>> sa1b_contents(const fs::path& p) {
+  std::map<std::string, std::pair<std::vector<uint8_t>, std::string>> out;
+  auto ds = sam::data::open_sa1b(p.string());
+  for (size_t i = 0; i < ds->size(); ++i) {
+    const auto smp = ds->get(i);
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& an : smp.annotations) a.push_back(sam::mask::rle_to_string(an.rle()));
+    out[smp.id] = {smp.image.read(), a.dump()};
+  }
+  return out;
+}
+
+// The auto stage with low thresholds (the golden tiny model keeps masks) and `shard_images`.
+EngineConfig auto_config(const fs::path& root, const fs::path& data, int shard_images) {
+  auto c = small_config(root, data);
+  c.autom.generator.pred_iou_thresh = 0.0;
+  c.autom.generator.stability_score_thresh = 0.5;
+  c.autom.shard_images = shard_images;
+  return c;
+}
+
+TEST_CASE("auto stage: SA-1B tar shards readable by the dataset reader, GT matches counted",
           "[engine][stages]") {
   const auto root = sam_test::temp_dir("engine_auto");
   const auto data = make_data(root);
-  const auto cfg = small_config(root, data);
-  DataEngine eng(cfg, {});
-  const auto s = eng.run("auto").at("auto");
   const fs::path st = root / "out" / "auto";
-  CHECK(s["images_done"] == 2);
-  CHECK(s["images_skipped"] == 1);
-  auto ds = sam::data::open_sa1b((st / "data").string());
-  REQUIRE(ds->size() == 2);
-  int64_t n = 0;
-  for (size_t i = 0; i < ds->size(); ++i) {
-    const auto smp = ds->get(i);
-    CHECK(smp.load_image().cols == 320);
-    n += int64_t(smp.annotations.size());
-    for (size_t k = 0; k < smp.annotations.size(); ++k) CHECK(smp.annotations[k].rle().h == 240);
+  {  // the loose folder kept beside one shard per image
+    auto c = auto_config(root, data, 1);
+    c.autom.keep_folder = true;
+    DataEngine eng(c, {});
+    const auto s = eng.run("auto").at("auto");
+    CHECK(s["images_done"] == 2);
+    CHECK(s["images_skipped"] == 1);
+    CHECK(s["ground_truth"]["gt_masks"].get<int64_t>() > 0);
+    CHECK(s["ground_truth"]["masks_matched"].get<int64_t>() <= s["masks"].get<int64_t>());
+    CHECK(read_json(st / "manifest.json")["generator"]["points_per_side"] == 8);
+    CHECK(read_json(st / "manifest.json")["shards"] == 2);
+    const auto listing = read_json(st / "shards.json");
+    REQUIRE(listing["shards"].size() == 2);
+    CHECK(listing["shards"][0]["file"] == "sa_000000.tar");
+    CHECK(listing["shards"][0]["images"] == nlohmann::json::array({"sa_1"}));
+    CHECK(listing["shards"][1]["images"] == nlohmann::json::array({"sa_2"}));
+    // Each shard holds the image, then its JSON, as SA-1B's release does.
+    const sam::data::TarArchive t((st / "shards" / "sa_000001.tar").string());
+    REQUIRE(t.index().members.size() == 2);
+    CHECK(t.index().members[0].name == "sa_2.jpg");
+    CHECK(t.index().members[1].name == "sa_2.json");
   }
-  CHECK(s["masks"].get<int64_t>() == n);
-  CHECK(s["ground_truth"]["gt_masks"].get<int64_t>() > 0);
-  CHECK(s["ground_truth"]["masks_matched"].get<int64_t>() <= n);
-  CHECK(read_json(st / "manifest.json")["generator"]["points_per_side"] == 8);
+  const auto folder = sa1b_contents(st / "data");
+  REQUIRE(folder.size() == 2);
+  int64_t n = 0;
+  for (const auto& [id, c] : folder) n += int64_t(nlohmann::json::parse(c.second).size());
+  CHECK(n > 0);
+  CHECK(read_json(st / "report.json")["masks"].get<int64_t>() == n);
+  CHECK(sa1b_contents(st / "shards") == folder);
+  {
+    auto ds = sam::data::open_sa1b((st / "shards").string());
+    REQUIRE(ds->size() == 2);
+    const auto smp = ds->get(0);
+    CHECK(smp.load_image().cols == 320);
+    for (const auto& an : smp.annotations) CHECK(an.rle().h == 240);
+  }
+  {  // rerun with 2 images per shard, the folder dropped: repacked from the loose files
+    DataEngine eng(auto_config(root, data, 2), {});
+    CHECK(eng.run("auto").at("auto")["images_done"] == 2);
+    CHECK_FALSE(fs::exists(st / "data"));
+    CHECK_FALSE(fs::exists(st / "shards" / "sa_000001.tar"));
+    CHECK(read_json(st / "shards.json")["shards"][0]["images"] ==
+          nlohmann::json::array({"sa_1", "sa_2"}));
+    CHECK(sa1b_contents(st / "shards") == folder);
+    CHECK(read_json(st / "manifest.json")["outputs"]["sa1b"] == (st / "shards").string());
+  }
+  const auto packed = fs::last_write_time(st / "shards" / "sa_000000.tar");
+  {  // rerun as is: nothing redone, nothing repacked
+    DataEngine eng(auto_config(root, data, 2), {});
+    CHECK(eng.run("auto").at("auto")["images_done"] == 2);
+    CHECK(fs::last_write_time(st / "shards" / "sa_000000.tar") == packed);
+  }
+  {  // one image per shard again, with no loose files left: repacked from the old shards
+    DataEngine eng(auto_config(root, data, 1), {});
+    eng.run("auto");
+    CHECK(read_json(st / "shards.json")["shards"].size() == 2);
+    CHECK(sa1b_contents(st / "shards") == folder);
+    CHECK_FALSE(fs::exists(root / "out" / "auto" / "shards.tmp"));
+    CHECK_FALSE(fs::exists(root / "out" / "auto" / "shards.old"));
+  }
+  {  // a finished image whose outputs are gone is named in the error
+    fs::remove_all(st / "shards");
+    DataEngine eng(auto_config(root, data, 2), {});
+    CHECK_THROWS_WITH(eng.run("auto"), Catch::Contains("sa_1") && Catch::Contains("redo it"));
+  }
   fs::remove_all(root);
 }
 

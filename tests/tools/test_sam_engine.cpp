@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/tar.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -86,7 +87,8 @@ TEST_CASE("sam_engine --stage auto under torchrun: 2 ranks share the images and 
            " --stage auto --out " + (root / out).string() + " data=sa1b:" + (root / "synth").string() +
            " model.arch=" + (sam_test::golden_tiny() / "config.json").string() +
            " model.checkpoint=" + (sam_test::golden_tiny() / "sam.pth").string() +
-           " threads=1 auto.generator.points_per_side=8 auto.generator.crop_n_layers=0";
+           " threads=1 auto.generator.points_per_side=8 auto.generator.crop_n_layers=0"
+           " auto.shard_images=2";
   };
   REQUIRE(sam_test::run_command(cmd("one"), &log) == 0);
   const std::string torchrun = sam_test::torchrun_two(31500);
@@ -97,17 +99,23 @@ TEST_CASE("sam_engine --stage auto under torchrun: 2 ranks share the images and 
   CHECK(log.find("(rank 0)") != std::string::npos);
   CHECK(log.find("(rank 1)") != std::string::npos);
   CHECK(read_json(root / "two" / "auto" / "report.json")["images_done"] == 5);
-  // The same SA-1B files, byte for byte, as the single process wrote.
+  // The same SA-1B shards, member for member and byte for byte, as the single process wrote
+  // (3 shards of at most 2 images, in dataset order, whichever rank generated them).
   int files = 0;
-  for (const auto& e : fs::directory_iterator(root / "one" / "auto" / "data")) {
-    const auto other = root / "two" / "auto" / "data" / e.path().filename();
-    INFO(e.path().filename().string());
-    REQUIRE(fs::exists(other));
-    std::ifstream a(e.path(), std::ios::binary), b(other, std::ios::binary);
-    const std::string sa((std::istreambuf_iterator<char>(a)), {}), sb((std::istreambuf_iterator<char>(b)), {});
-    CHECK(sa == sb);
-    ++files;
+  for (const std::string shard : {"sa_000000.tar", "sa_000001.tar", "sa_000002.tar"}) {
+    INFO(shard);
+    const sam::data::TarArchive a((root / "one" / "auto" / "shards" / shard).string());
+    const sam::data::TarArchive b((root / "two" / "auto" / "shards" / shard).string());
+    REQUIRE(a.index().members.size() == b.index().members.size());
+    CHECK(a.index().problems.empty());
+    for (size_t i = 0; i < a.index().members.size(); ++i) {
+      CHECK(a.index().members[i].name == b.index().members[i].name);
+      CHECK(a.read(a.index().members[i]) == b.read(b.index().members[i]));
+      ++files;
+    }
   }
+  CHECK_FALSE(fs::exists(root / "two" / "auto" / "shards" / "sa_000003.tar"));
+  CHECK_FALSE(fs::exists(root / "two" / "auto" / "data"));  // packed, then removed
   CHECK(files == 10);  // 5 images and 5 JSON files
   fs::remove_all(root);
 }
