@@ -47,4 +47,23 @@ inline float log1p_unit(float e) {
   return 2.f * s * p;
 }
 
+/// erf(x), absolute error below 1.5e-7: Abramowitz and Stegun 7.1.26, 1 - t P(t) exp(-x^2) with
+/// t = 1 / (1 + p |x|) and the sign restored (the formula libtorch's vectorised CPU erf uses).
+inline float erf(float x) {
+  const float a = x < 0.f ? -x : x;
+  const float t = 1.f / (1.f + 0.3275911f * a);
+  float p = 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  const float r = 1.f - p * t * exp(-a * a);
+  return x < 0.f ? -r : r;
+}
+
+/// GELU with the exact (erf) form, x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, as torch's default.
+inline float gelu(float x) {
+  return 0.5f * x * (1.f + erf(x * 0.70710678118654752f));
+}
+
 }  // namespace sam::fastmath

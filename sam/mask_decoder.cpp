@@ -1,6 +1,7 @@
 #include "sam/mask_decoder.h"
 
 #include "sam/attention.h"
+#include "sam/decoder_kernels.h"
 
 #include <cmath>
 
@@ -27,6 +28,12 @@ torch::Tensor bmm_bcast(const torch::Tensor& a, const torch::Tensor& b) {
   if (Bb == 1) return torch::mm(a.reshape({Ba * n, k}), b[0]).view({Ba, n, m});
   TORCH_CHECK(Ba == 1, "bmm_bcast: batch sizes ", Ba, " and ", Bb);
   return torch::mm(b.transpose(1, 2).reshape({Bb * m, k}), a[0].t()).view({Bb, m, n}).transpose(1, 2);
+}
+
+// softmax(s * scale) over the last dimension: the fused CPU kernel in inference.
+torch::Tensor softmax_scaled(const torch::Tensor& s, double scale) {
+  if (decoder_kernels_apply(s)) return softmax_last_dim(s, scale);
+  return torch::softmax(s * scale, -1);
 }
 
 }  // namespace
@@ -74,7 +81,7 @@ torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& q_in, const tor
     auto wk = k_proj->weight.view({heads, ch, D});
     auto qk = batched_matmul(qh.contiguous(), wk);                            // [h, Bq*Nq, D]
     qk = qk.view({heads, Bq, Nq, D}).transpose(0, 1).reshape({Bq, heads * Nq, D});
-    auto p = torch::softmax(bmm_bcast(qk, k_in.transpose(1, 2)) * scale, -1);  // [B, h*Nq, Nk]
+    auto p = softmax_scaled(bmm_bcast(qk, k_in.transpose(1, 2)), scale);  // [B, h*Nq, Nk]
     auto pv = bmm_bcast(p, v_in);                                             // [B, h*Nq, D]
     auto pvh = pv.view({B, heads, Nq, D}).transpose(0, 1).reshape({heads, B * Nq, D});
     auto wv = v_proj->weight.view({heads, ch, D}).transpose(1, 2);             // [h, D, ch]
@@ -93,13 +100,13 @@ torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& q_in, const tor
     if (Bq == 1) {    // one query set (a shared image) against every prompt's keys
       auto qh = q[0].view({Nq, heads, ch}).transpose(0, 1).contiguous();  // [h, Nq, ch]
       auto s = batched_matmul(qh, kh.contiguous()).view({heads, Nq, Bk, Nk});
-      p = torch::softmax(s * scale, -1).permute({2, 1, 0, 3});
+      p = softmax_scaled(s, scale).permute({2, 1, 0, 3});
     } else {
       auto qh = q.view({Bq, Nq, heads, ch}).transpose(1, 2).reshape({Bq * heads, Nq, ch});
       auto kb = kh.view({heads, ch, Bk, Nk}).permute({2, 0, 1, 3}).reshape({Bk * heads, ch, Nk});
       if (Bk != B) kb = kb.repeat({B, 1, 1});
       auto s = batched_matmul(qh, kb).view({B, heads, Nq, Nk});
-      p = torch::softmax(s * scale, -1).transpose(1, 2);
+      p = softmax_scaled(s, scale).transpose(1, 2);
     }
     auto wo = out_proj->weight.view({D, heads, ch}).permute({1, 2, 0});     // [h, ch, D]
     auto vh = v.view({Bk * Nk, heads, ch}).transpose(0, 1).contiguous();    // [h, Bk*Nk, ch]
@@ -251,6 +258,18 @@ torch::Tensor MaskDecoderImpl::upscale(const torch::Tensor& keys, int64_t h, int
   const auto& ct1 = *output_upscaling[0]->as<torch::nn::ConvTranspose2dImpl>();
   const auto& ln = *output_upscaling[1]->as<LayerNorm2dImpl>();
   const auto& ct2 = *output_upscaling[3]->as<torch::nn::ConvTranspose2dImpl>();
+  if (decoder_kernels_apply(keys)) {
+    // Inference on the CPU: each product's output columns in (di, dj, o) order, then one pass
+    // that adds the bias, normalises, applies GELU and writes the 2x2 sub-pixels in place.
+    auto w1 = ct1.weight.permute({0, 2, 3, 1}).reshape({D, -1});  // [C, 2*2*O]
+    const int64_t O1 = w1.size(1) / 4;
+    auto x = convt2x2_epilogue(torch::mm(keys.reshape({B * h * w, D}), w1), B, h, w, O1, ct1.bias,
+                               ln.weight, ln.bias, ln.eps);
+    auto w2 = ct2.weight.permute({0, 2, 3, 1}).reshape({O1, -1});
+    const int64_t O2 = w2.size(1) / 4;
+    return convt2x2_epilogue(torch::mm(x.view({-1, O1}), w2), B, 2 * h, 2 * w, O2, ct2.bias, {}, {},
+                             0.0);
+  }
   auto x = conv_transpose_2x2(keys.reshape({B, h, w, D}), ct1);
   // LayerNorm2d normalises over channels: the last dimension here (same mean/variance arithmetic).
   auto u = x.mean(-1, true);

@@ -36,6 +36,9 @@ torch::Tensor SamImpl::postprocess_masks(const torch::Tensor& masks,
   auto m = F::interpolate(masks, opts.size(std::vector<int64_t>{S, S}));
   using torch::indexing::Slice;
   m = m.index({Slice(), Slice(), Slice(0, input_hw.first), Slice(0, input_hw.second)});
+  // A resize to the same size is the identity (bilinear, align_corners false: every source
+  // coordinate is an integer): originals whose longest side is the encoder's size skip it.
+  if (original_hw == input_hw) return m.contiguous();
   return F::interpolate(m, opts.size(std::vector<int64_t>{original_hw.first, original_hw.second}));
 }
 

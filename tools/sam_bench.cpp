@@ -6,10 +6,14 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
+#include "sam/attention.h"
+#include "sam/decoder_kernels.h"
 #include "sam/predictor.h"
+#include "sam/sam_model.h"
 #include "tools/tool_common.h"
 
 namespace {
@@ -43,7 +47,7 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   CLI::App app{"Benchmark SAM inference: embedding time, per-prompt latency, peak memory"};
   std::string model_name = "vit_b", checkpoint, json_out;
-  int threads = 0, embeds = 1, prompts = 20, orig_h = 1500, orig_w = 2250;
+  int threads = 0, embeds = 1, prompts = 20, orig_h = 1500, orig_w = 2250, breakdown = 0;
   app.add_option("--model", model_name, "vit_b, vit_l, vit_h or an architecture file");
   app.add_option("--checkpoint", checkpoint, "weights (random initialisation when omitted)");
   app.add_option("--threads", threads, "CPU threads (0 = all cores)");
@@ -52,9 +56,16 @@ int main(int argc, char** argv) {
   app.add_option("--orig-h", orig_h, "original image height (post-processing target)");
   app.add_option("--orig-w", orig_w, "original image width");
   app.add_option("--json", json_out, "also write the figures here");
+  bool unfused = false;
+  app.add_flag("--unfused-decoder", unfused,
+               "the decoder's tensor-op formulation instead of its fused inference kernels");
+  app.add_option("--breakdown", breakdown,
+                 "then time this many more prompts stage by stage (prompt encoder, decoder "
+                 "transformer, upscaling and mask products, post-processing, threshold)");
   CLI11_PARSE(app, argc, argv);
   return sam::tools::run_main("sam_bench", [&]() {
     sam::tools::set_threads(threads);
+    sam::set_decoder_kernels_enabled(!unfused);
     torch::manual_seed(0);
     auto config = sam::model_config_resolve(model_name);
     sam::Sam model(config);
@@ -78,15 +89,70 @@ int main(int argc, char** argv) {
       auto p = predictor.predict(torch::tensor({{x, y}}), torch::tensor({int64_t{1}}), {}, {});
       if (i >= 2) prompt_ms.push_back((now_s() - t0) * 1e3);  // two warm-up calls
     }
+    // Stage by stage, as Predictor::predict runs them (multimask, the per-image decoder cache).
+    std::map<std::string, std::vector<double>> stage_ms;
+    {
+      torch::NoGradGuard ng;
+      auto& dec = *model->mask_decoder;
+      const auto pe = model->prompt_encoder->get_dense_pe();
+      const auto& cache = predictor.decoder_cache();
+      const auto emb = predictor.embedding();
+      const int64_t G = emb.size(2);
+      for (int i = 0; breakdown > 0 && i < breakdown + 2; ++i) {
+        const float x = static_cast<float>((37 * i) % orig_w), y = static_cast<float>((53 * i) % orig_h);
+        std::vector<std::pair<std::string, double>> t;
+        double t0 = now_s();
+        auto lap = [&](const char* name) {
+          const double t1 = now_s();
+          t.emplace_back(name, (t1 - t0) * 1e3);
+          t0 = t1;
+        };
+        auto coords = predictor.transform_coords(torch::tensor({{{x, y}}}));
+        auto pr = model->prompt_encoder->forward(coords, torch::tensor({{int64_t{1}}}), {}, {});
+        lap("prompt_encoder");
+        auto out_tokens = torch::cat({dec.iou_token->weight, dec.mask_tokens->weight}, 0).unsqueeze(0);
+        auto tokens = torch::cat({out_tokens, pr.sparse}, 1);
+        auto [hs, keys] = dec.transformer->forward(emb, pe, tokens, &cache);
+        lap("transformer");
+        auto up = dec.upscale(keys, G, G);
+        lap("upscale");
+        std::vector<torch::Tensor> hyper;
+        for (int64_t m = 0; m < dec.num_mask_tokens; ++m)
+          hyper.push_back(dec.output_hypernetworks_mlps[m]->as<sam::MLP>()->forward(hs.select(1, m + 1)));
+        auto hyper_in = torch::stack(hyper, 1);
+        auto masks = sam::batched_matmul(up.reshape({1, -1, up.size(3)}), hyper_in.transpose(1, 2))
+                         .transpose(1, 2)
+                         .reshape({1, -1, up.size(1), up.size(2)})
+                         .narrow(1, 1, dec.num_mask_tokens - 1);
+        auto iou = dec.iou_prediction_head->forward(hs.select(1, 0));
+        lap("masks_and_iou");
+        auto logits = model->postprocess_masks(masks, predictor.input_size(), predictor.original_size());
+        lap("postprocess");
+        auto bin = logits > 0.0;
+        lap("threshold");
+        if (i >= 2)
+          for (const auto& [name, ms] : t) stage_ms[name].push_back(ms);
+      }
+    }
     nlohmann::json r;
     r["model"] = model_name;
     r["threads"] = torch::get_num_threads();
+    r["decoder_kernels"] = unfused ? "tensor ops" : "fused";
     r["img_size"] = config.img_size;
     r["original_size"] = {orig_h, orig_w};
     r["embed_s"] = embed_s;
     r["embed_s_median"] = median(embed_s);
     r["prompt_ms_median"] = median(prompt_ms);
     r["prompt_ms_min"] = prompt_ms.empty() ? 0 : *std::min_element(prompt_ms.begin(), prompt_ms.end());
+    if (breakdown > 0) {
+      auto& b = r["prompt_stage_ms_median"];
+      double total = 0;
+      for (const auto& [name, v] : stage_ms) {
+        b[name] = median(v);
+        total += median(v);
+      }
+      b["sum"] = total;
+    }
     r["peak_rss_mib_model"] = rss_model;
     r["peak_rss_mib"] = peak_rss_mib();
     std::cout << r.dump(2) << "\n";
