@@ -116,10 +116,8 @@ struct Segmenter::Impl {
     if (h <= 0 || w <= 0 || rgb.size() != static_cast<size_t>(h) * w * 3)
       throw std::runtime_error(key + ": the image loader returned inconsistent pixels");
     auto image = torch::from_blob(rgb.data(), {h, w, 3}, torch::kUInt8);
-    Predictor encoder = proto;  // set_image writes into the predictor: use a private copy
-    encoder.set_image(image);
-    Predictor bound = proto;
-    bound.set_embedding(encoder.embedding(), h, w);
+    Predictor bound = proto;  // set_image writes into the predictor: a private copy per image
+    bound.set_image(image);
     int64_t bytes = 0;  // the embedding and the decoder's per-image cache
     const auto& c = bound.decoder_cache();
     for (const auto& t : {bound.embedding(), c.keys, c.key_pe, c.t2i_k, c.t2i_v, c.i2t_q})
