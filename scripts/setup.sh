@@ -20,3 +20,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The annotation tool's browser test (tests/e2e) needs playwright-core from npm, driving Debian's
+# chromium. Fetched once when node, npm and chromium are there; optional: without it that one test
+# reports itself skipped, and a failure here (no registry) only warns.
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -d "$root/tests/e2e/node_modules/playwright-core" ] && command -v npm >/dev/null &&
+   command -v node >/dev/null && [ -x /usr/bin/chromium ]; then
+  echo "setup: npm ci --prefix tests/e2e (playwright-core for the browser test)"
+  timeout 300 npm ci --prefix "$root/tests/e2e" --no-audit --no-fund --loglevel=error >/dev/null 2>&1 ||
+    echo "setup: warning: npm ci failed; the browser test will be skipped" >&2
+fi
