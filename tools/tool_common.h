@@ -1,5 +1,6 @@
 #pragma once
 // Small helpers shared by the command-line programs: threads, device, error reporting.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -48,6 +49,20 @@ inline bool ensure_omp_wait_policy() {
 }
 // One per program: every tool is a single translation unit including this header.
 [[maybe_unused]] static const bool omp_wait_policy_set = ensure_omp_wait_policy();
+
+/// Freed memory stays in the process. glibc serves blocks above its mmap threshold (dynamic, up
+/// to 32 MiB) with mmap and gives them back on free, and trims the heap's top above 128 KiB: a
+/// training step's activations of tens of MiB then fault their pages in again every step (kernel
+/// time: page faults and zeroing). A fixed threshold of 1 GiB (32 MiB where glibc refuses more)
+/// and no trimming keep them mapped: the ref training case 0.255 -> 0.239 s/step in paired runs.
+/// The threshold must be set first: a trim threshold alone also fixes the mmap threshold at its
+/// 128 KiB start, which doubled the step time. Peak memory is unchanged (the blocks are reused).
+inline bool keep_freed_memory() {
+  if (::mallopt(M_MMAP_THRESHOLD, 1 << 30) == 0 && ::mallopt(M_MMAP_THRESHOLD, 32 << 20) == 0)
+    return false;
+  return ::mallopt(M_TRIM_THRESHOLD, 1 << 30) != 0;
+}
+[[maybe_unused]] static const bool freed_memory_kept = keep_freed_memory();
 
 /// Sets libtorch's intra-op threads (0 = all cores; libtorch starts with one here).
 inline void set_threads(int n) {
