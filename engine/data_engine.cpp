@@ -693,6 +693,9 @@ struct DataEngine::Impl {
         archives.push_back(std::make_unique<data::TarArchive>(e.path().string()));
         for (const auto& m : archives.back()->index().members) in_tar[m.name] = {archives.back().get(), m};
       }
+    std::map<std::string, std::vector<std::string>> by_stem;  // stem -> member names, once
+    for (const auto& [name, p] : on_disk) by_stem[fs::path(name).stem().string()].push_back(name);
+    for (const auto& [name, src] : in_tar) by_stem[fs::path(name).stem().string()].push_back(name);
     auto members_of = [&](const std::string& stem) {
       std::map<std::string, std::vector<uint8_t>> out;  // name -> bytes
       auto take = [&](const std::string& name) {
@@ -705,10 +708,9 @@ struct DataEngine::Impl {
         const auto t = in_tar.find(name);
         if (t != in_tar.end()) out[name] = t->second.first->read(t->second.second);
       };
-      for (const auto& [name, p] : on_disk)
-        if (fs::path(name).stem().string() == stem) take(name);
-      for (const auto& [name, src] : in_tar)
-        if (fs::path(name).stem().string() == stem) take(name);
+      const auto named = by_stem.find(stem);
+      if (named != by_stem.end())
+        for (const auto& name : named->second) take(name);
       if (!out.count(stem + ".json") || out.size() < 2)
         throw std::runtime_error(dir.string() + ": the outputs of finished image " + stem +
                                  " are missing from " + loose.string() + " and " +
