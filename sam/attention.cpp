@@ -33,11 +33,6 @@ namespace {
 // operations inside, so no per-operation overhead), compiled for AVX2 and baseline x86-64 with
 // run-time dispatch. Inner loops run over the keys (j), the long dimension of the decoder's
 // token-to-image attention; K and V are transposed once per slice so they are contiguous in j.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SAM_MULTIVERSION __attribute__((target_clones("avx2", "default")))
-#else
-#define SAM_MULTIVERSION
-#endif
 
 // Scores, softmax and output of one slice. q [Nq, c], kt [c, Nk], vt [cv, Nk] -> out [Nq, cv],
 // probabilities into p [Nq, Nk] (scratch or saved), with an optional dropout multiplier.

@@ -11,17 +11,10 @@ namespace sam {
 
 namespace {
 
-// Compiled for AVX2 and baseline x86-64 with run-time dispatch, like the attention kernels.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SAM_KERNEL_MULTIVERSION __attribute__((target_clones("avx2", "default")))
-#else
-#define SAM_KERNEL_MULTIVERSION
-#endif
-
 // Rows [r0, r1) of n scores each: out = softmax(scale * in) per row. Three passes over the block
 // (row maxima, one exp over the whole block, row sums and scaling), so that the exp loop runs
 // over contiguous memory whatever the row length.
-SAM_KERNEL_MULTIVERSION
+SAM_MULTIVERSION
 void softmax_rows(const float* in, float* out, int64_t r0, int64_t r1, int64_t n, float scale) {
   constexpr int64_t kBlock = 256;
   for (int64_t b0 = r0; b0 < r1; b0 += kBlock) {
@@ -49,7 +42,7 @@ void softmax_rows(const float* in, float* out, int64_t r0, int64_t r1, int64_t n
 }
 
 // Input rows [r0, r1) of the epilogue (row = (b, i) over the input grid).
-SAM_KERNEL_MULTIVERSION
+SAM_MULTIVERSION
 void convt_epilogue_rows(const float* y, float* out, int64_t r0, int64_t r1, int64_t h, int64_t w,
                          int64_t O, const float* bias, const float* lw, const float* lb,
                          float eps) {

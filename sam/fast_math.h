@@ -11,6 +11,14 @@
 // -fno-trapping-math (with the default it will not turn the clamp's comparisons into blends when
 // floating-point operations follow): the CMake files give that flag to the files that use them.
 
+/// Marks a kernel to be compiled for AVX2 and for baseline x86-64, chosen at run time (GCC's
+/// target_clones); elsewhere a plain function.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SAM_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#else
+#define SAM_MULTIVERSION
+#endif
+
 namespace sam::fastmath {
 
 /// exp(x), x clamped to [-87, 88] (exp(-87) = 1.6e-38, still a normal float). Cody-Waite

@@ -304,11 +304,6 @@ DecoderOutput MaskDecoderImpl::predict_all(const torch::Tensor& image_embeddings
                                            const torch::Tensor& dense,
                                            const DecoderImageCache* cache) {
   const int64_t B = sparse.size(0);
-  auto output_tokens = torch::cat({iou_token->weight, mask_tokens->weight}, 0);  // [1 + M, D]
-  auto tokens = torch::cat(
-      {output_tokens.unsqueeze(0).expand({B, output_tokens.size(0), output_tokens.size(1)}),
-       sparse},
-      1);
   TORCH_CHECK(image_embeddings.size(0) == 1 || image_embeddings.size(0) == B,
               "image embeddings must be [1 or B, D, G, G] for B = ", B, " prompts; got ",
               image_embeddings.sizes());
@@ -321,11 +316,22 @@ DecoderOutput MaskDecoderImpl::predict_all(const torch::Tensor& image_embeddings
   if (!shared || !no_mask || (cache && !cache->defined())) cache = nullptr;
   // (With a cache the sum is not needed: its image tokens are in the cache.)
   auto src = cache ? image_embeddings : shared ? image_embeddings + dense.narrow(0, 0, 1) : image_embeddings + dense;
-  const int64_t D = src.size(1), h = src.size(2), w = src.size(3);
-  auto [hs, keys] = transformer->forward(src, image_pe, tokens, cache);
-  auto iou_token_out = hs.select(1, 0);
-  (void)D;
-  auto up = upscale(keys, h, w);  // [B, 4h, 4w, D/8] channels-last
+  const int64_t h = src.size(2), w = src.size(3);
+  auto [hs, keys] = transformer->forward(src, image_pe, tokens(sparse), cache);
+  return heads(hs, upscale(keys, h, w));  // upscaled: [B, 4h, 4w, D/8] channels-last
+}
+
+torch::Tensor MaskDecoderImpl::tokens(const torch::Tensor& sparse) {
+  const int64_t B = sparse.size(0);
+  auto output_tokens = torch::cat({iou_token->weight, mask_tokens->weight}, 0);  // [1 + M, D]
+  return torch::cat(
+      {output_tokens.unsqueeze(0).expand({B, output_tokens.size(0), output_tokens.size(1)}),
+       sparse},
+      1);
+}
+
+DecoderOutput MaskDecoderImpl::heads(const torch::Tensor& hs, const torch::Tensor& up) {
+  const int64_t B = hs.size(0);
   std::vector<torch::Tensor> hyper;
   for (int64_t i = 0; i < num_mask_tokens; ++i)
     hyper.push_back(output_hypernetworks_mlps[i]->as<MLP>()->forward(hs.select(1, i + 1)));
@@ -335,7 +341,7 @@ DecoderOutput MaskDecoderImpl::predict_all(const torch::Tensor& image_embeddings
   auto masks = batched_matmul(up.reshape({B, uh * uw, c}), hyper_in.transpose(1, 2))
                    .transpose(1, 2)
                    .reshape({B, -1, uh, uw});
-  auto iou = iou_prediction_head->forward(iou_token_out);
+  auto iou = iou_prediction_head->forward(hs.select(1, 0));
   return {masks, iou};
 }
 

@@ -48,6 +48,13 @@ struct DecoderImageCache {
   torch::Tensor t2i_k, t2i_v;   ///< first block: k_proj(keys + key_pe), v_proj(keys) [1, HW, I]
   torch::Tensor i2t_q;          ///< first block: q_proj(keys + key_pe) [1, HW, I]
   bool defined() const { return keys.defined(); }
+  /// Memory held by the cache's tensors.
+  int64_t bytes() const {
+    int64_t n = 0;
+    for (const auto* t : {&keys, &key_pe, &t2i_k, &t2i_v, &i2t_q})
+      if (t->defined()) n += static_cast<int64_t>(t->numel()) * static_cast<int64_t>(t->element_size());
+    return n;
+  }
 };
 
 /// Self-attention of tokens, token-to-image and image-to-token cross-attention, and an MLP.
@@ -105,6 +112,13 @@ struct MaskDecoderImpl : torch::nn::Module {
   /// no-mask dense embedding ([1, D, G, G], possibly a broadcast view). No gradients.
   DecoderImageCache prepare_image(const torch::Tensor& image_embedding, const torch::Tensor& image_pe,
                                   const torch::Tensor& no_mask_dense);
+
+  /// The transformer's tokens for B prompts: the IoU token and the mask tokens, then the prompts'
+  /// sparse embeddings [B, N, D] -> [B, 1 + M + N, D]. (predict_all's first step.)
+  torch::Tensor tokens(const torch::Tensor& sparse);
+  /// The heads on the transformer's outputs: its tokens hs [B, T, D] and the upscaled image
+  /// [B, 4h, 4w, D/8] -> all M masks [B, M, 4h, 4w] and IoU predictions [B, M]. (Its last step.)
+  DecoderOutput heads(const torch::Tensor& hs, const torch::Tensor& up);
 
   /// output_upscaling on the transformer's image tokens: keys [B, h*w, D] -> [B, 4h, 4w, D/8]
   /// channels-last (the reference's layers, computed as matrix products).

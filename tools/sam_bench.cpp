@@ -10,7 +10,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "sam/attention.h"
 #include "sam/decoder_kernels.h"
 #include "sam/predictor.h"
 #include "sam/sam_model.h"
@@ -110,21 +109,12 @@ int main(int argc, char** argv) {
         auto coords = predictor.transform_coords(torch::tensor({{{x, y}}}));
         auto pr = model->prompt_encoder->forward(coords, torch::tensor({{int64_t{1}}}), {}, {});
         lap("prompt_encoder");
-        auto out_tokens = torch::cat({dec.iou_token->weight, dec.mask_tokens->weight}, 0).unsqueeze(0);
-        auto tokens = torch::cat({out_tokens, pr.sparse}, 1);
-        auto [hs, keys] = dec.transformer->forward(emb, pe, tokens, &cache);
+        auto [hs, keys] = dec.transformer->forward(emb, pe, dec.tokens(pr.sparse), &cache);
         lap("transformer");
         auto up = dec.upscale(keys, G, G);
         lap("upscale");
-        std::vector<torch::Tensor> hyper;
-        for (int64_t m = 0; m < dec.num_mask_tokens; ++m)
-          hyper.push_back(dec.output_hypernetworks_mlps[m]->as<sam::MLP>()->forward(hs.select(1, m + 1)));
-        auto hyper_in = torch::stack(hyper, 1);
-        auto masks = sam::batched_matmul(up.reshape({1, -1, up.size(3)}), hyper_in.transpose(1, 2))
-                         .transpose(1, 2)
-                         .reshape({1, -1, up.size(1), up.size(2)})
-                         .narrow(1, 1, dec.num_mask_tokens - 1);
-        auto iou = dec.iou_prediction_head->forward(hs.select(1, 0));
+        auto all = dec.heads(hs, up);  // multimask: masks 1..M-1, as MaskDecoderImpl::forward
+        auto masks = all.masks.narrow(1, 1, dec.num_mask_tokens - 1);
         lap("masks_and_iou");
         auto logits = model->postprocess_masks(masks, predictor.input_size(), predictor.original_size());
         lap("postprocess");

@@ -118,10 +118,9 @@ struct Segmenter::Impl {
     auto image = torch::from_blob(rgb.data(), {h, w, 3}, torch::kUInt8);
     Predictor bound = proto;  // set_image writes into the predictor: a private copy per image
     bound.set_image(image);
-    int64_t bytes = 0;  // the embedding and the decoder's per-image cache
-    const auto& c = bound.decoder_cache();
-    for (const auto& t : {bound.embedding(), c.keys, c.key_pe, c.t2i_k, c.t2i_v, c.i2t_q})
-      if (t.defined()) bytes += static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
+    const auto& emb = bound.embedding();  // the embedding and the decoder's per-image cache
+    const int64_t bytes = static_cast<int64_t>(emb.numel()) * static_cast<int64_t>(emb.element_size()) +
+                          bound.decoder_cache().bytes();
     return std::make_shared<const Embedded>(Embedded{std::move(bound), bytes});
   }
 

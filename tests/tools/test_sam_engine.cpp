@@ -20,15 +20,19 @@ nlohmann::json read_json(const fs::path& p) {
   std::ifstream f(p);
   return nlohmann::json::parse(f);
 }
+// Five 320x240 synthetic images (sam_data synth) in `dir`.
+bool make_synth(const fs::path& dir, int seed, std::string& log) {
+  return sam_test::run_command((sam_test::bin_dir() / "sam_data").string() + " synth " + dir.string() +
+                                   " --images 5 --seed " + std::to_string(seed) +
+                                   " --size 320x240 --max-objects 6 --jobs 1",
+                               &log) == 0;
+}
 }  // namespace
 
 TEST_CASE("sam_engine --stage all runs the three stages on synthetic data", "[tools][engine]") {
   const auto root = sam_test::temp_dir("sam_engine_all");
   std::string log;
-  REQUIRE(sam_test::run_command((sam_test::bin_dir() / "sam_data").string() + " synth " +
-                                    (root / "synth").string() +
-                                    " --images 5 --seed 3 --size 320x240 --max-objects 6 --jobs 1",
-                                &log) == 0);
+  REQUIRE(make_synth(root / "synth", 3, log));
   const std::string cmd =
       kTool + " --config " + (sam_test::source_dir() / "configs" / "engine.yaml").string() +
       " --stage all --out " + (root / "out").string() + " data=sa1b:" + (root / "synth").string() +
@@ -78,10 +82,7 @@ TEST_CASE("sam_engine --stage auto under torchrun: 2 ranks share the images and 
   }
   const auto root = sam_test::temp_dir("sam_engine_dist");
   std::string log;
-  REQUIRE(sam_test::run_command((sam_test::bin_dir() / "sam_data").string() + " synth " +
-                                    (root / "synth").string() +
-                                    " --images 5 --seed 4 --size 320x240 --max-objects 6 --jobs 1",
-                                &log) == 0);
+  REQUIRE(make_synth(root / "synth", 4, log));
   auto cmd = [&](const std::string& out) {
     return kTool + " --config " + (sam_test::source_dir() / "configs" / "engine.yaml").string() +
            " --stage auto --out " + (root / out).string() + " data=sa1b:" + (root / "synth").string() +
