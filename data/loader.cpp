@@ -160,7 +160,7 @@ struct Loader::Impl {
       }
       if (cand.empty())
         throw DataError(Problem::no_usable_masks, res.file,
-                        "no usable mask (" + std::to_string(s.annotations.size()) +
+                        "image " + s.id + ": no usable mask (" + std::to_string(s.annotations.size()) +
                             " annotations; crowd, empty, < " + std::to_string(o.min_mask_area_frac) +
                             " and > " + std::to_string(o.max_mask_area_frac) +
                             " of the image are dropped)");

@@ -333,6 +333,13 @@ struct DataEngine::Impl {
     doc["data"]["train"] = specs;
     doc["data"]["val"] = "";
     doc["data"]["max_masks"] = cfg.retrain.max_masks;
+    // Every annotated mask, whatever the training file's floor (configs/tiny.yaml draws only masks
+    // of 5 % of the image and more, a choice for training from random weights); an override in
+    // retrain.overrides still wins.
+    doc["data"]["min_mask_area_frac"] = 0.0;
+    // A short fine-tune from good weights: its result is the weights themselves, not an average
+    // that still leans on the starting point.
+    doc["train"]["ema_decay"] = 0.0;
     auto& tr = doc["train"];
     tr["iterations"] = cfg.retrain.iterations;
     tr["batch_size"] = cfg.retrain.batch_size;

@@ -16,6 +16,11 @@ torch::Tensor LayerNorm2dImpl::forward(const torch::Tensor& x) {
   return weight.view({-1, 1, 1}) * y + bias.view({-1, 1, 1});
 }
 
+torch::Tensor layer_norm(torch::nn::LayerNorm& norm, const torch::Tensor& x) {
+  const auto t = norm->weight.scalar_type();
+  return norm->forward(x.scalar_type() == t ? x : x.to(t));
+}
+
 MLPBlockImpl::MLPBlockImpl(int64_t dim, int64_t hidden, bool relu_, double dropout_)
     : relu(relu_), dropout(dropout_) {
   lin1 = register_module("lin1", torch::nn::Linear(dim, hidden));

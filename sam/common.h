@@ -35,6 +35,11 @@ struct MLPImpl : torch::nn::Module {
 };
 TORCH_MODULE(MLP);
 
+/// `norm` applied to `x` cast to the norm's weight dtype: a LayerNorm runs in fp32 under autocast,
+/// as CUDA autocast's policy has it (libtorch 1.13's CPU autocast would fail on a bf16 input);
+/// a no-op cast otherwise.
+torch::Tensor layer_norm(torch::nn::LayerNorm& norm, const torch::Tensor& x);
+
 /// Stochastic depth on the residual branch: per-sample keep with probability 1 - p, scaled by
 /// 1 / (1 - p); identity when p == 0 or not training. x: [B, ...].
 torch::Tensor drop_path(const torch::Tensor& x, double p, bool training);

@@ -145,7 +145,7 @@ torch::Tensor EncoderBlockImpl::forward(const torch::Tensor& x) {
 }
 
 torch::Tensor EncoderBlockImpl::forward_impl(const torch::Tensor& x) {
-  auto h = norm1->forward(x);
+  auto h = layer_norm(norm1, x);
   if (window_size > 0) {
     const int64_t H = h.size(1), W = h.size(2);
     auto [win, padded] = window_partition(h, window_size);
@@ -154,7 +154,7 @@ torch::Tensor EncoderBlockImpl::forward_impl(const torch::Tensor& x) {
     h = attn->forward(h);
   }
   auto y = x + drop_path(h, drop_path_rate, is_training());
-  return y + drop_path(mlp->forward(norm2->forward(y)), drop_path_rate, is_training());
+  return y + drop_path(mlp->forward(layer_norm(norm2, y)), drop_path_rate, is_training());
 }
 
 PatchEmbedImpl::PatchEmbedImpl(int64_t patch, int64_t in_chans, int64_t dim) {

@@ -164,20 +164,20 @@ std::pair<torch::Tensor, torch::Tensor> TwoWayAttentionBlockImpl::forward(
     auto q = queries + query_pe;
     queries = queries + self_attn->forward(q, q, queries);
   }
-  queries = norm1->forward(queries);
+  queries = layer_norm(norm1, queries);
 
   // With a cache, k_pe is only a shape: its projections are in the cache.
   auto k_pe = cache ? keys : keys + key_pe;
   const std::pair<torch::Tensor, torch::Tensor> kv =
       cache ? std::make_pair(cache->t2i_k, cache->t2i_v) : std::pair<torch::Tensor, torch::Tensor>{};
   queries = queries + cross_attn_token_to_image->forward(queries + query_pe, k_pe, keys, {}, kv);
-  queries = norm2->forward(queries);
+  queries = layer_norm(norm2, queries);
 
-  queries = norm3->forward(queries + mlp->forward(queries));
+  queries = layer_norm(norm3, queries + mlp->forward(queries));
 
   keys = keys + cross_attn_image_to_token->forward(k_pe, queries + query_pe, queries,
                                                    cache ? cache->i2t_q : torch::Tensor());
-  keys = norm4->forward(keys);
+  keys = layer_norm(norm4, keys);
   return {queries, keys};
 }
 
@@ -211,7 +211,7 @@ std::pair<torch::Tensor, torch::Tensor> TwoWayTransformerImpl::forward(
     keys = out.second;
   }
   auto attn = final_attn_token_to_image->forward(queries + tokens, keys + key_pe, keys);
-  queries = norm_final_attn->forward(queries + attn);
+  queries = layer_norm(norm_final_attn, queries + attn);
   if (keys.size(0) != B) keys = keys.expand({B, keys.size(1), keys.size(2)});
   return {queries, keys};
 }

@@ -2,7 +2,7 @@
 # Training throughput of sam_train (issue 4): seconds per step, images/s and peak memory, for
 #   ref    the configuration of the plain PyTorch loop we compare with (tiny architecture, 8 images
 #          per step, one mask per image, one point, one round, 2 threads; it takes 0.34 s/step here)
-#   recipe the tiny run's configuration (configs/tiny.yaml: 8 images x 1 mask x 3 rounds)
+#   recipe the tiny run's configuration (configs/tiny.yaml: 8 images x 1 mask x 5 rounds)
 #   rounds11 the paper's schedule at CPU scale: 4 images x 8 masks x 11 rounds (2 without a click)
 #   vit_b  ViT-B at 1024 px, one image with 16 masks and 11 rounds per step, activation checkpointing
 #          (3 steps; the first is the warm-up)

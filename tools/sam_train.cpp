@@ -1,6 +1,6 @@
 // sam_train: SAM's interactive training (paper appendix A), single process or under torchrun.
 //   sam_train --config configs/vit_b.yaml [--run-dir DIR] [key.sub=value ...] [--dump-config]
-//   sam_train export RUN_DIR OUT.pth
+//   sam_train export RUN_DIR OUT.pth [--raw]
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -23,11 +23,13 @@ int main(int argc, char** argv) {
   std::string exp_dir, exp_out;
   exp->add_option("run_dir", exp_dir, "run directory")->required();
   exp->add_option("out", exp_out, "output .pth")->required();
+  bool exp_raw = false;
+  exp->add_flag("--raw", exp_raw, "the optimiser's own weights instead of the weight average (train.ema_decay)");
   CLI11_PARSE(app, argc, argv);
 
   return sam::tools::run_main("sam_train", [&]() {
     if (exp->parsed()) {
-      sam::train::export_run(exp_dir, exp_out);
+      sam::train::export_run(exp_dir, exp_out, exp_raw);
       std::cout << "exported " << exp_dir << " -> " << exp_out << "\n";
       return 0;
     }

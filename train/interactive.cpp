@@ -2,6 +2,8 @@
 
 #include <random>
 
+#include "train/amp.h"
+
 namespace sam::train {
 
 namespace F = torch::nn::functional;
@@ -88,9 +90,20 @@ StepStats interactive_step(Sam& model, const StepBatch& batch, const StepOptions
 
   // Encoder once; its output is detached so each round's graph can be freed right after its
   // backward pass, the gradient reaching the encoder once at the end.
-  auto emb = model->image_encoder->forward(preprocess_batch(model, batch.images, device));
+  // With autocast, only the model's forward passes run in bf16: the losses, the fed-back logits
+  // and the click sampling see fp32.
+  const auto amp = [&] { return AutocastGuard(device.type(), o.autocast_bf16); };
+  torch::Tensor emb;
+  {
+    auto guard = amp();
+    emb = model->image_encoder->forward(preprocess_batch(model, batch.images, device));
+  }
   auto emb_leaf = emb.detach().requires_grad_(true);
-  auto dense_pe = model->prompt_encoder->get_dense_pe();
+  torch::Tensor dense_pe;
+  {
+    auto guard = amp();
+    dense_pe = model->prompt_encoder->get_dense_pe();
+  }
   const double norm = (o.global_masks > 0 ? o.global_masks : static_cast<double>(N)) * kinds.size();
   const int64_t lr = model->config.low_res_size();
 
@@ -136,10 +149,15 @@ StepStats interactive_step(Sam& model, const StepBatch& batch, const StepOptions
         labels = labels.defined() ? torch::cat({labels, lab.unsqueeze(1)}, 1) : lab.unsqueeze(1);
       }
       const bool multimask = kind == RoundKind::kInitial && (!box_group || o.prompt.box_multimask);
-      auto pe = model->prompt_encoder->forward(coords, labels, boxes, mask_in);
-      auto e = B == 1 ? emb_leaf : emb_leaf.index_select(0, g_img);
-      auto dec = model->mask_decoder->forward(e, dense_pe, pe.sparse, pe.dense, multimask);
+      DecoderOutput dec;
+      {
+        auto guard = amp();
+        auto pe = model->prompt_encoder->forward(coords, labels, boxes, mask_in);
+        auto e = B == 1 ? emb_leaf : emb_leaf.index_select(0, g_img);
+        dec = model->mask_decoder->forward(e, dense_pe, pe.sparse, pe.dense, multimask);
+      }
       auto low = dec.masks.to(torch::kFloat);
+      dec.iou = dec.iou.to(torch::kFloat);
       torch::Tensor full;
       if (o.loss_full_resolution) {
         full = F::interpolate(low, F::InterpolateFuncOptions().size(std::vector<int64_t>{S, S}).mode(torch::kBilinear).align_corners(false));

@@ -27,6 +27,7 @@ struct StepOptions {
   uint64_t seed = 0;
   int64_t step = 0;                  ///< the optimiser step (seeds the round schedule)
   double global_masks = 0;           ///< masks over all ranks this step (loss normaliser); 0 = local
+  bool autocast_bf16 = false;        ///< forward passes under bf16 autocast (losses stay in fp32)
 };
 
 /// What one step measured (sums over this rank's masks; divide by masks for means).

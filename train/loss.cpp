@@ -233,7 +233,8 @@ RoundLoss round_loss(const torch::Tensor& logits, const torch::Tensor& targets,
   out.best = M > 1 ? mask_loss.detach().argmin(1) : torch::zeros({logits.size(0)}, torch::kLong).to(logits.device());
   auto pick = [&](const torch::Tensor& x) { return x.gather(1, out.best.unsqueeze(1)).squeeze(1); };
   out.iou = pick(iou_all);
-  auto iou_err = (pick(iou_pred.to(logits.dtype())) - out.iou).pow(2);
+  const auto pred = iou_pred.to(logits.dtype());
+  auto iou_err = w.supervise_all_iou && M > 1 ? (pred - iou_all).pow(2).mean(1) : (pick(pred) - out.iou).pow(2);
   auto f = pick(focal), d = pick(dice);
   out.total = (w.focal * f + w.dice * d + w.iou * iou_err).sum();
   out.focal = f.detach().sum();

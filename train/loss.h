@@ -12,6 +12,9 @@ struct LossWeights {
   double iou = 1.0;
   double focal_alpha = 0.25;  ///< < 0 disables the alpha weighting
   double focal_gamma = 2.0;
+  /// The IoU head's error on every candidate (mean over the M), as SAM 2's `supervise_all_iou`,
+  /// instead of only on the supervised (lowest-loss) one, the paper's wording.
+  bool supervise_all_iou = false;
 };
 
 /// Sigmoid focal loss, mean over pixels of each mask. logits: [N, M, H, W], targets broadcastable
@@ -35,10 +38,10 @@ std::vector<torch::Tensor> fused_mask_losses(const torch::Tensor& logits, const 
 
 /// Losses of one round for N masks with M candidates each.
 struct RoundLoss {
-  torch::Tensor total;   ///< scalar: sum over masks of (w_f focal + w_d dice + w_i iou_mse) of the best candidate
+  torch::Tensor total;   ///< scalar: sum over masks of (w_f focal + w_d dice) of the best candidate + w_i iou_mse
   torch::Tensor focal;   ///< scalar sums over masks (detached), for logging
   torch::Tensor dice;
-  torch::Tensor iou_mse;
+  torch::Tensor iou_mse;  ///< the best candidate's squared error, or the mean over all with supervise_all_iou
   torch::Tensor best;    ///< [N] index of the supervised candidate
   torch::Tensor iou;     ///< [N] actual IoU of the supervised candidate (detached)
 };

@@ -1,5 +1,6 @@
 #include "train/optim.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -136,6 +137,48 @@ void AdamW::load_state(const NamedTensors& s) {
       exp_avg_[gi][i].copy_(get(groups_[gi].names[i] + ".exp_avg"));
       exp_avg_sq_[gi][i].copy_(get(groups_[gi].names[i] + ".exp_avg_sq"));
     }
+}
+
+WeightAverage::WeightAverage(NamedTensors tracked, double decay) : tracked_(std::move(tracked)), decay_(decay) {
+  torch::NoGradGuard ng;
+  for (const auto& kv : tracked_) avg_.emplace_back(kv.first, kv.second.detach().clone());
+}
+
+double WeightAverage::decay_at(int64_t n) const {
+  return std::min(decay_, (1.0 + static_cast<double>(n)) / (10.0 + static_cast<double>(n)));
+}
+
+void WeightAverage::update() {
+  torch::NoGradGuard ng;
+  const double d = decay_at(updates_);
+  for (size_t i = 0; i < avg_.size(); ++i) {
+    auto& a = avg_[i].second;
+    const auto& w = tracked_[i].second;
+    if (a.is_floating_point()) a.lerp_(w.detach(), 1.0 - d);  // a + (1 - d) (w - a)
+    else a.copy_(w);
+  }
+  ++updates_;
+}
+
+void WeightAverage::load(const NamedTensors& avg, int64_t updates) {
+  std::map<std::string, torch::Tensor> byname(avg.begin(), avg.end());
+  torch::NoGradGuard ng;
+  for (auto& kv : avg_) {
+    auto it = byname.find(kv.first);
+    if (it == byname.end()) throw std::runtime_error("weight average: missing '" + kv.first + "'");
+    kv.second.copy_(it->second);
+  }
+  updates_ = updates;
+}
+
+void WeightAverage::swap_in() {
+  torch::NoGradGuard ng;
+  for (size_t i = 0; i < avg_.size(); ++i) {
+    auto w = tracked_[i].second.detach();
+    auto tmp = w.clone();
+    w.copy_(avg_[i].second);
+    avg_[i].second.copy_(tmp);
+  }
 }
 
 }  // namespace sam::train

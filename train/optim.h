@@ -63,4 +63,30 @@ class AdamW {
   std::vector<std::vector<torch::Tensor>> exp_avg_, exp_avg_sq_;
 };
 
+/// An exponential moving average of the weights (Polyak averaging; not in the paper, off in the
+/// ViT recipes): after each optimiser step, avg = d * avg + (1 - d) * w with
+/// d = min(decay, (1 + n) / (10 + n)) at the n-th update (n = 0, 1, ...), so that early averages
+/// are not dominated by the initial weights. Floating-point entries are averaged, others copied.
+class WeightAverage {
+ public:
+  /// Starts the average at the current values of `tracked` (a model's state dict, whose tensors
+  /// alias the model's parameters and buffers).
+  WeightAverage(NamedTensors tracked, double decay);
+  double decay_at(int64_t n) const;
+  /// Folds the tracked tensors' current values in.
+  void update();
+  int64_t updates() const { return updates_; }
+  /// The averaged values, keyed as the tracked state dict.
+  const NamedTensors& average() const { return avg_; }
+  /// Restores an average and its update count (from a checkpoint); throws naming a missing key.
+  void load(const NamedTensors& avg, int64_t updates);
+  /// Swaps the averaged values into the tracked tensors and back (for validation).
+  void swap_in();
+
+ private:
+  NamedTensors tracked_, avg_;
+  double decay_;
+  int64_t updates_ = 0;
+};
+
 }  // namespace sam::train

@@ -55,6 +55,7 @@ void save_run_checkpoint(const std::string& path, const RunCheckpoint& ck) {
   for (const auto& kv : ck.model) all.emplace_back("model." + kv.first, kv.second.detach());
   for (const auto& kv : ck.optim) all.emplace_back("optim." + kv.first, kv.second);
   for (const auto& kv : ck.rng) all.emplace_back("rng." + kv.first, kv.second);
+  for (const auto& kv : ck.ema) all.emplace_back("ema." + kv.first, kv.second.detach());
   all.emplace_back("meta", bytes_tensor(ck.meta.dump()));
   const std::string tmp = path + ".tmp";
   pth_write(tmp, all);
@@ -69,6 +70,7 @@ RunCheckpoint load_run_checkpoint(const std::string& path) {
     if (k.rfind("model.", 0) == 0) ck.model.emplace_back(k.substr(6), kv.second);
     else if (k.rfind("optim.", 0) == 0) ck.optim.emplace_back(k.substr(6), kv.second);
     else if (k.rfind("rng.", 0) == 0) ck.rng.emplace_back(k.substr(4), kv.second);
+    else if (k.rfind("ema.", 0) == 0) ck.ema.emplace_back(k.substr(4), kv.second);
     else if (k == "meta") {
       auto t = kv.second.contiguous();
       const std::string s(reinterpret_cast<const char*>(t.data_ptr<uint8_t>()), t.numel());

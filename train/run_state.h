@@ -13,9 +13,11 @@
 namespace sam::train {
 
 /// A run checkpoint's parts. Keys in the file: "model.<state-dict key>", "optim.<...>",
-/// "rng.<name>" (generator states as uint8), "meta" (UTF-8 JSON as uint8).
+/// "rng.<name>" (generator states as uint8), "ema.<state-dict key>" (the weight average, when the
+/// run keeps one), "meta" (UTF-8 JSON as uint8).
 struct RunCheckpoint {
   NamedTensors model;
+  NamedTensors ema;  ///< empty when the run keeps no weight average
   NamedTensors optim;
   NamedTensors rng;
   nlohmann::json meta;  ///< step, loader state, non-finite streak, ...

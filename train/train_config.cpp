@@ -39,6 +39,7 @@ nlohmann::json train_config_defaults() {
         {"val_every", 500},
         {"ckpt_every", 500},
         {"time_limit_min", 0.0},
+        {"ema_decay", 0.0},
         {"inject_nonfinite", nlohmann::json::array()}}},
       {"optim",
        {{"lr", 8e-4},
@@ -64,6 +65,7 @@ nlohmann::json train_config_defaults() {
         {"iou", 1.0},
         {"focal_alpha", 0.25},
         {"focal_gamma", 2.0},
+        {"supervise_all_iou", false},
         {"resolution", "full"}}},
   };
 }
@@ -124,6 +126,9 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
   cfg::read(tr, "val_every", c.train.val_every, w("train"));
   cfg::read(tr, "ckpt_every", c.train.ckpt_every, w("train"));
   cfg::read(tr, "time_limit_min", c.train.time_limit_min, w("train"));
+  cfg::read(tr, "ema_decay", c.train.ema_decay, w("train"));
+  if (c.train.ema_decay < 0 || c.train.ema_decay >= 1)
+    throw std::invalid_argument(where + ": train.ema_decay must be in [0, 1) (0 = no weight average)");
   cfg::read(tr, "inject_nonfinite", c.train.inject_nonfinite, w("train"));
   if (c.train.batch_size < 1 || c.train.grad_accum < 1 || c.train.iterations < 0)
     throw std::invalid_argument(where + ": train.batch_size and train.grad_accum must be >= 1, iterations >= 0");
@@ -166,6 +171,7 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
   cfg::read(lo, "iou", c.loss.iou, w("loss"));
   cfg::read(lo, "focal_alpha", c.loss.focal_alpha, w("loss"));
   cfg::read(lo, "focal_gamma", c.loss.focal_gamma, w("loss"));
+  cfg::read(lo, "supervise_all_iou", c.loss.supervise_all_iou, w("loss"));
   cfg::read(lo, "resolution", c.loss_resolution, w("loss"));
   if (c.loss_resolution != "full" && c.loss_resolution != "low")
     throw std::invalid_argument(where + ": loss.resolution must be full or low");

@@ -166,11 +166,14 @@ nlohmann::json init_from_mae(torch::nn::Module& model, const std::string& path) 
   return report;
 }
 
-void export_run(const std::string& run_dir, const std::string& out) {
+void export_run(const std::string& run_dir, const std::string& out, bool raw) {
   const fs::path dir(run_dir);
   NamedTensors weights;
   if (fs::exists(dir / "checkpoint.pth")) {
-    weights = load_run_checkpoint((dir / "checkpoint.pth").string()).model;
+    auto ck = load_run_checkpoint((dir / "checkpoint.pth").string());
+    weights = (raw || ck.ema.empty()) ? std::move(ck.model) : std::move(ck.ema);
+  } else if (raw) {
+    throw std::runtime_error(run_dir + ": no checkpoint.pth (the optimiser's own weights are only there)");
   } else if (fs::exists(dir / "model.pth")) {
     weights = pth_read((dir / "model.pth").string());
   } else {
@@ -198,6 +201,8 @@ struct Trainer::Impl {
   std::unique_ptr<Communicator> comm;
   Sam model{nullptr};
   std::unique_ptr<AdamW> optim;
+  std::unique_ptr<WeightAverage> ema;  // rank 0 only, when train.ema_decay > 0
+  bool autocast = false;               // bf16 autocast of the forward passes (train.amp)
   std::shared_ptr<data::Dataset> train_set, val_set;
   std::unique_ptr<data::Loader> loader;
   fs::path dir;
@@ -254,6 +259,9 @@ void Trainer::Impl::setup() {
   device = torch::Device(cfg.train.device);
   if (device.is_cuda() && !torch::cuda::is_available())
     throw std::runtime_error("train.device " + cfg.train.device + ": CUDA is not available in this build");
+  // "cuda" without an index: each process of a node takes the GPU of its local rank.
+  if (device.is_cuda() && !device.has_index()) device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+  autocast = cfg.train.amp == "bf16" || (cfg.train.amp == "auto" && device.is_cuda());
   comm = Communicator::create(env, device);
   int threads = cfg.train.threads;
   if (threads <= 0) {
@@ -282,8 +290,13 @@ void Trainer::Impl::setup() {
 
   data::LoaderState start;
   const fs::path ck = dir / "checkpoint.pth";
-  if (fs::exists(ck)) {
+  NamedTensors resumed_ema;
+  int64_t resumed_ema_updates = 0;
+  const bool resuming = fs::exists(ck);
+  if (resuming) {
     auto state = load_run_checkpoint(ck.string());
+    resumed_ema = std::move(state.ema);
+    resumed_ema_updates = state.meta.value("ema_updates", int64_t{0});
     load_state_dict(*model, state.model, ck.string());
     optim->load_state(state.optim);
     step = state.meta.at("step").get<int64_t>();
@@ -304,6 +317,11 @@ void Trainer::Impl::setup() {
     std::vector<torch::Tensor> params;
     for (auto& kv : state_dict(*model)) params.push_back(kv.second);
     comm->broadcast(params, 0);
+  }
+  if (cfg.train.ema_decay > 0 && is_root()) {
+    ema = std::make_unique<WeightAverage>(state_dict(*model), cfg.train.ema_decay);
+    if (!resumed_ema.empty()) ema->load(resumed_ema, resumed_ema_updates);
+    else if (resuming) log("resume: the checkpoint holds no weight average; it starts from the resumed weights");
   }
 
   train_set = open_train_datasets(cfg.data.train);
@@ -326,7 +344,8 @@ void Trainer::Impl::setup() {
   loader = std::make_unique<data::Loader>(train_set, lo, start);
   if (!cfg.data.val.empty()) val_set = data::make_dataset(cfg.data.val);
   log("train: " + train_set->describe() + ", " + std::to_string(loader->shard_size()) + " samples per epoch on each of " +
-      std::to_string(comm->world_size()) + " rank(s) (" + comm->backend() + "), " + std::to_string(threads) + " thread(s)");
+      std::to_string(comm->world_size()) + " rank(s) (" + comm->backend() + "), " + std::to_string(threads) + " thread(s), " +
+      device.str() + (autocast ? ", bf16 autocast" : ", fp32"));
 }
 
 void Trainer::Impl::save_checkpoint() {
@@ -351,6 +370,10 @@ void Trainer::Impl::save_checkpoint() {
     ck.rng = all_rng;
     ck.meta = {{"step", step}, {"loader", loader->state().to_json()}, {"nonfinite_streak", nonfinite_streak},
                {"world_size", comm->world_size()}};
+    if (ema) {
+      ck.ema = ema->average();
+      ck.meta["ema_updates"] = ema->updates();
+    }
     save_run_checkpoint((dir / "checkpoint.pth").string(), ck);
   }
   comm->barrier();
@@ -367,8 +390,18 @@ nlohmann::json Trainer::Impl::validate() {
     auto r = eval::evaluate_points(model, *val_set, po, device);
     j = {{"event", "val"}, {"step", step}, {"n", r.n}, {"miou_1click", r.miou_1click},
          {"miou_1click_oracle", r.miou_1click_oracle}};
-    log("val  step " + std::to_string(step) + " | 1-click mIoU " + fmt(r.miou_1click) + " | oracle " +
-        fmt(r.miou_1click_oracle) + " | n " + std::to_string(r.n));
+    std::string line = "val  step " + std::to_string(step) + " | 1-click mIoU " + fmt(r.miou_1click) + " | oracle " +
+                       fmt(r.miou_1click_oracle);
+    if (ema) {
+      // The average, swapped into the model for the evaluation and out again (exact copies).
+      ema->swap_in();
+      auto e = eval::evaluate_points(model, *val_set, po, device);
+      ema->swap_in();
+      j["ema_miou_1click"] = e.miou_1click;
+      j["ema_miou_1click_oracle"] = e.miou_1click_oracle;
+      line += " | weight average " + fmt(e.miou_1click) + ", oracle " + fmt(e.miou_1click_oracle);
+    }
+    log(line + " | n " + std::to_string(r.n));
     metric(j);
   }
   model->train();
@@ -380,8 +413,10 @@ void Trainer::Impl::write_curves() {
   if (!is_root()) return;
   std::ifstream in(dir / "metrics.jsonl");
   eval::PlotSeries loss{"loss", {}, {}}, first_iou{"IoU after round 1", {}, {}},
-      last_iou{"IoU after the last round", {}, {}}, val{"validation 1-click mIoU", {}, {}};
+      last_iou{"IoU after the last round", {}, {}}, val{"validation 1-click mIoU", {}, {}},
+      ema_val{"validation, weight average", {}, {}};
   val.markers = true;
+  ema_val.markers = true;
   std::string line;
   while (std::getline(in, line)) {
     nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
@@ -398,6 +433,10 @@ void Trainer::Impl::write_curves() {
     } else if (ev == "val") {
       val.x.push_back(j["step"].get<double>());
       val.y.push_back(j["miou_1click"].get<double>());
+      if (j.contains("ema_miou_1click")) {
+        ema_val.x.push_back(j["step"].get<double>());
+        ema_val.y.push_back(j["ema_miou_1click"].get<double>());
+      }
     }
   }
   eval::PlotOptions lp;
@@ -413,6 +452,7 @@ void Trainer::Impl::write_curves() {
   ip.y_max = 1.0;
   std::vector<eval::PlotSeries> ious{first_iou, last_iou};
   if (!val.x.empty()) ious.push_back(val);
+  if (!ema_val.x.empty()) ious.push_back(ema_val);
   write_file_atomic((dir / "loss.svg").string(), eval::svg_line_plot({loss}, lp));
   write_file_atomic((dir / "iou.svg").string(), eval::svg_line_plot(ious, ip));
 }
@@ -424,6 +464,7 @@ int Trainer::Impl::loop() {
   so.loss = cfg.loss;
   so.loss_full_resolution = cfg.loss_resolution == "full";
   so.seed = tc.seed;
+  so.autocast_bf16 = autocast;
   const auto t_start = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(); };
   // Seconds left: by the iteration count, or by the time limit when that comes first.
@@ -511,6 +552,7 @@ int Trainer::Impl::loop() {
       }
     }
     optim->step(lr);
+    if (ema) ema->update();
     ++step;
 
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -562,13 +604,16 @@ int Trainer::Impl::loop() {
   save_checkpoint();
   if (tc.val_every == 0 || step % tc.val_every != 0) validate();
   if (is_root()) {
-    NamedTensors sd = state_dict(*model);
+    // The weight average when the run keeps one (the optimiser's own weights stay in checkpoint.pth).
+    NamedTensors sd = ema ? ema->average() : state_dict(*model);
     pth_write((dir / "model.pth.tmp").string(), sd);
     fs::rename(dir / "model.pth.tmp", dir / "model.pth");
     auto stats = loader->stats().to_json();
     const double peak = data::peak_rss_mib();
     metric({{"event", "end"}, {"step", step}, {"loader", stats}, {"elapsed_s", elapsed()}, {"peak_rss_mib", peak}});
     log("done: step " + std::to_string(step) + ", loader " + stats.dump() + ", peak memory " + fmt(peak, 5) + " MiB");
+    if (ema) log("model.pth holds the weight average (train.ema_decay " + fmt(cfg.train.ema_decay) + ", " +
+                 std::to_string(ema->updates()) + " updates); sam_train export --raw writes the optimiser's own weights");
     write_curves();
   }
   comm->barrier();

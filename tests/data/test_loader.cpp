@@ -313,6 +313,8 @@ TEST_CASE("loader: each kind of bad sample is skipped, counted and logged once, 
        {"sa_1.jpg", "sa_2.jpg", "sa_3.json", "sa_4.json", "sa_5.json", "sa_6.jpg", "sa_7.json"})
     CHECK_THAT(all, Catch::Contains(f));
   CHECK_THAT(all, Catch::Contains("[bad_polygon]") && Catch::Contains("truncated"));
+  // A COCO file holds many images: the message names the image as well as the file.
+  CHECK_THAT(all, Catch::Contains("image sa_7: no usable mask"));
 
   // A dataset with no usable sample at all stops with an error instead of spinning.
   const auto bad = sam_test::temp_dir("loader_allbad");

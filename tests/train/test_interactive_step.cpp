@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "sam/sam_model.h"
+#include "train/amp.h"
 #include "train/interactive.h"
 #include "train/optim.h"
 #include "test_util.h"
@@ -71,6 +72,54 @@ TEST_CASE("an interactive step is finite, reaches every module and is determinis
   o.step = 4;
   auto st3 = interactive_step(model, batch, o, torch::kCPU);
   CHECK(st3.loss != st.loss);
+}
+
+TEST_CASE("bf16 autocast: the forward passes in bf16, the loss near fp32's, fp32 gradients", "[train][step]") {
+  // CPU autocast exercises the code path that train.amp=auto takes on CUDA.
+  torch::manual_seed(3);
+  sam::Sam model(tiny());
+  model->train();
+  StepOptions o;
+  o.prompt.rounds = 3;
+  o.prompt.mask_only_rounds = 1;
+  auto batch = make_batch();
+  auto fp32 = interactive_step(model, batch, o, torch::kCPU);
+  std::vector<torch::Tensor> g32;
+  for (auto& p : model->parameters()) {
+    g32.push_back(p.grad().defined() ? p.grad().clone() : torch::Tensor());
+    p.mutable_grad() = torch::Tensor();
+  }
+  o.autocast_bf16 = true;
+  auto bf16 = interactive_step(model, batch, o, torch::kCPU);
+  CHECK_FALSE(autocast_enabled(torch::kCPU));  // the guard restored the previous state
+  CHECK(bf16.finite);
+  CHECK(bf16.loss != fp32.loss);  // it really ran in lower precision
+  CHECK(bf16.loss == Approx(fp32.loss).epsilon(0.05));
+  size_t i = 0;
+  double dot = 0, n32 = 0, n16 = 0;
+  for (auto& p : model->parameters()) {
+    const auto& a = g32[i++];
+    REQUIRE(a.defined() == p.grad().defined());
+    if (!a.defined()) continue;
+    CHECK(p.grad().scalar_type() == torch::kFloat);
+    dot += (a * p.grad()).sum().item<double>();
+    n32 += a.pow(2).sum().item<double>();
+    n16 += p.grad().pow(2).sum().item<double>();
+  }
+  CHECK(dot / std::sqrt(n32 * n16) > 0.95);  // the same descent direction
+
+  // Guards nest and restore what was there before.
+  {
+    AutocastGuard outer(torch::kCPU, true);
+    CHECK(autocast_enabled(torch::kCPU));
+    {
+      AutocastGuard inner(torch::kCPU, false);
+      CHECK(autocast_enabled(torch::kCPU));
+    }
+    auto y = torch::matmul(torch::ones({2, 2}), torch::ones({2, 2}));
+    CHECK(y.scalar_type() == torch::kBFloat16);
+  }
+  CHECK_FALSE(autocast_enabled(torch::kCPU));
 }
 
 TEST_CASE("activation checkpointing gives the same gradients", "[train][step]") {

@@ -70,6 +70,32 @@ TEST_CASE("round loss supervises only the lowest-loss candidate", "[train][loss]
         Approx(20 * rl.focal.item<double>() + rl.dice.item<double>() + rl.iou_mse.item<double>()));
 }
 
+TEST_CASE("supervise_all_iou trains the IoU head on every candidate, the masks still on the best", "[train][loss]") {
+  auto target = torch::tensor({1.f, 1.f, 0.f, 0.f}).view({1, 2, 2});
+  auto logits = torch::stack({torch::tensor({-5.f, -5.f, 5.f, 5.f}), torch::tensor({9.f, 9.f, -9.f, -9.f}),
+                              torch::tensor({0.f, 0.f, 0.f, 0.f})})
+                    .view({1, 3, 2, 2})
+                    .requires_grad_(true);
+  auto iou_pred = torch::tensor({{0.3f, 0.6f, 0.9f}}).requires_grad_(true);
+  LossWeights w;
+  w.supervise_all_iou = true;
+  auto rl = round_loss(logits, target, iou_pred, w);
+  CHECK(rl.best.item<int64_t>() == 1);
+  // Actual IoUs 0 (the complement), 1, 0 (nothing above 0): ((0.3)^2 + (0.4)^2 + (0.9)^2) / 3.
+  CHECK(rl.iou_mse.item<double>() == Approx(1.06 / 3).epsilon(1e-5));
+  rl.total.backward();
+  auto gi = iou_pred.grad();
+  CHECK(gi[0][0].item<double>() == Approx(2 * 0.3 / 3).epsilon(1e-5));
+  CHECK(gi[0][1].item<double>() == Approx(2 * (0.6 - 1.0) / 3).epsilon(1e-5));
+  CHECK(gi[0][2].item<double>() == Approx(2 * 0.9 / 3).epsilon(1e-5));
+  auto g = logits.grad();  // the mask losses still reach only the lowest-loss candidate
+  CHECK(g[0][0].abs().sum().item<double>() == 0.0);
+  CHECK(g[0][2].abs().sum().item<double>() == 0.0);
+  // One candidate (a single-mask round): the same as without the option.
+  auto one = round_loss(logits.detach().narrow(1, 1, 1), target, iou_pred.detach().narrow(1, 1, 1), w);
+  CHECK(one.iou_mse.item<double>() == Approx(0.16).epsilon(1e-5));
+}
+
 TEST_CASE("the 11-round schedule: 1 initial, 8 points, 2 mask-only, one of them last", "[train][prompt]") {
   PromptSimOptions o;
   std::map<int, int> positions;

@@ -103,3 +103,49 @@ TEST_CASE("AdamW matches a hand-computed step and round-trips its state", "[trai
   opt2.step(0.05);
   CHECK(p.item<float>() == q.item<float>());
 }
+
+TEST_CASE("the weight average follows its decay rule, swaps in and out, and restores", "[train][optim]") {
+  auto w = torch::tensor({1.0f, 2.0f});
+  auto count = torch::tensor({7}, torch::kLong);
+  WeightAverage avg({{"w", w}, {"count", count}}, 0.5);
+  // d = min(decay, (1 + n) / (10 + n)): 0.1, 2/11, ..., 0.4 at n = 5, the cap 0.5 from n = 8 (9/18).
+  CHECK(avg.decay_at(0) == Approx(0.1));
+  CHECK(avg.decay_at(1) == Approx(2.0 / 11));
+  CHECK(avg.decay_at(5) == Approx(0.4));
+  CHECK(avg.decay_at(8) == Approx(0.5));
+  CHECK(avg.decay_at(1000) == Approx(0.5));
+
+  w.copy_(torch::tensor({3.0f, 4.0f}));
+  count.fill_(9);
+  avg.update();  // 0.1 * [1, 2] + 0.9 * [3, 4]
+  const auto& a = avg.average();
+  CHECK(a[0].second[0].item<float>() == Approx(2.8f).epsilon(1e-6));
+  CHECK(a[0].second[1].item<float>() == Approx(3.8f).epsilon(1e-6));
+  CHECK(a[1].second.item<int64_t>() == 9);  // integers are copied, not averaged
+  w.copy_(torch::tensor({5.0f, 6.0f}));
+  avg.update();  // 2/11 * [2.8, 3.8] + 9/11 * [5, 6]
+  CHECK(a[0].second[0].item<float>() == Approx(4.6f).epsilon(1e-6));
+  CHECK(a[0].second[1].item<float>() == Approx(5.6f).epsilon(1e-6));
+  CHECK(avg.updates() == 2);
+
+  // Swapping in puts the average into the tracked tensor; swapping again restores both exactly.
+  avg.swap_in();
+  CHECK(w[0].item<float>() == Approx(4.6f).epsilon(1e-6));
+  CHECK(a[0].second[0].item<float>() == 5.0f);
+  avg.swap_in();
+  CHECK(w[0].item<float>() == 5.0f);
+  CHECK(a[0].second[0].item<float>() == Approx(4.6f).epsilon(1e-6));
+
+  // A restored average continues identically.
+  auto w2 = w.clone();
+  WeightAverage avg2({{"w", w2}, {"count", count.clone()}}, 0.5);
+  avg2.load(avg.average(), avg.updates());
+  CHECK(avg2.updates() == 2);
+  w.copy_(torch::tensor({0.0f, 1.0f}));
+  w2.copy_(w);
+  avg.update();
+  avg2.update();
+  CHECK(torch::equal(avg.average()[0].second, avg2.average()[0].second));
+  WeightAverage other({{"v", torch::zeros({2})}}, 0.5);
+  CHECK_THROWS_WITH(other.load(avg.average(), 1), Catch::Contains("missing 'v'"));
+}

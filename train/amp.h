@@ -1,0 +1,28 @@
+#pragma once
+// Mixed precision for the forward passes (the paper trains in mixed precision; SAM 2's trainer
+// uses bf16 autocast): a scoped autocast region, the C++ counterpart of `torch.autocast`.
+#include <c10/core/DeviceType.h>
+#include <c10/core/ScalarType.h>
+
+namespace sam::train {
+
+/// Enables autocast to `dtype` for `device` (CUDA or CPU) for the guard's lifetime, and restores
+/// the previous state on exit (clearing the cast-weight cache when the outermost region ends, as
+/// torch.autocast does). With `enabled` false it does nothing.
+class AutocastGuard {
+ public:
+  AutocastGuard(c10::DeviceType device, bool enabled, c10::ScalarType dtype = c10::ScalarType::BFloat16);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  c10::DeviceType device_;
+  bool active_ = false, prev_enabled_ = false;
+  c10::ScalarType prev_dtype_ = c10::ScalarType::Float;
+};
+
+/// Whether autocast is on for `device` now (for tests and logs).
+bool autocast_enabled(c10::DeviceType device);
+
+}  // namespace sam::train
