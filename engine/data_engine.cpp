@@ -337,10 +337,10 @@ struct DataEngine::Impl {
     // of 5 % of the image and more, a choice for training from random weights); an override in
     // retrain.overrides still wins.
     doc["data"]["min_mask_area_frac"] = 0.0;
+    auto& tr = doc["train"];
     // A short fine-tune from good weights: its result is the weights themselves, not an average
     // that still leans on the starting point.
-    doc["train"]["ema_decay"] = 0.0;
-    auto& tr = doc["train"];
+    tr["ema_decay"] = 0.0;
     tr["iterations"] = cfg.retrain.iterations;
     tr["batch_size"] = cfg.retrain.batch_size;
     tr["seed"] = cfg.seed + uint64_t(round);

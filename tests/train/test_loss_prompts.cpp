@@ -4,6 +4,7 @@
 
 #include <map>
 #include <random>
+#include <tuple>
 
 #include "train/loss.h"
 #include "train/prompt_sim.h"
@@ -13,6 +14,19 @@ using namespace sam::train;
 namespace {
 torch::Tensor t4(std::vector<float> v, int64_t h, int64_t w) {
   return torch::tensor(v).view({1, 1, h, w});
+}
+
+// Three candidates for one mask on 2x2 (target, logits, predicted IoUs): the first is the
+// complement of the target (IoU 0), the second matches it exactly, the third is 0 everywhere
+// (nothing above 0: IoU 0); predicted IoUs 0.3, 0.6, 0.9.
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> three_candidates() {
+  auto target = torch::tensor({1.f, 1.f, 0.f, 0.f}).view({1, 2, 2});
+  auto logits = torch::stack({torch::tensor({-5.f, -5.f, 5.f, 5.f}), torch::tensor({9.f, 9.f, -9.f, -9.f}),
+                              torch::tensor({0.f, 0.f, 0.f, 0.f})})
+                    .view({1, 3, 2, 2})
+                    .requires_grad_(true);
+  auto iou_pred = torch::tensor({{0.3f, 0.6f, 0.9f}}).requires_grad_(true);
+  return {target, logits, iou_pred};
 }
 }  // namespace
 
@@ -44,13 +58,7 @@ TEST_CASE("dice loss and actual IoU match hand-computed values", "[train][loss]"
 }
 
 TEST_CASE("round loss supervises only the lowest-loss candidate", "[train][loss]") {
-  // Three candidates for one mask on 2x2: the second matches the target exactly.
-  auto target = torch::tensor({1.f, 1.f, 0.f, 0.f}).view({1, 2, 2});
-  auto logits = torch::stack({torch::tensor({-5.f, -5.f, 5.f, 5.f}), torch::tensor({9.f, 9.f, -9.f, -9.f}),
-                              torch::tensor({0.f, 0.f, 0.f, 0.f})})
-                    .view({1, 3, 2, 2})
-                    .requires_grad_(true);
-  auto iou_pred = torch::tensor({{0.3f, 0.6f, 0.9f}}).requires_grad_(true);
+  auto [target, logits, iou_pred] = three_candidates();
   LossWeights w;
   auto rl = round_loss(logits, target, iou_pred, w);
   CHECK(rl.best.item<int64_t>() == 1);
@@ -71,12 +79,7 @@ TEST_CASE("round loss supervises only the lowest-loss candidate", "[train][loss]
 }
 
 TEST_CASE("supervise_all_iou trains the IoU head on every candidate, the masks still on the best", "[train][loss]") {
-  auto target = torch::tensor({1.f, 1.f, 0.f, 0.f}).view({1, 2, 2});
-  auto logits = torch::stack({torch::tensor({-5.f, -5.f, 5.f, 5.f}), torch::tensor({9.f, 9.f, -9.f, -9.f}),
-                              torch::tensor({0.f, 0.f, 0.f, 0.f})})
-                    .view({1, 3, 2, 2})
-                    .requires_grad_(true);
-  auto iou_pred = torch::tensor({{0.3f, 0.6f, 0.9f}}).requires_grad_(true);
+  auto [target, logits, iou_pred] = three_candidates();
   LossWeights w;
   w.supervise_all_iou = true;
   auto rl = round_loss(logits, target, iou_pred, w);
