@@ -71,17 +71,21 @@ std::vector<nlohmann::json> events(const fs::path& run_dir, const std::string& e
 
 TEST_CASE("sam_train: a run killed at any moment resumes to the same losses, bit for bit", "[tools][train]") {
   const auto root = sam_test::temp_dir("train_resume");
+  // Long enough that the kill, 300 ms after the first checkpoint (step 3), lands before the end on
+  // a fast host too (a step takes 50-100 ms here).
+  const int steps = 16;
+  const std::string iters = " train.iterations=" + std::to_string(steps) + " train.ckpt_every=3";
   // The uninterrupted reference.
   std::string out;
-  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "ref") + " train.iterations=8 train.ckpt_every=3", &out) == 0);
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "ref") + iters, &out) == 0);
   const auto ref = losses(root / "ref");
-  REQUIRE(ref.size() == 8);
+  REQUIRE(ref.size() == steps);
   REQUIRE(fs::exists(root / "ref" / "model.pth"));
 
   // The same run, SIGKILLed once its first checkpoint exists (at a step between checkpoints or
   // during the next checkpoint write, wherever it happens to be), then restarted.
   const fs::path run = root / "killed";
-  const std::string args = base_args(run) + " train.iterations=8 train.ckpt_every=3";
+  const std::string args = base_args(run) + iters;
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
@@ -92,19 +96,19 @@ TEST_CASE("sam_train: a run killed at any moment resumes to the same losses, bit
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
   while (!fs::exists(run / "checkpoint.pth") && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));  // into the next steps
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // into the next steps
   kill(pid, SIGKILL);
   int status = 0;
   waitpid(pid, &status, 0);
   REQUIRE(fs::exists(run / "checkpoint.pth"));
   const auto before = losses(run);
   INFO("steps logged before the kill: " << before.size());
-  REQUIRE(before.size() < 8);  // it really was interrupted
+  REQUIRE(before.size() < steps);  // it really was interrupted
   REQUIRE(sam_test::run_command(sam_train() + " " + args, &out) == 0);
   INFO(out);
   CHECK(out.find("resume:") != std::string::npos);
   const auto resumed = losses(run);
-  REQUIRE(resumed.size() == 8);
+  REQUIRE(resumed.size() == steps);
   for (const auto& [step, loss] : ref) {
     INFO("step " << step);
     CHECK(resumed.at(step) == loss);  // exactly: same bits
