@@ -176,7 +176,8 @@ struct Loader::Impl {
         std::iota(visit.begin(), visit.end(), size_t(0));
         rng.shuffle(visit);
         const int64_t want = std::min<int64_t>(o.max_masks, int64_t(cand.size()));
-        torch::Tensor masks = torch::empty({want, geo.canvas_h, geo.canvas_w}, torch::kUInt8);
+        const auto u8 = torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(o.pin_memory);
+        torch::Tensor masks = torch::empty({want, geo.canvas_h, geo.canvas_w}, u8);
         const size_t plane = size_t(geo.canvas_h) * geo.canvas_w;
         uint8_t* base = masks.data_ptr<uint8_t>();
         int64_t kept = 0;
@@ -187,7 +188,7 @@ struct Loader::Impl {
           continue;
         }
         const cv::Mat out = apply_image(img, geo);
-        torch::Tensor image = torch::empty({3, geo.canvas_h, geo.canvas_w}, torch::kUInt8);
+        torch::Tensor image = torch::empty({3, geo.canvas_h, geo.canvas_w}, u8);
         std::vector<cv::Mat> planes;
         for (int c = 0; c < 3; ++c)
           planes.emplace_back(geo.canvas_h, geo.canvas_w, CV_8UC1,
@@ -195,7 +196,8 @@ struct Loader::Impl {
         cv::split(out, planes);
         res.ok = true;
         res.sample.image = image;
-        res.sample.masks = kept == want ? masks : masks.narrow(0, 0, kept).clone();
+        res.sample.masks = kept == want ? masks : torch::empty({kept, geo.canvas_h, geo.canvas_w}, u8)
+                                                      .copy_(masks.narrow(0, 0, kept));
         res.sample.id = s.id;
         res.sample.index = g;
         return res;

@@ -60,6 +60,9 @@ struct LoaderOptions {
   int rank = 0, world_size = 1;
   bool drop_last = true;
   bool shuffle = true;  // false: dataset order (still sharded)
+  /// Samples in page-locked memory, for training on a GPU: their copies to the device then run
+  /// asynchronously (needs a CUDA build with a GPU).
+  bool pin_memory = false;
   /// Where "skipping <file>: <problem>" lines go (once per file); default: stderr.
   std::function<void(const std::string&)> log;
 };

@@ -859,7 +859,7 @@ nlohmann::json DataEngine::run(const std::string& stage) {
                impl_->cfg.resolved.dump(2) + "\n");
   auto& I = *impl_;
   if (I.env.world_size > 1 && !I.comm)  // the other ranks wait while rank 0 annotates
-    I.comm = train::Communicator::create(I.env, torch::kCPU, std::chrono::hours(48));
+    I.comm = train::Communicator::create(I.env, torch::kCPU, "gloo", std::chrono::hours(48));
   nlohmann::json out = nlohmann::json::object();
   for (const auto& st : stages) {
     const bool annotation = st != "auto";

@@ -3,6 +3,7 @@
 #include "sam/fast_math.h"
 
 #include <ATen/Parallel.h>
+#include <torch/version.h>
 
 #include <cmath>
 #include <vector>
@@ -487,9 +488,45 @@ struct RelPosAttention : torch::autograd::Function<RelPosAttention> {
 
 }  // namespace
 
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+#define SAM_HAVE_SDPA 1
+#else
+#define SAM_HAVE_SDPA 0
+#endif
+
+bool sdpa_available() { return SAM_HAVE_SDPA; }
+
+torch::Tensor attention_core_sdpa(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  double scale, double dropout, bool training) {
+#if SAM_HAVE_SDPA
+  // [BH, N, c] as [1, BH, N, c]: the fused kernels take 4-d inputs.
+  return at::scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), {},
+                                          training ? dropout : 0.0, false, scale)
+      .squeeze(0);
+#else
+  TORCH_CHECK(false, "attention_core_sdpa: this libtorch (", TORCH_VERSION, ") has no scaled_dot_product_attention");
+#endif
+}
+
+torch::Tensor rel_pos_attention_sdpa(const torch::Tensor& q, const torch::Tensor& k,
+                                     const torch::Tensor& v, const torch::Tensor& rel_h,
+                                     const torch::Tensor& rel_w, double scale, int64_t H, int64_t W) {
+#if SAM_HAVE_SDPA
+  const int64_t BH = q.size(0), L = H * W;
+  // bias[b, (y, x), (ky, kx)] = rel_h[b, y, x, ky] + rel_w[b, y, x, kx], in the inputs' type.
+  auto bias = (rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2)).reshape({1, BH, L, L}).to(q.scalar_type());
+  return at::scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), bias, 0.0, false,
+                                          scale)
+      .squeeze(0);
+#else
+  TORCH_CHECK(false, "rel_pos_attention_sdpa: this libtorch (", TORCH_VERSION, ") has no scaled_dot_product_attention");
+#endif
+}
+
 torch::Tensor rel_pos_attention(const torch::Tensor& q, const torch::Tensor& k,
                                 const torch::Tensor& v, const torch::Tensor& rel_h,
                                 const torch::Tensor& rel_w, double scale, int64_t H, int64_t W) {
+  if (!q.is_cpu() && SAM_HAVE_SDPA) return rel_pos_attention_sdpa(q, k, v, rel_h, rel_w, scale, H, W);
   if (!q.is_cpu() || q.scalar_type() != torch::kFloat)
     return rel_pos_attention_reference(q, k, v, rel_h, rel_w, scale, H, W);
   // Inside a Function's forward grad mode is off, so whether to keep the probabilities for the
@@ -511,6 +548,7 @@ void set_attention_kernel(AttentionKernel kernel) {
 
 torch::Tensor attention_core(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                              double scale, double dropout, bool training) {
+  if (!q.is_cpu() && SAM_HAVE_SDPA) return attention_core_sdpa(q, k, v, scale, dropout, training);
   if (!q.is_cpu() || q.scalar_type() != torch::kFloat || k.scalar_type() != torch::kFloat ||
       v.scalar_type() != torch::kFloat)
     return attention_core_reference(q, k, v, scale, dropout, training);

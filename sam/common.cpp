@@ -52,6 +52,18 @@ torch::Tensor MLPImpl::forward(torch::Tensor x) {
   return x;
 }
 
+torch::Tensor generator_state(const torch::Device& device) {
+  auto gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_generator_state(const torch::Device& device, const torch::Tensor& state) {
+  auto gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
 torch::Tensor drop_path(const torch::Tensor& x, double p, bool training) {
   if (p <= 0.0 || !training) return x;
   std::vector<int64_t> shape(x.dim(), 1);

@@ -40,6 +40,11 @@ TORCH_MODULE(MLP);
 /// a no-op cast otherwise.
 torch::Tensor layer_norm(torch::nn::LayerNorm& norm, const torch::Tensor& x);
 
+/// The state of the default random generator of `device` (the CPU's, or the GPU's of that index),
+/// which drop path and dropout draw from; set_generator_state puts a saved one back.
+torch::Tensor generator_state(const torch::Device& device);
+void set_generator_state(const torch::Device& device, const torch::Tensor& state);
+
 /// Stochastic depth on the residual branch: per-sample keep with probability 1 - p, scaled by
 /// 1 / (1 - p); identity when p == 0 or not training. x: [B, ...].
 torch::Tensor drop_path(const torch::Tensor& x, double p, bool training);

@@ -1,5 +1,6 @@
 #include "sam/decoder_kernels.h"
 
+#include "sam/amp.h"
 #include "sam/fast_math.h"
 
 #include <ATen/Parallel.h>
@@ -89,7 +90,9 @@ void set_decoder_kernels_enabled(bool on) {
 }
 
 bool decoder_kernels_apply(const torch::Tensor& x) {
-  return g_enabled && !torch::GradMode::is_enabled() && x.device().is_cpu() && x.scalar_type() == torch::kFloat;
+  // Not under autocast either: the products before the epilogues would come out in bf16.
+  return g_enabled && !torch::GradMode::is_enabled() && x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
+         !autocast_enabled(c10::DeviceType::CPU);
 }
 
 torch::Tensor softmax_last_dim(const torch::Tensor& x, double scale) {

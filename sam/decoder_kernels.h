@@ -8,7 +8,7 @@
 
 namespace sam {
 
-/// True when the fused kernels apply: enabled, gradients off, float32 on the CPU.
+/// True when the fused kernels apply: enabled, gradients off, float32 on the CPU, no autocast.
 bool decoder_kernels_apply(const torch::Tensor& x);
 /// Turns the fused kernels on (the default) or off process-wide (benchmarks and tests compare the
 /// two; not for changing while the decoder runs on other threads).

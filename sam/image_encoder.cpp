@@ -1,6 +1,8 @@
 #include "sam/image_encoder.h"
 
+#include "sam/amp.h"
 #include "sam/attention.h"
+#include "sam/common.h"
 
 #include <algorithm>
 #include <cmath>
@@ -23,11 +25,13 @@ torch::Tensor get_rel_pos(int64_t q_size, int64_t k_size, const torch::Tensor& r
   }
   const double qs = std::max(static_cast<double>(k_size) / q_size, 1.0);
   const double ks = std::max(static_cast<double>(q_size) / k_size, 1.0);
-  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  // The indices are made on the table's device: built on the host, their copy up would make the
+  // host wait for the GPU in every block (what segment-anything-fast removed).
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64).device(table.device());
   auto q_coords = torch::arange(q_size, opts).unsqueeze(1) * qs;
   auto k_coords = torch::arange(k_size, opts).unsqueeze(0) * ks;
   auto rel = (q_coords - k_coords) + (k_size - 1) * ks;
-  return table.index({rel.to(torch::kLong).to(table.device())});
+  return table.index({rel.to(torch::kLong)});
 }
 
 std::pair<torch::Tensor, std::pair<int64_t, int64_t>> window_partition(const torch::Tensor& x,
@@ -105,14 +109,20 @@ EncoderBlockImpl::EncoderBlockImpl(const ModelConfig& c, int64_t ws, double dpr)
 namespace {
 
 // Activation checkpointing of one block: the forward runs without a graph; the backward re-runs
-// the block with gradients (restoring the RNG state so drop path draws the same masks) and
-// back-propagates through it, which also accumulates the block's parameter gradients.
+// the block with gradients and back-propagates through it, which also accumulates the block's
+// parameter gradients. The re-run must compute what the forward computed: drop path draws its
+// masks from the generator of the tensor's device (the CPU's or the GPU's), whose state is saved
+// and replayed, and the forward's autocast state is restored around it (the backward runs outside
+// the caller's autocast region, on CUDA on another thread).
 struct CheckpointedBlock : torch::autograd::Function<CheckpointedBlock> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
                                int64_t block_address) {
     auto* block = reinterpret_cast<EncoderBlockImpl*>(block_address);
     ctx->saved_data["block"] = block_address;
-    ctx->saved_data["rng"] = at::detail::getDefaultCPUGenerator().get_state();
+    ctx->saved_data["rng"] = generator_state(x.device());
+    const auto a = autocast_state(x.device().type());
+    ctx->saved_data["autocast"] = a.enabled;
+    ctx->saved_data["autocast_dtype"] = static_cast<int64_t>(a.dtype);
     ctx->save_for_backward({x});
     torch::NoGradGuard ng;
     return block->forward_impl(x);
@@ -122,15 +132,18 @@ struct CheckpointedBlock : torch::autograd::Function<CheckpointedBlock> {
                                                  torch::autograd::variable_list grad_out) {
     auto* block = reinterpret_cast<EncoderBlockImpl*>(ctx->saved_data["block"].toInt());
     auto x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
-    auto gen = at::detail::getDefaultCPUGenerator();
-    auto now = gen.get_state();
-    gen.set_state(ctx->saved_data["rng"].toTensor());
+    const auto now = generator_state(x.device());
+    set_generator_state(x.device(), ctx->saved_data["rng"].toTensor());
     torch::Tensor y;
     {
+      AutocastState a;
+      a.enabled = ctx->saved_data["autocast"].toBool();
+      a.dtype = static_cast<c10::ScalarType>(ctx->saved_data["autocast_dtype"].toInt());
+      AutocastGuard autocast(x.device().type(), a);
       torch::AutoGradMode enable(true);
       y = block->forward_impl(x);
     }
-    gen.set_state(now);
+    set_generator_state(x.device(), now);
     torch::autograd::backward({y}, {grad_out[0]});
     return {x.grad(), torch::Tensor()};
   }

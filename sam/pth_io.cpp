@@ -6,6 +6,8 @@
 // torch/serialization.py, torch/_utils.py (_rebuild_tensor_v2).
 #include "sam/pth_io.h"
 
+#include <torch/version.h>
+
 #include <ATen/ATen.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
@@ -1056,12 +1058,14 @@ void pth_write(const std::string& path, const NamedTensors& tensors) {
   }
   pw.op('.');
 
-  // torch.save writes the storages in the sorted order of their string keys ("0", "1", "10", "11",
-  // ..., "2").
+  // torch.save of 1.x writes the storages in the sorted order of their string keys ("0", "1", "10",
+  // "11", ..., "2"); 2.x in the order the pickle met them.
   std::vector<std::string> keys;
   keys.reserve(data.size());
   for (size_t j = 0; j < data.size(); ++j) keys.push_back(std::to_string(j));
+#if TORCH_VERSION_MAJOR < 2
   std::sort(keys.begin(), keys.end());
+#endif
 
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) fail(std::string("cannot open for writing: ") + std::strerror(errno));
@@ -1079,6 +1083,13 @@ void pth_write(const std::string& path, const NamedTensors& tensors) {
       return n;
     });
     w.writeRecord("data.pkl", pw.out.data(), pw.out.size());
+#if TORCH_VERSION_MAJOR >= 2
+    // The records torch.save of 2.x writes between the pickle and the storages (its writer pads
+    // every record to 64 bytes), so that our files equal its byte for byte.
+    w.writeRecord(".format_version", "1", 1);
+    w.writeRecord(".storage_alignment", "64", 2);
+    w.writeRecord("byteorder", "little", 6);
+#endif
     static const char kEmpty[1] = {0};
     for (const std::string& key : keys) {
       const at::Tensor& t = data[std::stoul(key)];

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the project needs, if any are missing (idempotent, quiet when
 # everything is there). Uses sudo when not run as root.
+# --cuda: also brings the cluster build's libtorch (PyTorch's CUDA wheel from PyPI, unpacked into a
+# cache outside the repository: scripts/libtorch_cuda.sh), for scripts/build.sh --cuda.
 set -euo pipefail
+cuda=0
+[ "${1:-}" = "--cuda" ] && cuda=1
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-openmp          # libtorch (CPU) and a fast BLAS for it
@@ -29,4 +33,7 @@ if [ ! -d "$root/tests/e2e/node_modules/playwright-core" ] && command -v npm >/d
   echo "setup: npm ci --prefix tests/e2e (playwright-core for the browser test)"
   timeout 300 npm ci --prefix "$root/tests/e2e" --no-audit --no-fund --loglevel=error >/dev/null 2>&1 ||
     echo "setup: warning: npm ci failed; the browser test will be skipped" >&2
+fi
+if [ "$cuda" = 1 ]; then
+  "$root/scripts/libtorch_cuda.sh"
 fi

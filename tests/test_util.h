@@ -8,7 +8,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <string>
+
+#include <torch/cuda.h>
 
 namespace sam_test {
 
@@ -49,17 +52,44 @@ inline int run_command(const std::string& cmd, std::string* output = nullptr) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/// Whether Debian's torchrun (python3-torch) can be started.
-inline bool have_torchrun() {
-  return run_command("/usr/bin/python3 -c 'import torch.distributed.run'") == 0;
+/// Marks the running test case as skipped, with the reason, in ctest's summary: every TEST_CASE
+/// runs as its own ctest test, whose SKIP_REGULAR_EXPRESSION matches this line
+/// (tests/CMakeLists.txt). The caller returns right after.
+inline void skip(const std::string& why) { std::cout << "SAM_TEST_SKIPPED: " << why << std::endl; }
+
+/// Whether a CUDA device is present: the tests tagged [cuda] run only then.
+inline bool have_cuda() { return torch::cuda::is_available(); }
+
+/// The Python that holds the torch of the tests' peers: Debian's python3 with torch 1.13, or the
+/// command in $SAM_TEST_PYTHON (scripts/test.sh points the cluster build's tests at PyTorch 2.x,
+/// whose torchrun store the 2.x programs speak to).
+inline std::string test_python() {
+  const char* env = std::getenv("SAM_TEST_PYTHON");
+  return env && *env ? env : "/usr/bin/python3";
 }
 
-/// The command prefix that starts 2 single-threaded processes under torchrun (1.13's flags; -r 1
-/// -t 1 avoid its crash on Python 3.11), on a port from `base_port` and this process's id so
-/// that concurrent tests do not collide.
+/// Whether that Python's torchrun can be started.
+inline bool have_torchrun() {
+  return run_command(test_python() + " -c 'import torch.distributed.run'") == 0;
+}
+
+/// The command prefix that starts 2 single-threaded processes under torchrun (flags both 1.13 and
+/// 2.x take; -r 1 -t 1 avoid 1.13's crash on Python 3.11), on a port from `base_port` and this
+/// process's id so that concurrent tests do not collide; a run that hangs is stopped after 10
+/// minutes instead of holding the suite.
 inline std::string torchrun_two(int base_port) {
-  return "OMP_NUM_THREADS=1 /usr/bin/python3 -m torch.distributed.run --nproc_per_node=2 --no_python -r 1 -t 1 "
-         "--master_port=" + std::to_string(base_port + ::getpid() % 2000) + " ";
+  return "OMP_NUM_THREADS=1 timeout 600 " + test_python() +
+         " -m torch.distributed.run --nproc_per_node=2 --no_python -r 1 -t 1 --master_port=" +
+         std::to_string(base_port + ::getpid() % 2000) + " ";
 }
 
 }  // namespace sam_test
+
+/// Returns from the enclosing test case, reported as skipped, when no CUDA device is present.
+#define SAM_REQUIRE_CUDA()                                      \
+  do {                                                          \
+    if (!sam_test::have_cuda()) {                               \
+      sam_test::skip("no CUDA device: this [cuda] test needs one"); \
+      return;                                                   \
+    }                                                           \
+  } while (0)

@@ -12,6 +12,8 @@
 #include "engine/amg/amg_cli.h"
 #include "engine/amg/amg_io.h"
 #include "engine/amg/generator.h"
+#include "sam/amp.h"
+#include "sam/device.h"
 #include "tools/tool_common.h"
 
 namespace {
@@ -25,7 +27,7 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Time the automatic mask generator on one image"};
-  std::string model_name, checkpoint, image_path, device = "cpu", json_path;
+  std::string model_name, checkpoint, image_path, device = "cpu", json_path, dtype = "fp32";
   int threads = 0, repeat = 3, warmup = 1, seed = 0;
   sam::amg::AmgOptions opts;
   app.add_option("--model", model_name, "vit_b, vit_l, vit_h or an architecture .json/.yaml")
@@ -38,6 +40,7 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "untimed runs first");
   app.add_option("--threads", threads, "CPU threads (0 = all cores)");
   app.add_option("--device", device, "cpu or cuda");
+  app.add_option("--dtype", dtype, "fp32, or bf16: the networks under autocast")->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_option("--json", json_path, "write every run's timings and the medians as JSON");
   CLI11_PARSE(app, argc, argv);
 
@@ -48,6 +51,7 @@ int main(int argc, char** argv) {
     sam::Sam model(sam::model_config_resolve(model_name));
     if (!checkpoint.empty()) sam::load_checkpoint(model, checkpoint);
     sam::amg::MaskGenerator generator(model, opts, dev);
+    sam::AutocastGuard autocast(dev.type(), dtype == "bf16");
     cv::Mat rgb = sam::data::image_read_rgb(image_path);
     auto image = torch::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, torch::kUInt8);
     std::printf("%s %dx%d | %s weights | %d threads | options %s\n", model_name.c_str(), rgb.cols,
@@ -92,6 +96,8 @@ int main(int argc, char** argv) {
         median(enc_cpu), median(dec_cpu), median(post_cpu), median(total_cpu));
     if (!json_path.empty()) {
       nlohmann::json doc = {{"model", model_name},
+                            {"device", sam::device_description(dev)},
+                            {"dtype", dtype},
                             {"weights", checkpoint.empty() ? "random" : checkpoint},
                             {"image", image_path},
                             {"width", rgb.cols},

@@ -3,12 +3,17 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include <map>
+#include <mutex>
+
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 #include <torch/version.h>
 #ifdef SAM_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -35,6 +40,20 @@ int env_int(const char* name, int fallback) {
   }
 }
 
+class NoPending : public Pending {
+ public:
+  void wait() override {}
+};
+
+class WorkPending : public Pending {
+ public:
+  explicit WorkPending(c10::intrusive_ptr<c10d::Work> w) : work_(std::move(w)) {}
+  void wait() override { work_->wait(); }
+
+ private:
+  c10::intrusive_ptr<c10d::Work> work_;
+};
+
 class SingleProcess : public Communicator {
  public:
   int rank() const override { return 0; }
@@ -42,15 +61,16 @@ class SingleProcess : public Communicator {
   std::string backend() const override { return "none"; }
   void broadcast(std::vector<torch::Tensor>&, int) override {}
   void allreduce_sum(std::vector<torch::Tensor>&, double) override {}
+  std::unique_ptr<Pending> allreduce_sum_async(torch::Tensor) override { return std::make_unique<NoPending>(); }
   std::vector<double> allreduce_sum(const std::vector<double>& v) override { return v; }
   void barrier() override {}
 };
 
 class C10dGroup : public Communicator {
  public:
-  C10dGroup(GroupPtr pg, int rank, int world, std::string backend,
-            torch::Device device)
-      : pg_(std::move(pg)), rank_(rank), world_(world), backend_(std::move(backend)), device_(device) {}
+  /// `host` reduces the host scalars: a Gloo group of its own beside an NCCL one, else `pg` itself.
+  C10dGroup(GroupPtr pg, GroupPtr host, int rank, int world, std::string backend)
+      : pg_(std::move(pg)), host_(std::move(host)), rank_(rank), world_(world), backend_(std::move(backend)) {}
   int rank() const override { return rank_; }
   int world_size() const override { return world_; }
   std::string backend() const override { return backend_; }
@@ -92,22 +112,63 @@ class C10dGroup : public Communicator {
     }
   }
 
-  std::vector<double> allreduce_sum(const std::vector<double>& values) override {
-    auto t = torch::tensor(values, torch::TensorOptions().dtype(torch::kDouble)).to(device_);
-    std::vector<torch::Tensor> one{t};
-    pg_->allreduce(one)->wait();
-    auto c = t.to(torch::kCPU).contiguous();
-    return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  std::unique_ptr<Pending> allreduce_sum_async(torch::Tensor t) override {
+    std::vector<torch::Tensor> one{std::move(t)};
+    return std::make_unique<WorkPending>(pg_->allreduce(one));
   }
 
-  void barrier() override { pg_->barrier()->wait(); }
+  std::vector<double> allreduce_sum(const std::vector<double>& values) override {
+    auto t = torch::tensor(values, torch::TensorOptions().dtype(torch::kDouble));
+    std::vector<torch::Tensor> one{t};
+    host_->allreduce(one)->wait();
+    return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+  }
+
+  void barrier() override { host_->barrier()->wait(); }
 
  private:
-  GroupPtr pg_;
+  GroupPtr pg_, host_;
   int rank_, world_;
   std::string backend_;
-  torch::Device device_;
 };
+
+GroupPtr gloo_group(const c10::intrusive_ptr<c10d::Store>& store, int rank, int world, const std::string& master_addr,
+                    std::chrono::milliseconds timeout) {
+  auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  if (ifname && *ifname) {
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  } else if (master_addr == "127.0.0.1" || master_addr == "localhost") {
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  } else {
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  }
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
+}
+
+// The group of `device` (and the host group beside an NCCL one) on `store`.
+std::unique_ptr<Communicator> make_group(const c10::intrusive_ptr<c10d::Store>& store, int rank, int world,
+                                         const torch::Device& device, const std::string& backend,
+                                         const std::string& master_addr, std::chrono::milliseconds timeout) {
+  if (backend != "auto" && backend != "nccl" && backend != "gloo")
+    throw std::invalid_argument("distributed backend '" + backend + "' must be auto, nccl or gloo");
+  const bool nccl = backend == "nccl" || (backend == "auto" && device.is_cuda());
+  if (nccl) {
+    if (!device.is_cuda()) throw std::invalid_argument("the NCCL backend needs train.device cuda, not " + device.str());
+#ifdef SAM_WITH_NCCL
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = timeout;
+    GroupPtr pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+        c10::make_intrusive<c10d::PrefixStore>("nccl", store), rank, world, opts);
+    auto host = gloo_group(c10::make_intrusive<c10d::PrefixStore>("host", store), rank, world, master_addr, timeout);
+    return std::make_unique<C10dGroup>(pg, host, rank, world, "nccl");
+#else
+    throw std::runtime_error("distributed training on CUDA with NCCL needs the CUDA build (SAM_WITH_CUDA)");
+#endif
+  }
+  auto pg = gloo_group(store, rank, world, master_addr, timeout);
+  return std::make_unique<C10dGroup>(pg, pg, rank, world, "gloo");
+}
 
 }  // namespace
 
@@ -139,8 +200,25 @@ DistEnv dist_env_from_environment() {
   return e;
 }
 
+int cuda_index_for_local_rank(int local_rank, int visible) {
+  if (visible < 1) throw std::runtime_error("no CUDA device is visible to this process");
+  if (local_rank < visible) return local_rank;
+  if (visible == 1) return 0;
+  throw std::runtime_error("local rank " + std::to_string(local_rank) + " but only " + std::to_string(visible) +
+                           " GPUs are visible: start one process per GPU (--nproc_per_node, --gpus-per-task)");
+}
+
+void bind_device(const torch::Device& device) {
+  if (!device.is_cuda()) return;
+#ifdef SAM_WITH_CUDA
+  c10::cuda::set_device(device.index());
+#else
+  throw std::runtime_error("train.device " + device.str() + ": this build has no CUDA (SAM_WITH_CUDA)");
+#endif
+}
+
 std::unique_ptr<Communicator> Communicator::create(const DistEnv& e, const torch::Device& device,
-                                                   std::chrono::seconds timeout) {
+                                                   const std::string& backend, std::chrono::seconds timeout) {
   if (e.world_size <= 1) return std::make_unique<SingleProcess>();
   c10d::TCPStoreOptions so;
   so.port = static_cast<std::uint16_t>(e.master_port);
@@ -154,27 +232,23 @@ std::unique_ptr<Communicator> Communicator::create(const DistEnv& e, const torch
   if (e.agent_store) {
     store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(e.restart_count), store);
   }
-  if (device.is_cuda()) {
-#ifdef SAM_WITH_NCCL
-    auto opts = c10d::ProcessGroupNCCL::Options::create();
-    opts->timeout = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
-    auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, e.rank, e.world_size, opts);
-    return std::make_unique<C10dGroup>(pg, e.rank, e.world_size, "nccl", device);
-#else
-    throw std::runtime_error("distributed training on CUDA needs the NCCL build (SAM_WITH_CUDA)");
-#endif
+  return make_group(store, e.rank, e.world_size, device, backend, e.master_addr,
+                    std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
+}
+
+std::unique_ptr<Communicator> Communicator::create_local(const std::string& name, int rank, int world,
+                                                         const torch::Device& device, const std::string& backend) {
+  // One in-memory store per name, shared by the threads of the group.
+  static std::mutex mu;
+  static std::map<std::string, c10::intrusive_ptr<c10d::Store>> stores;
+  c10::intrusive_ptr<c10d::Store> store;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto& s = stores[name];
+    if (!s) s = c10::make_intrusive<c10d::HashStore>();
+    store = s;
   }
-  auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
-  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
-  if (ifname && *ifname) {
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-  } else if (e.master_addr == "127.0.0.1" || e.master_addr == "localhost") {
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-  } else {
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-  }
-  auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, e.rank, e.world_size, opts);
-  return std::make_unique<C10dGroup>(pg, e.rank, e.world_size, "gloo", device);
+  return make_group(store, rank, world, device, backend, "127.0.0.1", std::chrono::milliseconds(120000));
 }
 
 }  // namespace sam::train

@@ -25,12 +25,40 @@ struct DistEnv {
 /// inconsistent values (rank outside the world, missing MASTER_ADDR under Slurm with >1 task).
 DistEnv dist_env_from_environment();
 
+/// The GPU index of a process at `local_rank` when train.device is "cuda" without an index, with
+/// `visible` GPUs visible to it: its local rank (torchrun, one process per GPU), or 0 where the
+/// launcher exposes one GPU per task (Slurm's --gpus-per-task=1, CUDA_VISIBLE_DEVICES per rank).
+/// Throws when there are fewer GPUs than local ranks otherwise (two ranks would share one GPU,
+/// which NCCL refuses).
+int cuda_index_for_local_rank(int local_rank, int visible);
+
+/// Makes `device` this process's current CUDA device (done before the NCCL group is built, so
+/// that NCCL, cuBLAS and the caching allocator start on it); a no-op for the CPU.
+void bind_device(const torch::Device& device);
+
+/// An operation in flight (an all-reduce started while the backward pass runs).
+class Pending {
+ public:
+  virtual ~Pending() = default;
+  /// Blocks the host until the operation is done (Gloo), or makes the current CUDA stream wait for
+  /// it without blocking the host (NCCL).
+  virtual void wait() = 0;
+};
+
 /// Collective operations of one data-parallel group. With world_size 1 every call is a no-op.
 class Communicator {
  public:
-  /// Connects to the rendezvous store and builds the process group for `device`'s backend.
+  /// Connects to the rendezvous store and builds the process group for `device`: `backend` "auto"
+  /// is NCCL for a GPU and Gloo for the CPU; "gloo" also carries GPU tensors (through the host;
+  /// two ranks on one GPU, which NCCL refuses). A GPU group also builds a Gloo group for the host
+  /// scalars (allreduce_sum of doubles), so that they never wait for the GPU.
   static std::unique_ptr<Communicator> create(const DistEnv& env, const torch::Device& device,
+                                              const std::string& backend = "auto",
                                               std::chrono::seconds timeout = std::chrono::seconds(1800));
+  /// A group of `world` ranks inside this process (one thread each, meeting in an in-memory store
+  /// named `name`), built even for a world of 1: for tests of the collectives and their backends.
+  static std::unique_ptr<Communicator> create_local(const std::string& name, int rank, int world,
+                                                    const torch::Device& device, const std::string& backend = "auto");
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
@@ -39,7 +67,9 @@ class Communicator {
   virtual void broadcast(std::vector<torch::Tensor>& tensors, int root = 0) = 0;
   /// Sums tensors over the ranks in place, flattening them into buckets of about `bucket_mb`.
   virtual void allreduce_sum(std::vector<torch::Tensor>& tensors, double bucket_mb = 25.0) = 0;
-  /// Sums a few doubles over the ranks.
+  /// Starts summing one tensor over the ranks in place; its values are final after wait().
+  virtual std::unique_ptr<Pending> allreduce_sum_async(torch::Tensor t) = 0;
+  /// Sums a few doubles over the ranks (host values, through a host group; no GPU involved).
   virtual std::vector<double> allreduce_sum(const std::vector<double>& values) = 0;
   virtual void barrier() = 0;
 };

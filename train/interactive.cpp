@@ -1,8 +1,9 @@
 #include "train/interactive.h"
 
+#include <cmath>
 #include <random>
 
-#include "train/amp.h"
+#include "sam/amp.h"
 
 namespace sam::train {
 
@@ -49,8 +50,8 @@ torch::Tensor preprocess_batch(const Sam& model, const std::vector<torch::Tensor
   return torch::cat(xs, 0);
 }
 
-StepStats interactive_step(Sam& model, const StepBatch& batch, const StepOptions& o,
-                           const torch::Device& device) {
+StepSums interactive_step_async(Sam& model, const StepBatch& batch, const StepOptions& o,
+                                const torch::Device& device) {
   const int64_t S = model->config.img_size;
   const int64_t B = static_cast<int64_t>(batch.images.size());
   TORCH_CHECK(B > 0 && batch.masks.size() == batch.images.size() && batch.keys.size() == batch.images.size(),
@@ -67,7 +68,7 @@ StepStats interactive_step(Sam& model, const StepBatch& batch, const StepOptions
     const int64_t k = m.size(0), h = m.size(1), w = m.size(2);
     TORCH_CHECK(h <= S && w <= S && batch.images[b].size(1) == h && batch.images[b].size(2) == w,
                 "interactive_step: image and masks of sample ", b, " disagree or exceed ", S);
-    gts.push_back(torch::constant_pad_nd(m.to(device).to(torch::kBool).to(torch::kUInt8), {0, S - w, 0, S - h}).to(torch::kBool));
+    gts.push_back(torch::constant_pad_nd(m.to(device, /*non_blocking=*/true).to(torch::kBool).to(torch::kUInt8), {0, S - w, 0, S - h}).to(torch::kBool));
     auto v = torch::zeros({S, S}, bopts);
     v.narrow(0, 0, h).narrow(1, 0, w).fill_(true);
     valids.push_back(v.unsqueeze(0).expand({k, S, S}));
@@ -82,7 +83,10 @@ StepStats interactive_step(Sam& model, const StepBatch& batch, const StepOptions
     hw.push_back(batch.masks[img_of[i]].size(1));
     hw.push_back(batch.masks[img_of[i]].size(2));
   }
-  auto valid_hw = torch::tensor(hw).view({N, 2});
+  // Host values go up without waiting for the device (the copy is staged at once; from pinned
+  // memory, the loader's, it runs asynchronously).
+  const auto up = [&](const torch::Tensor& t) { return t.to(device, /*non_blocking=*/true); };
+  auto valid_hw = up(torch::tensor(hw).view({N, 2}));
 
   // The round schedule is shared by every mask of the step (and every rank).
   std::mt19937_64 step_rng(mix(o.seed ^ mix(0x5eedULL + static_cast<uint64_t>(o.step))));
@@ -107,24 +111,20 @@ StepStats interactive_step(Sam& model, const StepBatch& batch, const StepOptions
   const double norm = (o.global_masks > 0 ? o.global_masks : static_cast<double>(N)) * kinds.size();
   const int64_t lr = model->config.low_res_size();
 
-  StepStats st;
-  st.masks = N;
-  st.rounds = static_cast<int64_t>(kinds.size());
-  st.iou_per_round.assign(kinds.size(), 0.0);
   auto acc_loss = torch::zeros({}, torch::TensorOptions().device(device).dtype(torch::kDouble));
   auto acc_focal = acc_loss.clone(), acc_dice = acc_loss.clone(), acc_iou = acc_loss.clone();
   std::vector<torch::Tensor> acc_round_iou(kinds.size());
 
-  auto img_of_t = torch::tensor(img_of).to(device);
+  auto img_of_t = up(torch::tensor(img_of));
   auto is_box_t = torch::tensor(std::vector<int64_t>(draws.is_box.begin(), draws.is_box.end()));
-  auto u0 = torch::tensor(draws.u0).to(device);
-  auto noise = torch::tensor(draws.noise).view({N, 4}).to(device);
+  auto u0 = up(torch::tensor(draws.u0));
+  auto noise = up(torch::tensor(draws.noise).view({N, 4}));
   for (int group = 0; group < 2; ++group) {
     const bool box_group = group == 1;
     auto sel = torch::nonzero(is_box_t.eq(box_group ? 1 : 0)).view(-1);
     const int64_t n = sel.size(0);
     if (n == 0) continue;
-    auto sel_d = sel.to(device);
+    auto sel_d = up(sel);
     auto g_gt = gt.index_select(0, sel_d);
     auto g_valid = valid.index_select(0, sel_d);
     auto g_img = img_of_t.index_select(0, sel_d);
@@ -137,13 +137,13 @@ StepStats interactive_step(Sam& model, const StepBatch& batch, const StepOptions
       const auto kind = kinds[r];
       if (kind == RoundKind::kInitial) {
         if (box_group) {
-          boxes = noisy_boxes(g_gt, noise.index_select(0, sel_d), valid_hw.index_select(0, sel), o.prompt);
+          boxes = noisy_boxes(g_gt, noise.index_select(0, sel_d), valid_hw.index_select(0, sel_d), o.prompt);
         } else {
           coords = sample_uniform_pixels(g_gt & g_valid, u0.index_select(0, sel_d)).to(torch::kFloat).unsqueeze(1);
           labels = torch::ones({n, 1}, torch::TensorOptions().device(device).dtype(torch::kLong));
         }
       } else if (kind == RoundKind::kPoint) {
-        auto u = torch::tensor(draws.u[r]).index_select(0, sel).to(device);
+        auto u = up(torch::tensor(draws.u[r]).index_select(0, sel));
         auto [xy, lab] = error_clicks(g_gt, pred, g_valid, u);
         coords = coords.defined() ? torch::cat({coords, xy.unsqueeze(1)}, 1) : xy.unsqueeze(1);
         labels = labels.defined() ? torch::cat({labels, lab.unsqueeze(1)}, 1) : lab.unsqueeze(1);
@@ -184,16 +184,35 @@ StepStats interactive_step(Sam& model, const StepBatch& batch, const StepOptions
       acc_round_iou[r] = acc_round_iou[r].defined() ? acc_round_iou[r] + iou_sum : iou_sum;
     }
   }
+  if (o.before_encoder_backward) o.before_encoder_backward();
   if (emb_leaf.grad().defined()) emb.backward(emb_leaf.grad());
 
-  st.loss = acc_loss.item<double>();
-  st.focal = acc_focal.item<double>();
-  st.dice = acc_dice.item<double>();
-  st.iou_mse = acc_iou.item<double>();
-  for (size_t r = 0; r < kinds.size(); ++r)
-    st.iou_per_round[r] = acc_round_iou[r].defined() ? acc_round_iou[r].item<double>() : 0.0;
+  StepSums out;
+  out.masks = N;
+  out.rounds = static_cast<int64_t>(kinds.size());
+  std::vector<torch::Tensor> parts{acc_loss, acc_focal, acc_dice, acc_iou};
+  for (auto& t : acc_round_iou) parts.push_back(t.defined() ? t : torch::zeros_like(acc_loss));
+  out.sums = torch::stack(parts);
+  return out;
+}
+
+StepStats resolve(const StepSums& s) {
+  auto v = s.sums.to(torch::kCPU).contiguous();
+  const double* p = v.data_ptr<double>();
+  StepStats st;
+  st.masks = s.masks;
+  st.rounds = s.rounds;
+  st.loss = p[0];
+  st.focal = p[1];
+  st.dice = p[2];
+  st.iou_mse = p[3];
+  st.iou_per_round.assign(p + 4, p + 4 + s.rounds);
   st.finite = std::isfinite(st.loss);
   return st;
+}
+
+StepStats interactive_step(Sam& model, const StepBatch& batch, const StepOptions& o, const torch::Device& device) {
+  return resolve(interactive_step_async(model, batch, o, device));
 }
 
 }  // namespace sam::train

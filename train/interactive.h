@@ -3,6 +3,7 @@
 // images once, then for every mask run the prompt rounds through the prompt encoder and mask
 // decoder, accumulate the losses and back-propagate.
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include <torch/torch.h>
@@ -28,6 +29,10 @@ struct StepOptions {
   int64_t step = 0;                  ///< the optimiser step (seeds the round schedule)
   double global_masks = 0;           ///< masks over all ranks this step (loss normaliser); 0 = local
   bool autocast_bf16 = false;        ///< forward passes under bf16 autocast (losses stay in fp32)
+  /// Called once the decoder's last round has been back-propagated, before the encoder's
+  /// backward pass: the prompt encoder's and decoder's gradients are final then (the trainer
+  /// starts their all-reduce while the encoder's backward runs).
+  std::function<void()> before_encoder_backward;
 };
 
 /// What one step measured (sums over this rank's masks; divide by masks for means).
@@ -39,6 +44,22 @@ struct StepStats {
   int64_t rounds = 0;
   bool finite = true;
 };
+
+/// What one step measured, left on the device (reading it would make the host wait for the GPU):
+/// float64 [4 + rounds] = the back-propagated objective (normalised), the sums over masks and
+/// rounds of focal, dice and IoU-MSE, then per round the sum over masks of the fed-back mask's IoU.
+struct StepSums {
+  torch::Tensor sums;
+  int64_t masks = 0;
+  int64_t rounds = 0;
+};
+
+/// The host values of `s` (one read of the device).
+StepStats resolve(const StepSums& s);
+
+/// interactive_step without reading anything back: the trainer's form.
+StepSums interactive_step_async(Sam& model, const StepBatch& batch, const StepOptions& opts,
+                                const torch::Device& device);
 
 /// Runs the forward and backward passes of one step (gradients are accumulated into the model's
 /// parameters; no optimiser update). The model must be in training mode. The logits fed back

@@ -230,7 +230,7 @@ RoundLoss round_loss(const torch::Tensor& logits, const torch::Tensor& targets,
   }
   auto mask_loss = w.focal * focal + w.dice * dice;
   RoundLoss out;
-  out.best = M > 1 ? mask_loss.detach().argmin(1) : torch::zeros({logits.size(0)}, torch::kLong).to(logits.device());
+  out.best = M > 1 ? mask_loss.detach().argmin(1) : torch::zeros({logits.size(0)}, torch::TensorOptions().dtype(torch::kLong).device(logits.device()));
   auto pick = [&](const torch::Tensor& x) { return x.gather(1, out.best.unsqueeze(1)).squeeze(1); };
   out.iou = pick(iou_all);
   const auto pred = iou_pred.to(logits.dtype());

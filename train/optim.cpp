@@ -5,7 +5,15 @@
 #include <map>
 #include <set>
 
+#include <torch/version.h>
+
 #include "sam/common.h"
+
+#if TORCH_VERSION_MAJOR >= 2
+#define SAM_HAVE_FUSED_ADAMW 1
+#else
+#define SAM_HAVE_FUSED_ADAMW 0
+#endif
 
 namespace sam::train {
 
@@ -68,7 +76,24 @@ double lr_at(const OptimOptions& o, int64_t it) {
   return lr;
 }
 
+bool fused_adamw_available(const torch::Device& device) {
+#if SAM_HAVE_FUSED_ADAMW
+  if (device.is_cuda()) return true;
+  return device.is_cpu() && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 4);
+#else
+  return false;
+#endif
+}
+
 AdamW::AdamW(std::vector<ParamGroup> groups, const OptimOptions& o) : groups_(std::move(groups)), opt_(o) {
+  torch::Device device(torch::kCPU);
+  for (const auto& g : groups_)
+    if (!g.params.empty()) device = g.params.front().device();
+  if (o.fused == "on" && !fused_adamw_available(device))
+    throw std::invalid_argument("optim.fused=on: this libtorch (" + std::string(TORCH_VERSION) +
+                                ") has no fused AdamW for " + device.str());
+  fused_ = fused_adamw_available(device) && (o.fused == "on" || (o.fused == "auto" && device.is_cuda()));
+  if (fused_) step_t_ = torch::zeros({}, torch::TensorOptions().device(device).dtype(torch::kFloat));
   for (const auto& g : groups_) {
     std::vector<torch::Tensor> m, v;
     for (const auto& p : g.params) {
@@ -86,8 +111,36 @@ void AdamW::zero_grad() {
       if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
 }
 
-void AdamW::step(double lr) {
+int64_t AdamW::steps() const { return fused_ ? static_cast<int64_t>(step_t_.item<float>()) : steps_; }
+
+void AdamW::step(double lr, const torch::Tensor& skip) {
   torch::NoGradGuard ng;
+  if (fused_) {
+#if SAM_HAVE_FUSED_ADAMW
+    // As torch.optim.AdamW(fused=True): the count goes up before the kernel and back down when it
+    // skipped (found_inf), all on the device.
+    step_t_.add_(1);
+    for (size_t gi = 0; gi < groups_.size(); ++gi) {
+      const auto& g = groups_[gi];
+      std::vector<torch::Tensor> ps, gs, ms, vs, steps;
+      for (size_t i = 0; i < g.params.size(); ++i) {
+        if (!g.params[i].grad().defined()) continue;
+        ps.push_back(g.params[i]);
+        gs.push_back(g.params[i].grad());
+        ms.push_back(exp_avg_[gi][i]);
+        vs.push_back(exp_avg_sq_[gi][i]);
+        steps.push_back(step_t_);
+      }
+      if (ps.empty()) continue;
+      at::_fused_adamw_(ps, gs, ms, vs, {}, steps, lr * g.lr_scale, opt_.beta1, opt_.beta2, g.weight_decay, opt_.eps,
+                        /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt,
+                        skip.defined() ? std::optional<torch::Tensor>(skip) : std::nullopt);
+    }
+    if (skip.defined()) step_t_.sub_(skip);
+#endif
+    return;
+  }
+  if (skip.defined() && skip.item<float>() != 0.0f) return;
   ++steps_;
   const double bc1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(steps_));
   const double bc2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(steps_));
@@ -114,7 +167,7 @@ void AdamW::step(double lr) {
 
 NamedTensors AdamW::state() const {
   NamedTensors out;
-  out.emplace_back("step", torch::tensor(steps_, torch::kLong));
+  out.emplace_back("step", torch::tensor(steps(), torch::kLong));
   for (size_t gi = 0; gi < groups_.size(); ++gi)
     for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
       out.emplace_back(groups_[gi].names[i] + ".exp_avg", exp_avg_[gi][i]);
@@ -131,6 +184,7 @@ void AdamW::load_state(const NamedTensors& s) {
     return it->second;
   };
   steps_ = get("step").item<int64_t>();
+  if (fused_) step_t_.fill_(static_cast<double>(steps_));
   torch::NoGradGuard ng;
   for (size_t gi = 0; gi < groups_.size(); ++gi)
     for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
@@ -142,22 +196,29 @@ void AdamW::load_state(const NamedTensors& s) {
 WeightAverage::WeightAverage(NamedTensors tracked, double decay) : tracked_(std::move(tracked)), decay_(decay) {
   torch::NoGradGuard ng;
   for (const auto& kv : tracked_) avg_.emplace_back(kv.first, kv.second.detach().clone());
+  const auto device = tracked_.empty() ? torch::Device(torch::kCPU) : tracked_.front().second.device();
+  updates_ = torch::zeros({}, torch::TensorOptions().device(device).dtype(torch::kDouble));
 }
 
 double WeightAverage::decay_at(int64_t n) const {
   return std::min(decay_, (1.0 + static_cast<double>(n)) / (10.0 + static_cast<double>(n)));
 }
 
-void WeightAverage::update() {
+int64_t WeightAverage::updates() const { return static_cast<int64_t>(updates_.item<double>()); }
+
+void WeightAverage::update(const torch::Tensor& skip) {
   torch::NoGradGuard ng;
-  const double d = decay_at(updates_);
+  // decay_at(n) computed on the device from the count there; weight 0 when the step was skipped.
+  auto keep = skip.defined() ? 1.0 - skip.to(torch::kDouble) : torch::ones_like(updates_);
+  auto d = torch::clamp_max((1.0 + updates_) / (10.0 + updates_), decay_);
+  auto w = ((1.0 - d) * keep).to(torch::kFloat);
   for (size_t i = 0; i < avg_.size(); ++i) {
     auto& a = avg_[i].second;
-    const auto& w = tracked_[i].second;
-    if (a.is_floating_point()) a.lerp_(w.detach(), 1.0 - d);  // a + (1 - d) (w - a)
-    else a.copy_(w);
+    const auto& t = tracked_[i].second;
+    if (a.is_floating_point()) a.lerp_(t.detach(), w.to(a.scalar_type()));  // a + (1 - d) (w - a)
+    else a.copy_(torch::where(keep.to(torch::kBool), t, a));
   }
-  ++updates_;
+  updates_.add_(keep);
 }
 
 void WeightAverage::load(const NamedTensors& avg, int64_t updates) {
@@ -168,7 +229,7 @@ void WeightAverage::load(const NamedTensors& avg, int64_t updates) {
     if (it == byname.end()) throw std::runtime_error("weight average: missing '" + kv.first + "'");
     kv.second.copy_(it->second);
   }
-  updates_ = updates;
+  updates_.fill_(static_cast<double>(updates));
 }
 
 void WeightAverage::swap_in() {

@@ -20,6 +20,9 @@ struct OptimOptions {
   double warmup_start_factor = 0.0;  ///< the paper does not give it; linear from this * lr
   std::vector<int64_t> decay_steps{60000, 86666};
   double decay_factor = 0.1;
+  /// "auto": libtorch's fused AdamW kernel (at::_fused_adamw_) for parameters on a GPU where the
+  /// libtorch has it, the per-tensor update otherwise; "on" also on the CPU; "off" never.
+  std::string fused = "auto";
 };
 
 /// Parameters sharing one lr scale and weight decay.
@@ -41,15 +44,25 @@ int64_t layer_id(const std::string& name, int64_t depth);
 /// decay step passed.
 double lr_at(const OptimOptions& o, int64_t it);
 
-/// AdamW with decoupled weight decay, bit-compatible with torch.optim.AdamW (non-amsgrad).
+/// Whether this libtorch has the fused AdamW kernel (at::_fused_adamw_: 2.x; its CPU kernel
+/// from 2.4 on).
+bool fused_adamw_available(const torch::Device& device);
+
+/// AdamW with decoupled weight decay: the per-tensor path is bit-compatible with
+/// torch.optim.AdamW (non-amsgrad, foreach=False); the fused path (OptimOptions::fused) runs
+/// libtorch's fused kernel, torch.optim.AdamW(fused=True), one launch per group.
 class AdamW {
  public:
   AdamW(std::vector<ParamGroup> groups, const OptimOptions& o);
   /// One update with base learning rate `lr` (each group uses lr * lr_scale). Parameters without
-  /// a gradient are skipped.
-  void step(double lr);
+  /// a gradient are skipped. `skip`, a 0-d float tensor on the parameters' device (1 = skip), lets
+  /// the caller skip the update without reading the value on the host (the fused kernel checks it
+  /// on the device, as torch.amp's found_inf); the per-tensor path reads it.
+  void step(double lr, const torch::Tensor& skip = {});
   void zero_grad();
-  int64_t steps() const { return steps_; }
+  /// The number of updates made (skipped ones not counted); reads the device on the fused path.
+  int64_t steps() const;
+  bool fused() const { return fused_; }
   const std::vector<ParamGroup>& groups() const { return groups_; }
   /// Moments per parameter name ("<name>.exp_avg", "<name>.exp_avg_sq") and "step".
   NamedTensors state() const;
@@ -60,6 +73,8 @@ class AdamW {
   std::vector<ParamGroup> groups_;
   OptimOptions opt_;
   int64_t steps_ = 0;
+  bool fused_ = false;
+  torch::Tensor step_t_;  ///< fused path: the update count as a float on the device (the kernel reads it)
   std::vector<std::vector<torch::Tensor>> exp_avg_, exp_avg_sq_;
 };
 
@@ -73,9 +88,12 @@ class WeightAverage {
   /// alias the model's parameters and buffers).
   WeightAverage(NamedTensors tracked, double decay);
   double decay_at(int64_t n) const;
-  /// Folds the tracked tensors' current values in.
-  void update();
-  int64_t updates() const { return updates_; }
+  /// Folds the tracked tensors' current values in. With `skip` (a 0-d float tensor on the
+  /// weights' device, 1 = the optimiser skipped this step) nothing changes when it is set, decided
+  /// on the device: the update count lives there too.
+  void update(const torch::Tensor& skip = {});
+  /// The number of updates folded in (reads the device).
+  int64_t updates() const;
   /// The averaged values, keyed as the tracked state dict.
   const NamedTensors& average() const { return avg_; }
   /// Restores an average and its update count (from a checkpoint); throws naming a missing key.
@@ -86,7 +104,7 @@ class WeightAverage {
  private:
   NamedTensors tracked_, avg_;
   double decay_;
-  int64_t updates_ = 0;
+  torch::Tensor updates_;  ///< float64, on the weights' device
 };
 
 }  // namespace sam::train

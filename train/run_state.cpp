@@ -8,8 +8,9 @@
 #include <fstream>
 #include <map>
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
+
+#include "sam/common.h"
 
 namespace sam::train {
 namespace {
@@ -87,24 +88,24 @@ RunCheckpoint load_run_checkpoint(const std::string& path) {
   return ck;
 }
 
-NamedTensors capture_rng_states() {
+NamedTensors capture_rng_states(const torch::Device& device) {
   NamedTensors out;
-  auto gen = at::detail::getDefaultCPUGenerator();
-  {
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    out.emplace_back("torch_cpu", gen.get_state());
-  }
+  out.emplace_back("torch_cpu", generator_state(torch::kCPU));
+  if (device.is_cuda()) out.emplace_back("torch_cuda", generator_state(device));
   return out;
 }
 
-void restore_rng_states(const NamedTensors& states) {
+bool restore_rng_states(const NamedTensors& states, const torch::Device& device) {
+  bool cuda_restored = false;
   for (const auto& kv : states) {
     if (kv.first == "torch_cpu") {
-      auto gen = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(kv.second);
+      set_generator_state(torch::kCPU, kv.second);
+    } else if (kv.first == "torch_cuda" && device.is_cuda()) {
+      set_generator_state(device, kv.second);
+      cuda_restored = true;
     }
   }
+  return !device.is_cuda() || cuda_restored;
 }
 
 }  // namespace sam::train

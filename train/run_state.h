@@ -29,9 +29,12 @@ void save_run_checkpoint(const std::string& path, const RunCheckpoint& ck);
 RunCheckpoint load_run_checkpoint(const std::string& path);
 /// Writes bytes to `path` atomically (same protocol), for small files like the resolved config.
 void write_file_atomic(const std::string& path, const std::string& bytes);
-/// The default CPU generator's state (and CUDA's when built with CUDA) as named tensors.
-NamedTensors capture_rng_states();
-/// Restores what capture_rng_states() returned.
-void restore_rng_states(const NamedTensors& states);
+/// The states of the generators a training process draws from: the CPU's default ("torch_cpu")
+/// and, when `device` is a GPU, that GPU's default ("torch_cuda"; drop path draws on the device).
+NamedTensors capture_rng_states(const torch::Device& device);
+/// Restores what capture_rng_states(device) returned. Returns false when `states` lacks the state
+/// of a generator that `device` uses (a checkpoint written on the CPU, resumed on a GPU): that
+/// generator keeps its seeded state and the resumed run is not the uninterrupted one.
+bool restore_rng_states(const NamedTensors& states, const torch::Device& device);
 
 }  // namespace sam::train

@@ -30,6 +30,7 @@ nlohmann::json train_config_defaults() {
         {"grad_accum", 1},
         {"seed", 0},
         {"device", "cpu"},
+        {"dist_backend", "auto"},
         {"threads", 0},
         {"clip_grad_norm", 0.0},
         {"activation_checkpointing", false},
@@ -50,7 +51,8 @@ nlohmann::json train_config_defaults() {
         {"warmup_iters", 250},
         {"warmup_start_factor", 0.0},
         {"decay_steps", {60000, 86666}},
-        {"decay_factor", 0.1}}},
+        {"decay_factor", 0.1},
+        {"fused", "auto"}}},
       {"prompt",
        {{"rounds", 11},
         {"mask_only_rounds", 2},
@@ -117,6 +119,9 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
   cfg::read(tr, "grad_accum", c.train.grad_accum, w("train"));
   cfg::read(tr, "seed", c.train.seed, w("train"));
   cfg::read(tr, "device", c.train.device, w("train"));
+  cfg::read(tr, "dist_backend", c.train.dist_backend, w("train"));
+  if (c.train.dist_backend != "auto" && c.train.dist_backend != "nccl" && c.train.dist_backend != "gloo")
+    throw std::invalid_argument(where + ": train.dist_backend must be auto, nccl or gloo");
   cfg::read(tr, "threads", c.train.threads, w("train"));
   cfg::read(tr, "clip_grad_norm", c.train.clip_grad_norm, w("train"));
   cfg::read(tr, "activation_checkpointing", c.train.activation_checkpointing, w("train"));
@@ -150,6 +155,9 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
   cfg::read(op, "warmup_start_factor", c.optim.warmup_start_factor, w("optim"));
   cfg::read(op, "decay_steps", c.optim.decay_steps, w("optim"));
   cfg::read(op, "decay_factor", c.optim.decay_factor, w("optim"));
+  cfg::read(op, "fused", c.optim.fused, w("optim"));
+  if (c.optim.fused != "auto" && c.optim.fused != "on" && c.optim.fused != "off")
+    throw std::invalid_argument(where + ": optim.fused must be auto, on or off");
 
   const auto& pr = sect("prompt");
   cfg::read(pr, "rounds", c.prompt.rounds, w("prompt"));

@@ -34,6 +34,7 @@ struct RunConfig {
   int grad_accum = 1;
   uint64_t seed = 0;
   std::string device = "cpu";
+  std::string dist_backend = "auto";  ///< auto (NCCL on GPUs, Gloo on the CPU), nccl or gloo
   int threads = 0;
   double clip_grad_norm = 0.0;  ///< 0 = off
   bool activation_checkpointing = false;

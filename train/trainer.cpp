@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -21,6 +22,7 @@
 #include "eval/plot.h"
 #include "eval/points.h"
 #include "sam/sam_model.h"
+#include "train/grad_reducer.h"
 #include "train/interactive.h"
 #include "train/optim.h"
 #include "train/run_state.h"
@@ -259,10 +261,14 @@ void Trainer::Impl::setup() {
   device = torch::Device(cfg.train.device);
   if (device.is_cuda() && !torch::cuda::is_available())
     throw std::runtime_error("train.device " + cfg.train.device + ": CUDA is not available in this build");
-  // "cuda" without an index: each process of a node takes the GPU of its local rank.
-  if (device.is_cuda() && !device.has_index()) device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+  // "cuda" without an index: each process of a node takes the GPU of its local rank, or the one GPU
+  // its launcher exposes to it; it becomes the process's current device before NCCL starts.
+  if (device.is_cuda() && !device.has_index())
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(cuda_index_for_local_rank(
+                                             env.local_rank, static_cast<int>(torch::cuda::device_count()))));
+  bind_device(device);
   autocast = cfg.train.amp == "bf16" || (cfg.train.amp == "auto" && device.is_cuda());
-  comm = Communicator::create(env, device);
+  comm = Communicator::create(env, device, cfg.train.dist_backend);
   int threads = cfg.train.threads;
   if (threads <= 0) {
     // All cores, shared by the processes of this node.
@@ -307,7 +313,9 @@ void Trainer::Impl::setup() {
     NamedTensors mine;
     for (const auto& kv : state.rng)
       if (kv.first.rfind(key + ".", 0) == 0) mine.emplace_back(kv.first.substr(key.size() + 1), kv.second);
-    restore_rng_states(mine);
+    if (!restore_rng_states(mine, device))
+      log("resume: warning: the checkpoint holds no generator state for " + device.str() +
+          " (written on another device type): drop path draws differ from an uninterrupted run");
     log("resume: " + ck.string() + " at step " + std::to_string(step));
   } else {
     init_weights();
@@ -337,6 +345,7 @@ void Trainer::Impl::setup() {
   lo.hflip = cfg.data.hflip;
   lo.workers = cfg.data.workers;
   lo.prefetch = cfg.data.prefetch;
+  lo.pin_memory = device.is_cuda();
   lo.seed = cfg.train.seed;
   lo.rank = comm->rank();
   lo.world_size = comm->world_size();
@@ -350,7 +359,7 @@ void Trainer::Impl::setup() {
 
 void Trainer::Impl::save_checkpoint() {
   // Every rank's generator state goes into the one file rank 0 writes.
-  auto rng = capture_rng_states();
+  auto rng = capture_rng_states(device);
   NamedTensors all_rng;
   for (int r = 0; r < comm->world_size(); ++r) {
     for (auto& kv : rng) {
@@ -475,17 +484,39 @@ int Trainer::Impl::loop() {
   };
   const bool tty = is_root() && isatty(STDERR_FILENO);
   const int64_t first_step = step;
-  double win_loss = 0, win_masks = 0, win_images = 0, win_time = 0, win_data = 0;
-  std::vector<double> win_iou(cfg.prompt.rounds, 0.0);
-  int64_t win_steps = 0;
+  const int64_t R = cfg.prompt.rounds;
+  // The step's numbers stay on the device, summed over the logging window there; the host reads
+  // them at logging steps only on a GPU (every step on the CPU, where a read costs nothing), so the
+  // host queues the next step while the device still runs this one.
+  const auto dd = torch::TensorOptions().device(device).dtype(torch::kDouble);
+  auto win = torch::zeros({5 + R}, dd);  // loss, focal, dice, iou_mse, masks, IoU per round (finite steps)
+  auto win_steps = torch::zeros({}, dd);
+  auto streak = torch::full({}, static_cast<double>(nonfinite_streak), dd);
+  torch::Tensor grad_norm;
+  std::vector<std::pair<int64_t, torch::Tensor>> win_flags;  // (step, skipped steps in a row after it)
+  double win_images = 0, win_time = 0, win_data = 0;
+  int64_t win_host_steps = 0;
+  std::vector<torch::Tensor> grads_of;  // parameters in optimiser order
+  for (const auto& g : optim->groups())
+    for (const auto& p : g.params) grads_of.push_back(p);
+  // Several ranks: the gradient all-reduce starts during the backward pass (train/grad_reducer.h).
+  std::unique_ptr<GradientReducer> reducer;
+  if (comm->world_size() > 1) {
+    std::vector<torch::Tensor> early, hooked;
+    for (auto& kv : model->named_parameters(true)) {
+      if (!kv.value().requires_grad()) continue;
+      (kv.key().rfind("image_encoder.", 0) == 0 ? hooked : early).push_back(kv.value());
+    }
+    std::reverse(hooked.begin(), hooked.end());  // the backward pass meets the neck first, the patch embedding last
+    reducer = std::make_unique<GradientReducer>(*comm, early, hooked);
+  }
   model->train();
   while (step < tc.iterations) {
     const auto t0 = std::chrono::steady_clock::now();
     const double lr = lr_at(cfg.optim, step);
     optim->zero_grad();
-    StepStats total;
-    total.iou_per_round.assign(cfg.prompt.rounds, 0.0);
-    bool finite = true;
+    auto sums = torch::zeros({4 + R}, dd);
+    double step_masks = 0;
     int64_t images = 0;
     for (int micro = 0; micro < tc.grad_accum; ++micro) {
       StepBatch batch;
@@ -500,89 +531,101 @@ int Trainer::Impl::loop() {
       win_data += std::chrono::duration<double>(std::chrono::steady_clock::now() - td).count();
       double local_masks = 0;
       for (const auto& m : batch.masks) local_masks += static_cast<double>(m.size(0));
+      // The loss normaliser: the step's masks over all ranks (a host collective; no GPU involved).
       so.global_masks = comm->allreduce_sum({local_masks})[0] * tc.grad_accum;
+      step_masks += so.global_masks / tc.grad_accum;
       so.step = step * tc.grad_accum + micro;
-      auto st = interactive_step(model, batch, so, device);
-      finite = finite && st.finite;
-      total.loss += st.loss;
-      total.focal += st.focal;
-      total.dice += st.dice;
-      total.iou_mse += st.iou_mse;
-      total.masks += st.masks;
-      for (size_t r = 0; r < st.iou_per_round.size(); ++r) total.iou_per_round[r] += st.iou_per_round[r];
+      const bool last = micro + 1 == tc.grad_accum;
+      so.before_encoder_backward = nullptr;
+      if (reducer && last) {
+        reducer->arm();
+        so.before_encoder_backward = [&] { reducer->start_early(); };
+      }
+      sums += interactive_step_async(model, batch, so, device).sums;
     }
-    for (int64_t s : cfg.train.inject_nonfinite)
-      if (s == step) finite = false;  // testing aid: simulate a non-finite loss at this step
+    if (reducer) reducer->finish();
+    bool injected = false;
+    for (int64_t s : cfg.train.inject_nonfinite) injected = injected || s == step;  // testing aid
+    // One device collective for the step's numbers and whether any rank's loss was not finite.
+    auto local_bad = torch::logical_not(torch::isfinite(sums[0])).to(torch::kDouble) + (injected ? 1.0 : 0.0);
+    auto packed = torch::cat({torch::nan_to_num(sums, 0.0, 0.0, 0.0), local_bad.view({1})});
+    if (comm->world_size() > 1) comm->allreduce_sum_async(packed)->wait();
+    auto skip = (packed[4 + R] > 0).to(torch::kFloat);  // 1: skip this update
+    {
+      torch::NoGradGuard ng;
+      std::vector<torch::Tensor> grads;
+      for (const auto& p : grads_of)
+        if (p.grad().defined()) grads.push_back(p.mutable_grad());
+      auto sq = torch::zeros({}, dd);
+      for (const auto& g : grads) sq += g.pow(2).sum().to(torch::kDouble);
+      grad_norm = sq.sqrt();
+      if (tc.clip_grad_norm > 0) {
+        // min(1, clip / (norm + 1e-6)), applied on the device.
+        auto scale = torch::clamp_max(tc.clip_grad_norm / (grad_norm + 1e-6), 1.0).to(torch::kFloat);
+        for (auto& g : grads) g.mul_(scale);
+      }
+    }
+    optim->step(lr, skip);
+    if (ema) ema->update(skip);
+    auto keep = 1.0 - skip.to(torch::kDouble);
+    win += torch::cat({packed.narrow(0, 0, 4), torch::full({1}, step_masks, dd), packed.narrow(0, 4, R)}) * keep;
+    win_steps += keep;
+    streak = (streak + 1.0) * skip.to(torch::kDouble);
+    win_flags.emplace_back(step, streak.clone());
+    ++step;
 
-    // Global sums (one collective for the scalars), then the gradients.
-    std::vector<double> sums{total.loss, total.focal, total.dice, total.iou_mse, static_cast<double>(total.masks),
-                             finite ? 0.0 : 1.0};
-    for (double v : total.iou_per_round) sums.push_back(v);
-    sums = comm->allreduce_sum(sums);
-    const bool all_finite = sums[5] == 0.0;
-    if (!all_finite) {
-      optim->zero_grad();
-      ++nonfinite_streak;
-      log("step " + std::to_string(step) + ": non-finite loss, step skipped (" + std::to_string(nonfinite_streak) +
-          " in a row)");
-      metric({{"event", "nonfinite"}, {"step", step}, {"streak", nonfinite_streak}});
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    win_images += static_cast<double>(images) * comm->world_size();
+    win_time += secs;
+    ++win_host_steps;
+    const bool log_now = step % tc.log_every == 0 || step == tc.iterations;
+    if (device.is_cpu() || log_now) {
+      // The skipped steps of the window (a step was skipped when the run of skipped steps after it
+      // is not 0), and that run now.
+      std::vector<torch::Tensor> fl;
+      for (auto& f : win_flags) fl.push_back(f.second);
+      auto runs = torch::stack(fl).to(torch::kCPU);
+      for (size_t i = 0; i < win_flags.size(); ++i) {
+        const int run = static_cast<int>(std::lround(runs[i].item<double>()));
+        if (run == 0) continue;
+        const int64_t at = win_flags[i].first;
+        log("step " + std::to_string(at) + ": non-finite loss, step skipped (" + std::to_string(run) + " in a row)");
+        metric({{"event", "nonfinite"}, {"step", at}, {"streak", run}});
+      }
+      win_flags.clear();
+      nonfinite_streak = static_cast<int>(std::lround(runs[runs.size(0) - 1].item<double>()));
       if (nonfinite_streak >= tc.max_nonfinite) {
         log("stopping: " + std::to_string(nonfinite_streak) + " non-finite losses in a row (train.max_nonfinite)");
         save_checkpoint();
         return 2;
       }
-      ++step;
-      continue;
     }
-    nonfinite_streak = 0;
-    std::vector<torch::Tensor> grads;
-    for (const auto& g : optim->groups())
-      for (const auto& p : g.params)
-        if (p.grad().defined()) grads.push_back(p.mutable_grad());
-    comm->allreduce_sum(grads);
-    double grad_norm = 0;
-    {
-      torch::NoGradGuard ng;
-      auto sq = torch::zeros({}, torch::TensorOptions().device(device).dtype(torch::kDouble));
-      for (const auto& g : grads) sq += g.pow(2).sum().to(torch::kDouble);
-      grad_norm = std::sqrt(sq.item<double>());
-      if (tc.clip_grad_norm > 0 && grad_norm > tc.clip_grad_norm) {
-        const double scale = tc.clip_grad_norm / (grad_norm + 1e-6);
-        for (auto& g : grads) g.mul_(scale);
+    if (log_now) {
+      auto w = win.to(torch::kCPU);
+      const double n = win_steps.item<double>();
+      if (n > 0) {
+        const double* v = w.data_ptr<double>();
+        const double masks = v[4];
+        nlohmann::json j = {{"event", "train"}, {"step", step}, {"loss", v[0] / n}, {"lr", lr},
+                            {"grad_norm", grad_norm.item<double>()}, {"masks_per_step", masks / n},
+                            {"images_per_s", win_images / std::max(win_time, 1e-9)},
+                            {"sec_per_step", win_time / win_host_steps}, {"data_wait_s", win_data / win_host_steps},
+                            {"elapsed_s", elapsed()}};
+        nlohmann::json ious = nlohmann::json::array();
+        for (int64_t r = 0; r < R; ++r) ious.push_back(v[5 + r] / std::max(masks, 1.0));
+        j["iou_round"] = ious;
+        metric(j);
+        const double rate = (step - first_step) / std::max(elapsed(), 1e-9);
+        if (tty) std::cerr << "\r" << std::string(100, ' ') << "\r";
+        log("step " + std::to_string(step) + "/" + std::to_string(tc.iterations) + " | loss " + fmt(v[0] / n) +
+            " | IoU r1 " + fmt(ious.front().get<double>(), 3) + " last " + fmt(ious.back().get<double>(), 3) +
+            " | lr " + fmt(lr, 3) + " | " + fmt(win_images / std::max(win_time, 1e-9), 3) + " img/s | data " +
+            fmt(100.0 * win_data / std::max(win_time, 1e-9), 2) + "% | ETA " + fmt_duration(eta(rate)));
       }
-    }
-    optim->step(lr);
-    if (ema) ema->update();
-    ++step;
-
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double masks = sums[4];
-    win_loss += sums[0];
-    win_masks += masks;
-    win_images += static_cast<double>(images) * comm->world_size();
-    win_time += secs;
-    for (size_t r = 0; r < win_iou.size(); ++r) win_iou[r] += sums[6 + r];
-    ++win_steps;
-    if (step % tc.log_every == 0 || step == tc.iterations) {
-      nlohmann::json j = {{"event", "train"}, {"step", step}, {"loss", win_loss / win_steps}, {"lr", lr},
-                          {"grad_norm", grad_norm}, {"masks_per_step", win_masks / win_steps},
-                          {"images_per_s", win_images / std::max(win_time, 1e-9)}, {"sec_per_step", win_time / win_steps},
-                          {"data_wait_s", win_data / win_steps},
-                          {"elapsed_s", elapsed()}};
-      nlohmann::json ious = nlohmann::json::array();
-      for (double v : win_iou) ious.push_back(v / std::max(win_masks, 1.0));
-      j["iou_round"] = ious;
-      metric(j);
-      const double rate = (step - first_step) / std::max(elapsed(), 1e-9);
-      if (tty) std::cerr << "\r" << std::string(100, ' ') << "\r";
-      log("step " + std::to_string(step) + "/" + std::to_string(tc.iterations) + " | loss " + fmt(win_loss / win_steps) +
-          " | IoU r1 " + fmt(ious.front().get<double>(), 3) + " last " + fmt(ious.back().get<double>(), 3) + " | lr " +
-          fmt(lr, 3) + " | " + fmt(win_images / std::max(win_time, 1e-9), 3) + " img/s | data " +
-          fmt(100.0 * win_data / std::max(win_time, 1e-9), 2) + "% | ETA " +
-          fmt_duration(eta(rate)));
-      win_loss = win_masks = win_images = win_time = win_data = 0;
-      std::fill(win_iou.begin(), win_iou.end(), 0.0);
-      win_steps = 0;
+      win.zero_();
+      win_steps.zero_();
+      win_images = win_time = win_data = 0;
+      win_host_steps = 0;
     } else if (tty) {
       const double rate = (step - first_step) / std::max(elapsed(), 1e-9);
       const int width = 30;
@@ -590,7 +633,10 @@ int Trainer::Impl::loop() {
       std::cerr << "\r[" << std::string(done, '#') << std::string(width - done, '.') << "] " << step << "/"
                 << tc.iterations << " ETA " << fmt_duration(eta(rate)) << std::flush;
     }
-    if (tc.ckpt_every > 0 && step % tc.ckpt_every == 0) save_checkpoint();
+    if (tc.ckpt_every > 0 && step % tc.ckpt_every == 0) {
+      nonfinite_streak = static_cast<int>(std::lround(streak.item<double>()));
+      save_checkpoint();
+    }
     if (tc.val_every > 0 && step % tc.val_every == 0) validate();
     if (tc.time_limit_min > 0) {
       const double over = elapsed() >= tc.time_limit_min * 60 ? 1.0 : 0.0;
@@ -601,6 +647,7 @@ int Trainer::Impl::loop() {
     }
   }
   if (tty) std::cerr << "\r" << std::string(100, ' ') << "\r";
+  nonfinite_streak = static_cast<int>(std::lround(streak.item<double>()));
   save_checkpoint();
   if (tc.val_every == 0 || step % tc.val_every != 0) validate();
   if (is_root()) {

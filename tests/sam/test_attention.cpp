@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "sam/attention.h"
+#include "test_util.h"
 
 namespace {
 // Runs the enclosing test once per kernel, restoring the automatic choice afterwards.
@@ -136,4 +137,47 @@ TEST_CASE("batched matmul equals bmm, forward and backward", "[sam][attention]")
   (y * w).sum().backward();
   CHECK(torch::allclose(a.grad(), a2.grad(), 1e-5, 1e-6));
   CHECK(torch::allclose(b.grad(), b2.grad(), 1e-5, 1e-6));
+}
+
+TEST_CASE("scaled_dot_product_attention with the relative-position bias equals the reference",
+          "[sam][attention][sdpa]") {
+  // The GPU path of the encoder and decoder attention (libtorch >= 2.1), checked here on the CPU:
+  // outputs and the gradients of all five inputs.
+  if (!sam::sdpa_available()) {
+    sam_test::skip("this libtorch has no scaled_dot_product_attention (the cluster build has)");
+    return;
+  }
+  torch::manual_seed(4);
+  for (auto hw : std::vector<std::array<int64_t, 4>>{{6, 6, 5, 8}, {4, 7, 3, 16}, {14, 14, 2, 32}}) {
+    const int64_t H = hw[0], W = hw[1], BH = hw[2], c = hw[3], L = H * W;
+    INFO("grid " << H << "x" << W << ", " << BH << " slices, head dim " << c);
+    auto mk = [&](std::vector<int64_t> s) { return torch::randn(s).requires_grad_(true); };
+    auto q = mk({BH, L, c}), k = mk({BH, L, c}), v = mk({BH, L, c}), rh = mk({BH, H, W, H}), rw = mk({BH, H, W, W});
+    std::vector<torch::Tensor> a_in{q, k, v, rh, rw}, b_in;
+    for (auto& t : a_in) b_in.push_back(t.detach().clone().requires_grad_(true));
+    auto a = sam::rel_pos_attention_sdpa(q, k, v, rh, rw, 0.25, H, W);
+    auto b = sam::rel_pos_attention_reference(b_in[0], b_in[1], b_in[2], b_in[3], b_in[4], 0.25, H, W);
+    CHECK(torch::allclose(a, b, 1e-5, 1e-5));
+    auto w = torch::randn_like(a);
+    (a * w).sum().backward();
+    (b * w).sum().backward();
+    for (size_t i = 0; i < a_in.size(); ++i) {
+      INFO("input " << i);
+      CHECK(torch::allclose(a_in[i].grad(), b_in[i].grad(), 1e-4, 1e-5));
+    }
+  }
+  // The decoder's attention (no bias), with the scale given.
+  auto q = torch::randn({6, 7, 16}).requires_grad_(true), k = torch::randn({6, 50, 16}).requires_grad_(true),
+       v = torch::randn({6, 50, 16}).requires_grad_(true);
+  auto q2 = q.detach().clone().requires_grad_(true), k2 = k.detach().clone().requires_grad_(true),
+       v2 = v.detach().clone().requires_grad_(true);
+  auto a = sam::attention_core_sdpa(q, k, v, 0.3);
+  auto b = sam::attention_core_reference(q2, k2, v2, 0.3);
+  CHECK(torch::allclose(a, b, 1e-5, 1e-6));
+  auto w = torch::randn_like(a);
+  (a * w).sum().backward();
+  (b * w).sum().backward();
+  CHECK(torch::allclose(q.grad(), q2.grad(), 1e-4, 1e-5));
+  CHECK(torch::allclose(k.grad(), k2.grad(), 1e-4, 1e-5));
+  CHECK(torch::allclose(v.grad(), v2.grad(), 1e-4, 1e-5));
 }

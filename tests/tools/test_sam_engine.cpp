@@ -77,7 +77,7 @@ TEST_CASE("sam_engine --stage all runs the three stages on synthetic data", "[to
 TEST_CASE("sam_engine --stage auto under torchrun: 2 ranks share the images and write what 1 rank writes",
           "[tools][engine][dist]") {
   if (!sam_test::have_torchrun()) {
-    WARN("torchrun (python3-torch) is not installed: skipped");
+    sam_test::skip(sam_test::test_python() + " has no torchrun (Debian: python3-torch)");
     return;
   }
   const auto root = sam_test::temp_dir("sam_engine_dist");

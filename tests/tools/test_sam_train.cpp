@@ -123,7 +123,7 @@ TEST_CASE("sam_train: a run killed at any moment resumes to the same losses, bit
 TEST_CASE("sam_train: 2 Gloo processes under torchrun give the losses of 1 process with the same global batch",
           "[tools][train][dist]") {
   if (!sam_test::have_torchrun()) {
-    WARN("torchrun (python3-torch) is not installed: skipped");
+    sam_test::skip(sam_test::test_python() + " has no torchrun (Debian: python3-torch)");
     return;
   }
   const auto root = sam_test::temp_dir("train_dist");
@@ -148,9 +148,20 @@ TEST_CASE("sam_train: 2 Gloo processes under torchrun give the losses of 1 proce
   auto a = sam::pth_read((root / "one" / "model.pth").string());
   auto b = sam::pth_read((root / "two" / "model.pth").string());
   REQUIRE(a.size() == b.size());
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, (a[i].second - b[i].second).abs().max().item<double>());
-  CHECK(worst < 1e-3);
+  // AdamW moves a weight by about lr per step whatever the gradient's size, so where a gradient is
+  // near zero the summation order can flip its sign: a few weights may differ by up to 2 lr per
+  // step (lr 2e-3 here, 4 steps), while the weights as a whole agree closely.
+  double worst = 0, sum = 0, count = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!a[i].second.is_floating_point()) continue;
+    auto d = (a[i].second - b[i].second).abs();
+    worst = std::max(worst, d.max().item<double>());
+    sum += d.sum().item<double>();
+    count += static_cast<double>(d.numel());
+  }
+  INFO("largest difference " << worst << ", mean " << sum / count);
+  CHECK(worst < 2 * 2e-3 * 4);
+  CHECK(sum / count < 1e-5);
 }
 
 TEST_CASE("sam_train: non-finite steps are skipped, logged, and stop the run after max_nonfinite in a row",

@@ -4,7 +4,13 @@
 #include <c10/core/DeviceType.h>
 #include <c10/core/ScalarType.h>
 
-namespace sam::train {
+namespace sam {
+
+/// Whether autocast is on for a device, and to which type.
+struct AutocastState {
+  bool enabled = false;
+  c10::ScalarType dtype = c10::ScalarType::BFloat16;
+};
 
 /// Enables autocast to `dtype` for `device` (CUDA or CPU) for the guard's lifetime, and restores
 /// the previous state on exit (clearing the cast-weight cache when the outermost region ends, as
@@ -12,17 +18,22 @@ namespace sam::train {
 class AutocastGuard {
  public:
   AutocastGuard(c10::DeviceType device, bool enabled, c10::ScalarType dtype = c10::ScalarType::BFloat16);
+  /// Sets exactly `state` for `device`, on or off, for the guard's lifetime (the recompute of an
+  /// activation-checkpointed block runs under the state its forward pass saw).
+  AutocastGuard(c10::DeviceType device, const AutocastState& state);
   ~AutocastGuard();
   AutocastGuard(const AutocastGuard&) = delete;
   AutocastGuard& operator=(const AutocastGuard&) = delete;
 
  private:
   c10::DeviceType device_;
-  bool active_ = false, prev_enabled_ = false;
+  bool active_ = false, restore_only_ = false, prev_enabled_ = false;
   c10::ScalarType prev_dtype_ = c10::ScalarType::Float;
 };
 
 /// Whether autocast is on for `device` now (for tests and logs).
 bool autocast_enabled(c10::DeviceType device);
+/// The autocast state of `device` now (CPU or CUDA).
+AutocastState autocast_state(c10::DeviceType device);
 
-}  // namespace sam::train
+}  // namespace sam

@@ -1,4 +1,4 @@
-#include "train/amp.h"
+#include "sam/amp.h"
 
 #include <stdexcept>
 #include <string>
@@ -14,7 +14,7 @@
 #define SAM_AUTOCAST_BY_DEVICE 0
 #endif
 
-namespace sam::train {
+namespace sam {
 namespace {
 
 void check_device(c10::DeviceType d) {
@@ -69,7 +69,26 @@ AutocastGuard::AutocastGuard(c10::DeviceType device, bool enabled, c10::ScalarTy
   active_ = true;
 }
 
+AutocastGuard::AutocastGuard(c10::DeviceType device, const AutocastState& state) : device_(device) {
+  check_device(device);
+  prev_enabled_ = get_enabled(device);
+  prev_dtype_ = get_dtype(device);
+  if (state.enabled) {
+    set_enabled(device, true);
+    set_dtype(device, state.dtype);
+    at::autocast::increment_nesting();
+    active_ = true;
+  } else if (prev_enabled_) {
+    set_enabled(device, false);
+    restore_only_ = true;
+  }
+}
+
 AutocastGuard::~AutocastGuard() {
+  if (restore_only_) {
+    set_enabled(device_, prev_enabled_);
+    return;
+  }
   if (!active_) return;
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
   set_enabled(device_, prev_enabled_);
@@ -81,4 +100,9 @@ bool autocast_enabled(c10::DeviceType device) {
   return get_enabled(device);
 }
 
-}  // namespace sam::train
+AutocastState autocast_state(c10::DeviceType device) {
+  check_device(device);
+  return {get_enabled(device), get_dtype(device)};
+}
+
+}  // namespace sam
