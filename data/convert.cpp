@@ -1,7 +1,8 @@
 // COCO -> SA-1B, dataset -> COCO, and the SA-1B validator.
 #include "data/convert.h"
 
-#include <opencv2/imgcodecs.hpp>
+#include "data/codec.h"
+
 #include <opencv2/imgproc.hpp>
 
 #include <cmath>
@@ -145,8 +146,8 @@ cv::Mat read_mask_nonzero(const std::string& path) {
   const std::vector<uint8_t> bytes = ref.read();
   cv::Mat m;
   try {
-    m = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
-  } catch (const cv::Exception& e) {
+    m = image_decode(bytes);
+  } catch (const std::exception& e) {
     throw DataError(Problem::corrupt_image, path, std::string("cannot decode: ") + e.what());
   }
   if (m.empty()) throw DataError(Problem::corrupt_image, path, "not a decodable image");

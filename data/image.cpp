@@ -1,7 +1,8 @@
 #include "data/image.h"
 
+#include "data/codec.h"
+
 #include <opencv2/core/utility.hpp>
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
@@ -235,9 +236,9 @@ cv::Mat image_decode_rgb(const std::vector<uint8_t>& bytes, const std::string& w
   if (is_jpeg(bytes) && !jpeg_has_eoi(bytes)) fail(what, "truncated JPEG (no end-of-image marker)");
   cv::Mat decoded;
   try {
-    // IMREAD_UNCHANGED keeps 16-bit depth and alpha (handled below) and ignores EXIF orientation.
-    decoded = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
-  } catch (const cv::Exception& e) {
+    // As IMREAD_UNCHANGED: 16-bit depth and alpha kept (handled below), EXIF orientation ignored.
+    decoded = image_decode(bytes);
+  } catch (const std::exception& e) {
     fail(what, std::string("cannot decode image: ") + e.what());
   }
   if (decoded.empty()) fail(what, "not a decodable image (unknown format, corrupt or truncated)");

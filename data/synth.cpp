@@ -2,7 +2,6 @@
 // at each pixel centre), textures evaluated per pixel, masks read back from the owner map.
 #include "data/synth.h"
 
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 #include <stdexcept>
 
 #include "data/convert.h"
+#include "data/codec.h"
 #include "data/parallel.h"
 #include "data/rng.h"
 
@@ -638,10 +638,8 @@ SynthStats synth_write(const std::string& out_dir, const SynthOptions& o, int64_
     const std::string stem = (fs::path(out_dir) / ("sa_" + std::to_string(index))).string();
     cv::Mat bgr;
     cv::cvtColor(im.rgb, bgr, cv::COLOR_RGB2BGR);
-    if (!cv::imwrite(stem + ".jpg", bgr, {cv::IMWRITE_JPEG_QUALITY, 95}))
-      throw std::runtime_error(stem + ".jpg: cannot write");
-    if (png && !cv::imwrite(stem + ".png", bgr, {cv::IMWRITE_PNG_COMPRESSION, 1}))
-      throw std::runtime_error(stem + ".png: cannot write");
+    image_write(stem + ".jpg", bgr, 95);
+    if (png) image_write(stem + ".png", bgr, 1);
     const std::string text = sa1b_json(im.info, im.annotations).dump();
     std::ofstream f(stem + ".json", std::ios::binary);
     f << text;

@@ -1,6 +1,5 @@
 #include "eval/edges.h"
 
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include <stdexcept>
 
 #include "data/dataset.h"
+#include "data/codec.h"
 #include "data/image.h"
 
 namespace fs = std::filesystem;
@@ -224,7 +224,7 @@ std::vector<BsdsImage> list_bsds(const std::string& root, const std::string& spl
 }
 
 cv::Mat read_boundary_map(const std::string& path) {
-  cv::Mat m = cv::imread(path, cv::IMREAD_GRAYSCALE);
+  cv::Mat m = data::image_read_gray(path);
   if (m.empty()) throw std::runtime_error(path + ": cannot read the boundary map");
   return m;
 }
@@ -281,7 +281,7 @@ EdgesResult evaluate_edges(sam::Sam model, const std::string& bsds_root, const s
         if (!o.save_dir.empty()) {
           cv::Mat png;
           e.convertTo(png, CV_8UC1, 255.0);
-          cv::imwrite((fs::path(o.save_dir) / (images[i].id + ".png")).string(), png);
+          data::image_write((fs::path(o.save_dir) / (images[i].id + ".png")).string(), png);
         }
       },
       progress);

@@ -26,6 +26,12 @@ suites=(sam_golden_parity sam_pth_io sam_attention train_interactive_step train_
 if [ "$cuda" = 1 ]; then
   programs=$(cd "$root/tools" && ls sam_*.cpp | sed 's/\.cpp$//' | tr '\n' ' ')
   TARGETS="$programs ${suites[*]/#/test_}" "$root/scripts/build.sh" --cuda
+  # The cluster build's programs load libtorch_cuda and NCCL (and would start on a GPU machine).
+  loads=$(ldd "$root/build-cuda/bin/sam_train")
+  for l in libtorch_cuda.so libnccl.so libcudnn.so; do
+    grep -q "$l" <<<"$loads" || { echo "test.sh: build-cuda/bin/sam_train does not load $l" >&2; exit 1; }
+  done
+  ! grep -q "not found" <<<"$loads" || { echo "test.sh: build-cuda/bin/sam_train: $(grep 'not found' <<<"$loads")" >&2; exit 1; }
 fi
 t2=$(date +%s)
 status=0

@@ -1,7 +1,6 @@
 // sam_data: dataset tools. RLE encode/decode, COCO -> SA-1B conversion, COCO export of any
 // dataset, SA-1B validation, synthetic scenes, dataset info and the loader benchmark.
 #include <CLI/CLI.hpp>
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include <cstdio>
@@ -10,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/codec.h"
 #include "data/bench.h"
 #include "data/convert.h"
 #include "data/synth.h"
@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
       const auto r = d::read_rle_json(rle_in, rle_index);
       cv::Mat m(static_cast<int>(r.h), static_cast<int>(r.w), CV_8UC1);
       sam::mask::rle_decode(r, m.data);
-      if (!cv::imwrite(rle_out, m * 255)) throw std::runtime_error(rle_out + ": cannot write");
+      d::image_write(rle_out, m * 255);
     } else if (c2s->parsed()) {
       const auto rep = d::coco_to_sa1b(coco_json, image_dir, out_dir, keep_names);
       print_list("problem: ", rep.problems, all ? SIZE_MAX : 50);
@@ -187,7 +187,7 @@ int main(int argc, char** argv) {
       const d::Sample s = ds->get(show_index);
       cv::Mat bgr;
       cv::cvtColor(d::render_overlay(s, s.load_image()), bgr, cv::COLOR_RGB2BGR);
-      if (!cv::imwrite(show_out, bgr)) throw std::runtime_error(show_out + ": cannot write");
+      d::image_write(show_out, bgr);
       std::cout << s.id << ": " << s.annotations.size() << " masks -> " << show_out << "\n";
     } else if (exp->parsed()) {
       const auto problems = d::export_coco(*d::make_dataset(spec), exp_out, exp_root);

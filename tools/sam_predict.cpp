@@ -1,7 +1,6 @@
 // sam_predict: embed an image (or load its embedding) and answer one prompt with masks, logits
 // and IoU predictions, written to an output folder.
 #include <CLI/CLI.hpp>
-#include <opencv2/imgcodecs.hpp>
 
 #include <chrono>
 #include <filesystem>
@@ -11,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/image.h"
+#include "data/codec.h"
 #include "data/npy.h"
 #include "sam/predictor.h"
 #include "tools/tool_common.h"
@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
       auto m = masks[i].contiguous();
       cv::Mat png(H, W, CV_8UC1, m.data_ptr<uint8_t>());
       const auto path = (out / ("mask_" + std::to_string(i) + ".png")).string();
-      if (!cv::imwrite(path, png)) throw std::runtime_error(path + ": cannot write");
+      sam::data::image_write(path, png);
     }
     if (!emb_out.empty()) sam::npy::write(emb_out, predictor.embedding());
 

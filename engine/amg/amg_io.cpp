@@ -1,12 +1,12 @@
 #include "engine/amg/amg_io.h"
 
-#include <opencv2/imgcodecs.hpp>
 
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
 #include "data/config_file.h"
+#include "data/codec.h"
 
 namespace sam::amg {
 namespace {
@@ -226,7 +226,7 @@ void write_amg_png_folder(const std::string& dir, const std::vector<AmgMask>& ma
     mask::rle_decode(r, m.data);
     m *= 255;
     const std::string path = (std::filesystem::path(dir) / (std::to_string(i) + ".png")).string();
-    if (!cv::imwrite(path, m)) throw std::runtime_error(path + ": cannot write the mask PNG");
+    data::image_write(path, m);
   }
   const std::string csv = (std::filesystem::path(dir) / "metadata.csv").string();
   std::ofstream f(csv, std::ios::binary);

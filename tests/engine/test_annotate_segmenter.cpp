@@ -3,6 +3,7 @@
 // prompts, at the original image size, run-length encoded.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -43,9 +44,15 @@ void check_candidate(const Candidate& c, const torch::Tensor& ref_mask,
   std::vector<uint8_t> m(static_cast<size_t>(H * W));
   sam::mask::rle_decode(c.rle, m.data());
   auto ours = torch::from_blob(m.data(), {H, W}, torch::kUInt8).to(torch::kBool);
-  auto diff = ours.ne(ref_mask.to(torch::kBool)) & ref_logits.abs().gt(1e-3);
+  const auto near_zero = ref_logits.abs().le(1e-3);
+  auto diff = ours.ne(ref_mask.to(torch::kBool)) & ~near_zero;
   CHECK(diff.sum().item<int64_t>() == 0);
-  CHECK(c.area == ref_mask.sum().item<int64_t>());
+  // The area by the same rule: it may differ from the reference's by the pixels whose reference
+  // logit is within the tolerance of 0 (one host gave 25818 where the reference has 25817).
+  const int64_t ref_area = ref_mask.sum().item<int64_t>(), slack = near_zero.sum().item<int64_t>();
+  INFO("area " << c.area << ", reference " << ref_area << ", pixels within 1e-3 of the threshold " << slack);
+  CHECK(c.area == ours.sum().item<int64_t>());
+  CHECK(std::llabs(c.area - ref_area) <= slack);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // formulation: outputs and gradients.
 #include <catch2/catch.hpp>
 
+#include <functional>
+
 #include "sam/attention.h"
 #include "test_util.h"
 
@@ -18,6 +20,28 @@ const char* kernel_name(sam::AttentionKernel k) {
 }
 const std::vector<sam::AttentionKernel> kKernels{
     sam::AttentionKernel::kLoop, sam::AttentionKernel::kGemm, sam::AttentionKernel::kAuto};
+
+// `attn` against attention_core_reference on q [BH, Nq, c], k [BH, Nk, c], v [BH, Nk, c + 1]
+// (scale 0.3): outputs and the gradients of q, k and v.
+void check_against_reference(
+    const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&)>& attn,
+    int64_t BH, int64_t Nq, int64_t Nk, int64_t c) {
+  INFO("BH " << BH << ", Nq " << Nq << ", Nk " << Nk << ", c " << c);
+  auto q = torch::randn({BH, Nq, c}).requires_grad_(true);
+  auto k = torch::randn({BH, Nk, c}).requires_grad_(true);
+  auto v = torch::randn({BH, Nk, c + 1}).requires_grad_(true);
+  auto q2 = q.detach().clone().requires_grad_(true), k2 = k.detach().clone().requires_grad_(true),
+       v2 = v.detach().clone().requires_grad_(true);
+  auto a = attn(q, k, v);
+  auto b = sam::attention_core_reference(q2, k2, v2, 0.3);
+  CHECK(torch::allclose(a, b, 1e-5, 1e-6));
+  auto w = torch::randn_like(a);
+  (a * w).sum().backward();
+  (b * w).sum().backward();
+  CHECK(torch::allclose(q.grad(), q2.grad(), 1e-4, 1e-5));
+  CHECK(torch::allclose(k.grad(), k2.grad(), 1e-4, 1e-5));
+  CHECK(torch::allclose(v.grad(), v2.grad(), 1e-4, 1e-5));
+}
 }  // namespace
 
 TEST_CASE("sliced attention equals the reference, forward and backward", "[sam][attention]") {
@@ -27,22 +51,8 @@ TEST_CASE("sliced attention equals the reference, forward and backward", "[sam][
     INFO("kernel " << kernel_name(kernel));
     for (auto shape : std::vector<std::array<int64_t, 4>>{
              {16, 7, 64, 8}, {24, 64, 7, 4}, {3, 5, 5, 32}, {6, 40, 36, 32}}) {
-      const int64_t BH = shape[0], Nq = shape[1], Nk = shape[2], c = shape[3];
-      auto q = torch::randn({BH, Nq, c}).requires_grad_(true);
-      auto k = torch::randn({BH, Nk, c}).requires_grad_(true);
-      auto v = torch::randn({BH, Nk, c + 1}).requires_grad_(true);
-      auto q2 = q.detach().clone().requires_grad_(true),
-           k2 = k.detach().clone().requires_grad_(true),
-           v2 = v.detach().clone().requires_grad_(true);
-      auto a = sam::attention_core(q, k, v, 0.3);
-      auto b = sam::attention_core_reference(q2, k2, v2, 0.3);
-      CHECK(torch::allclose(a, b, 1e-5, 1e-6));
-      auto w = torch::randn_like(a);
-      (a * w).sum().backward();
-      (b * w).sum().backward();
-      CHECK(torch::allclose(q.grad(), q2.grad(), 1e-4, 1e-5));
-      CHECK(torch::allclose(k.grad(), k2.grad(), 1e-4, 1e-5));
-      CHECK(torch::allclose(v.grad(), v2.grad(), 1e-4, 1e-5));
+      check_against_reference([](auto& q, auto& k, auto& v) { return sam::attention_core(q, k, v, 0.3); }, shape[0],
+                              shape[1], shape[2], shape[3]);
     }
     // No graph needed: still the same values.
     torch::NoGradGuard ng;
@@ -167,17 +177,6 @@ TEST_CASE("scaled_dot_product_attention with the relative-position bias equals t
     }
   }
   // The decoder's attention (no bias), with the scale given.
-  auto q = torch::randn({6, 7, 16}).requires_grad_(true), k = torch::randn({6, 50, 16}).requires_grad_(true),
-       v = torch::randn({6, 50, 16}).requires_grad_(true);
-  auto q2 = q.detach().clone().requires_grad_(true), k2 = k.detach().clone().requires_grad_(true),
-       v2 = v.detach().clone().requires_grad_(true);
-  auto a = sam::attention_core_sdpa(q, k, v, 0.3);
-  auto b = sam::attention_core_reference(q2, k2, v2, 0.3);
-  CHECK(torch::allclose(a, b, 1e-5, 1e-6));
-  auto w = torch::randn_like(a);
-  (a * w).sum().backward();
-  (b * w).sum().backward();
-  CHECK(torch::allclose(q.grad(), q2.grad(), 1e-4, 1e-5));
-  CHECK(torch::allclose(k.grad(), k2.grad(), 1e-4, 1e-5));
-  CHECK(torch::allclose(v.grad(), v2.grad(), 1e-4, 1e-5));
+  check_against_reference([](auto& q, auto& k, auto& v) { return sam::attention_core_sdpa(q, k, v, 0.3); }, 6, 7, 50,
+                          16);
 }

@@ -69,12 +69,18 @@ std::vector<nlohmann::json> events(const fs::path& run_dir, const std::string& e
 
 }  // namespace
 
-TEST_CASE("sam_train: a run killed at any moment resumes to the same losses, bit for bit", "[tools][train]") {
-  const auto root = sam_test::temp_dir("train_resume");
+namespace {
+
+// A run SIGKILLed once its first checkpoint exists (at a step between checkpoints or during the
+// next checkpoint write, wherever it happens to be), then restarted, against the same run
+// uninterrupted: the losses of every step and the final weights. `exact`: bit for bit (the CPU);
+// otherwise within `tol` relative (a GPU's atomic adds vary in the last bits from run to run).
+void check_resume(const std::string& tag, const std::string& extra, bool exact, double tol) {
+  const auto root = sam_test::temp_dir(tag);
   // Long enough that the kill, 300 ms after the first checkpoint (step 3), lands before the end on
   // a fast host too (a step takes 50-100 ms here).
   const int steps = 16;
-  const std::string iters = " train.iterations=" + std::to_string(steps) + " train.ckpt_every=3";
+  const std::string iters = " train.iterations=" + std::to_string(steps) + " train.ckpt_every=3" + extra;
   // The uninterrupted reference.
   std::string out;
   REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "ref") + iters, &out) == 0);
@@ -82,8 +88,6 @@ TEST_CASE("sam_train: a run killed at any moment resumes to the same losses, bit
   REQUIRE(ref.size() == steps);
   REQUIRE(fs::exists(root / "ref" / "model.pth"));
 
-  // The same run, SIGKILLed once its first checkpoint exists (at a step between checkpoints or
-  // during the next checkpoint write, wherever it happens to be), then restarted.
   const fs::path run = root / "killed";
   const std::string args = base_args(run) + iters;
   pid_t pid = fork();
@@ -107,17 +111,37 @@ TEST_CASE("sam_train: a run killed at any moment resumes to the same losses, bit
   REQUIRE(sam_test::run_command(sam_train() + " " + args, &out) == 0);
   INFO(out);
   CHECK(out.find("resume:") != std::string::npos);
+  CHECK(out.find("warning") == std::string::npos);
   const auto resumed = losses(run);
   REQUIRE(resumed.size() == steps);
   for (const auto& [step, loss] : ref) {
     INFO("step " << step);
-    CHECK(resumed.at(step) == loss);  // exactly: same bits
+    if (exact) CHECK(resumed.at(step) == loss);  // exactly: same bits
+    else CHECK(resumed.at(step) == Approx(loss).epsilon(tol));
   }
   // The final weights agree too.
   auto a = sam::pth_read((root / "ref" / "model.pth").string());
   auto b = sam::pth_read((run / "model.pth").string());
   REQUIRE(a.size() == b.size());
-  for (size_t i = 0; i < a.size(); ++i) CHECK(torch::equal(a[i].second, b[i].second));
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO(a[i].first);
+    if (exact) CHECK(torch::equal(a[i].second, b[i].second));
+    else CHECK(torch::allclose(a[i].second, b[i].second, 1e-3, 1e-5));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("sam_train: a run killed at any moment resumes to the same losses, bit for bit", "[tools][train]") {
+  check_resume("train_resume", "", /*exact=*/true, 0);
+}
+
+TEST_CASE("sam_train on CUDA: a killed run resumes with the GPU generator's state", "[tools][train][cuda]") {
+  SAM_REQUIRE_CUDA();
+  // Drop path draws its masks on the GPU: without the GPU generator's state in the checkpoint the
+  // resumed steps draw other masks and their losses move by percents, far beyond the last-bit
+  // variation of the GPU's atomic adds that the tolerance allows.
+  check_resume("train_resume_cuda", " train.device=cuda model.drop_path_rate=0.3 train.amp=off", /*exact=*/false, 1e-4);
 }
 
 TEST_CASE("sam_train: 2 Gloo processes under torchrun give the losses of 1 process with the same global batch",
