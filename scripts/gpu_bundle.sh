@@ -33,7 +33,7 @@ lib=$out/usr/lib/$arch
 cp -a /usr/include/nlohmann /usr/include/CLI /usr/include/catch2 /usr/include/yaml-cpp /usr/include/gloo "$inc/"
 mkdir -p "$inc/opencv4/opencv2"
 cp -a /usr/include/opencv4/opencv2/{core,core.hpp,imgproc,imgproc.hpp,opencv_modules.hpp} "$inc/opencv4/opencv2/"
-cp -a /usr/include/{jpeglib.h,jmorecfg.h,jerror.h,png.h,pngconf.h,pnglibconf.h,zlib.h,zconf.h} "$inc/"
+cp -L /usr/include/{jpeglib.h,jmorecfg.h,jerror.h,png.h,pngconf.h,pnglibconf.h,zlib.h,zconf.h} "$inc/"  # png.h and co. are links
 mkdir -p "$inc/$arch"
 cp -a /usr/include/$arch/jconfig.h "$inc/$arch/" 2>/dev/null || cp -a /usr/include/jconfig.h "$inc/"
 
@@ -77,6 +77,7 @@ cp -a /usr/lib/$arch/cmake/yaml-cpp "$lib/cmake/"
 cp -a /usr/share/cmake/nlohmann_json "$out/usr/share/cmake/"
 mkdir -p "$out/usr/lib/cmake"
 cp -a /usr/lib/cmake/Catch2 "$out/usr/lib/cmake/"
+cp -a /usr/lib/libCatch2WithMain.a "$out/usr/lib/"  # its export names it
 mkdir -p "$lib/cmake/opencv4"
 cat >"$lib/cmake/opencv4/OpenCVConfig.cmake" <<'EOF'
 # OpenCV core and imgproc from Debian 12, as scripts/gpu_bundle.sh packs them (no imgcodecs).

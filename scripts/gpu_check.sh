@@ -31,6 +31,7 @@ out=${OUT:-$root/gpu_check_out}
 build=${BUILD_DIR:-$root/build-gpu}
 py=${PYTHON:-python3}
 mkdir -p "$out"
+: >"$out/gpu_check.log"
 t_start=$(date +%s)
 log() { echo "[gpu_check $(($(date +%s) - t_start)) s] $*" | tee -a "$out/gpu_check.log"; }
 bundle=$(cd "$bundle" && pwd)
@@ -80,7 +81,10 @@ set -e
 # The [cuda] cases on their own, each binary's result line.
 : >"$out/cuda_cases.log"
 for s in "${suites[@]}"; do
-  (cd "$root" && "$build/bin/test_$s" "[cuda]" 2>&1 | tail -3) >>"$out/cuda_cases.log" 2>&1 || true
+  res=$(cd "$root" && "$build/bin/test_$s" "[cuda]" 2>&1) || true
+  grep -q "No tests ran" <<<"$res" && continue
+  skips=$(grep -c "SAM_TEST_SKIPPED" <<<"$res" || true)
+  echo "test_$s [cuda]: $(grep -E '^(All tests passed|test cases:)' <<<"$res" | head -1) ($skips skipped)" >>"$out/cuda_cases.log"
 done
 t_tested=$(date +%s)
 log "tests done (ctest status $tests_rc): $(grep -E 'tests passed' "$out/ctest.log" || echo '?')"

@@ -150,6 +150,7 @@ int main(int argc, char** argv) {
     const bool bf16 = dtype == "bf16";
     const auto sync = [&] { sam::device_synchronize(device); };
     nlohmann::json r;
+    r["model"] = model_name;
     r["device"] = sam::device_description(device);
     r["torch"] = TORCH_VERSION;
     r["dtype"] = dtype;
@@ -274,7 +275,6 @@ int main(int argc, char** argv) {
           for (const auto& [name, ms] : t) stage_ms[name].push_back(ms);
       }
     }
-    r["model"] = model_name;
     r["threads"] = torch::get_num_threads();
     r["decoder_kernels"] = unfused ? "tensor ops" : "fused";
     r["img_size"] = config.img_size;

@@ -42,6 +42,30 @@ void check_against_reference(
   CHECK(torch::allclose(k.grad(), k2.grad(), 1e-4, 1e-5));
   CHECK(torch::allclose(v.grad(), v2.grad(), 1e-4, 1e-5));
 }
+using RelPosFn = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                             const torch::Tensor&, const torch::Tensor&, double, int64_t, int64_t)>;
+
+// `attn` against rel_pos_attention_reference on an H x W grid (scale 0.25): outputs (within
+// `out_atol`) and the gradients of all five inputs.
+void check_rel_pos_against_reference(const RelPosFn& attn, int64_t H, int64_t W, int64_t BH, int64_t c,
+                                     double out_atol) {
+  INFO("grid " << H << "x" << W << ", " << BH << " slices, head dim " << c);
+  const int64_t L = H * W;
+  auto mk = [&](std::vector<int64_t> s) { return torch::randn(s).requires_grad_(true); };
+  auto q = mk({BH, L, c}), k = mk({BH, L, c}), v = mk({BH, L, c}), rh = mk({BH, H, W, H}), rw = mk({BH, H, W, W});
+  std::vector<torch::Tensor> a_in{q, k, v, rh, rw}, b_in;
+  for (auto& t : a_in) b_in.push_back(t.detach().clone().requires_grad_(true));
+  auto a = attn(q, k, v, rh, rw, 0.25, H, W);
+  auto b = sam::rel_pos_attention_reference(b_in[0], b_in[1], b_in[2], b_in[3], b_in[4], 0.25, H, W);
+  CHECK(torch::allclose(a, b, 1e-5, out_atol));
+  auto w = torch::randn_like(a);
+  (a * w).sum().backward();
+  (b * w).sum().backward();
+  for (size_t i = 0; i < a_in.size(); ++i) {
+    INFO("input " << i);
+    CHECK(torch::allclose(a_in[i].grad(), b_in[i].grad(), 1e-4, 1e-5));
+  }
+}
 }  // namespace
 
 TEST_CASE("sliced attention equals the reference, forward and backward", "[sam][attention]") {
@@ -113,23 +137,7 @@ TEST_CASE("relative-position attention equals the reference, forward and backwar
                                                        {6, 6, 4, 32},
                                                        {16, 16, 2, 32},
                                                        {32, 32, 2, 8}}) {
-      const int64_t H = hw[0], W = hw[1], BH = hw[2], c = hw[3], L = H * W;
-      auto mk = [&](std::vector<int64_t> s) { return torch::randn(s).requires_grad_(true); };
-      auto q = mk({BH, L, c}), k = mk({BH, L, c}), v = mk({BH, L, c}), rh = mk({BH, H, W, H}),
-           rw = mk({BH, H, W, W});
-      std::vector<torch::Tensor> a_in{q, k, v, rh, rw}, b_in;
-      for (auto& t : a_in) b_in.push_back(t.detach().clone().requires_grad_(true));
-      auto a = sam::rel_pos_attention(q, k, v, rh, rw, 0.25, H, W);
-      auto b =
-          sam::rel_pos_attention_reference(b_in[0], b_in[1], b_in[2], b_in[3], b_in[4], 0.25, H, W);
-      CHECK(torch::allclose(a, b, 1e-5, 1e-6));
-      auto w = torch::randn_like(a);
-      (a * w).sum().backward();
-      (b * w).sum().backward();
-      for (size_t i = 0; i < a_in.size(); ++i) {
-        INFO("input " << i);
-        CHECK(torch::allclose(a_in[i].grad(), b_in[i].grad(), 1e-4, 1e-5));
-      }
+      check_rel_pos_against_reference(sam::rel_pos_attention, hw[0], hw[1], hw[2], hw[3], 1e-6);
     }
   }
 }
@@ -159,22 +167,7 @@ TEST_CASE("scaled_dot_product_attention with the relative-position bias equals t
   }
   torch::manual_seed(4);
   for (auto hw : std::vector<std::array<int64_t, 4>>{{6, 6, 5, 8}, {4, 7, 3, 16}, {14, 14, 2, 32}}) {
-    const int64_t H = hw[0], W = hw[1], BH = hw[2], c = hw[3], L = H * W;
-    INFO("grid " << H << "x" << W << ", " << BH << " slices, head dim " << c);
-    auto mk = [&](std::vector<int64_t> s) { return torch::randn(s).requires_grad_(true); };
-    auto q = mk({BH, L, c}), k = mk({BH, L, c}), v = mk({BH, L, c}), rh = mk({BH, H, W, H}), rw = mk({BH, H, W, W});
-    std::vector<torch::Tensor> a_in{q, k, v, rh, rw}, b_in;
-    for (auto& t : a_in) b_in.push_back(t.detach().clone().requires_grad_(true));
-    auto a = sam::rel_pos_attention_sdpa(q, k, v, rh, rw, 0.25, H, W);
-    auto b = sam::rel_pos_attention_reference(b_in[0], b_in[1], b_in[2], b_in[3], b_in[4], 0.25, H, W);
-    CHECK(torch::allclose(a, b, 1e-5, 1e-5));
-    auto w = torch::randn_like(a);
-    (a * w).sum().backward();
-    (b * w).sum().backward();
-    for (size_t i = 0; i < a_in.size(); ++i) {
-      INFO("input " << i);
-      CHECK(torch::allclose(a_in[i].grad(), b_in[i].grad(), 1e-4, 1e-5));
-    }
+    check_rel_pos_against_reference(sam::rel_pos_attention_sdpa, hw[0], hw[1], hw[2], hw[3], 1e-5);
   }
   // The decoder's attention (no bias), with the scale given.
   check_against_reference([](auto& q, auto& k, auto& v) { return sam::attention_core_sdpa(q, k, v, 0.3); }, 6, 7, 50,
