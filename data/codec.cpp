@@ -1,13 +1,10 @@
 #include "data/codec.h"
 
-#include <opencv2/imgproc.hpp>
-
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <stdexcept>
 
 #ifdef SAM_HAVE_IMGCODECS
@@ -49,7 +46,6 @@ void jpeg_error_exit(j_common_ptr c) {
 
 void jpeg_quiet(j_common_ptr, int) {}  // warnings (e.g. corrupt data recovered) are not printed
 
-bool is_jpeg(const std::vector<uint8_t>& b) { return b.size() > 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF; }
 bool is_png(const std::vector<uint8_t>& b) { return b.size() > 8 && png_sig_cmp(b.data(), 0, 8) == 0; }
 
 cv::Mat decode_jpeg(const std::vector<uint8_t>& bytes) {
@@ -225,6 +221,8 @@ std::vector<uint8_t> encode_png(const cv::Mat& m, int level) {
 
 }  // namespace
 
+bool is_jpeg(const std::vector<uint8_t>& b) { return b.size() >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF; }
+
 bool have_jpeg_png_codecs() {
 #ifdef SAM_HAVE_JPEG_PNG
   return true;
@@ -255,14 +253,6 @@ std::vector<uint8_t> image_encode_jpeg_png(const cv::Mat& m, const std::string& 
 #endif
 }
 
-const char* image_codecs() {
-#ifdef SAM_HAVE_IMGCODECS
-  return "opencv";
-#else
-  return "libjpeg+libpng";
-#endif
-}
-
 cv::Mat image_decode(const std::vector<uint8_t>& bytes) {
 #ifdef SAM_HAVE_IMGCODECS
   try {
@@ -273,25 +263,6 @@ cv::Mat image_decode(const std::vector<uint8_t>& bytes) {
 #else
   return image_decode_jpeg_png(bytes);
 #endif
-}
-
-cv::Mat image_read_gray(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return {};
-  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  cv::Mat m;
-  try {
-    m = image_decode(bytes);
-  } catch (const std::exception&) {
-    return {};
-  }
-  if (m.empty()) return m;
-  if (m.depth() == CV_16U) m.convertTo(m, CV_8U, 1.0 / 256.0);
-  cv::Mat gray;
-  if (m.channels() == 3) cv::cvtColor(m, gray, cv::COLOR_BGR2GRAY);
-  else if (m.channels() == 4) cv::cvtColor(m, gray, cv::COLOR_BGRA2GRAY);
-  else gray = m;
-  return gray;
 }
 
 std::vector<uint8_t> image_encode(const cv::Mat& m, const std::string& format, int param) {

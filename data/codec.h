@@ -15,16 +15,12 @@
 
 namespace sam::data {
 
-/// Which backend this build uses: "opencv" or "libjpeg+libpng".
-const char* image_codecs();
+/// Whether the bytes start with a JPEG's start-of-image marker.
+bool is_jpeg(const std::vector<uint8_t>& bytes);
 
 /// Decodes an encoded image; an empty matrix when the bytes are not an image the backend reads.
 /// Throws std::runtime_error with the library's message when decoding fails midway.
 cv::Mat image_decode(const std::vector<uint8_t>& bytes);
-
-/// As cv::imread(path, IMREAD_GRAYSCALE): 8-bit gray (colour converted with OpenCV's weights,
-/// 16-bit samples shifted down by 8 bits); an empty matrix when unreadable or not an image.
-cv::Mat image_read_gray(const std::string& path);
 
 /// Encodes `m` (gray, BGR or BGRA; 8 bits, or 16 for PNG) as "png" (param: zlib level 0-9,
 /// default 3 as OpenCV's) or "jpg" (param: quality 0-100, default 95). Throws on other formats.

@@ -19,10 +19,6 @@ namespace {
   throw std::runtime_error(what + ": " + problem);
 }
 
-bool is_jpeg(const std::vector<uint8_t>& b) {
-  return b.size() >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF;
-}
-
 // True when a JPEG's entropy-coded data is followed by an EOI marker. The marker segments before
 // the first SOS are walked by their lengths, because APPn payloads (EXIF thumbnails) may hold
 // FFD9 bytes of their own; after SOS, an FF byte in entropy-coded data is always followed by 00 or
@@ -229,20 +225,25 @@ void vertical_pass(const cv::Mat& src, cv::Mat& dst, int row0, const PassCoeffs&
   });
 }
 
-}  // namespace
-
-cv::Mat image_decode_rgb(const std::vector<uint8_t>& bytes, const std::string& what) {
+// The image in a file's bytes as stored (as IMREAD_UNCHANGED: 16-bit depth and alpha kept, EXIF
+// orientation ignored); throws "<what>: <problem>" for an empty, truncated or undecodable file.
+cv::Mat decode_checked(const std::vector<uint8_t>& bytes, const std::string& what) {
   if (bytes.empty()) fail(what, "empty file");
   if (is_jpeg(bytes) && !jpeg_has_eoi(bytes)) fail(what, "truncated JPEG (no end-of-image marker)");
   cv::Mat decoded;
   try {
-    // As IMREAD_UNCHANGED: 16-bit depth and alpha kept (handled below), EXIF orientation ignored.
     decoded = image_decode(bytes);
   } catch (const std::exception& e) {
     fail(what, std::string("cannot decode image: ") + e.what());
   }
   if (decoded.empty()) fail(what, "not a decodable image (unknown format, corrupt or truncated)");
-  cv::Mat m = to_8u(decoded, what);
+  return decoded;
+}
+
+}  // namespace
+
+cv::Mat image_decode_rgb(const std::vector<uint8_t>& bytes, const std::string& what) {
+  cv::Mat m = to_8u(decode_checked(bytes, what), what);
   cv::Mat rgb;
   switch (m.channels()) {
     case 1:
@@ -266,7 +267,9 @@ cv::Mat image_decode_rgb(const std::vector<uint8_t>& bytes, const std::string& w
   return rgb;
 }
 
-cv::Mat image_read_rgb(const std::string& path) {
+namespace {
+// A file's bytes; throws "<path>: <problem>" when it cannot be read.
+std::vector<uint8_t> read_image_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) fail(path, "is a directory, not an image file");
   std::ifstream f(path, std::ios::binary);
@@ -278,7 +281,21 @@ cv::Mat image_read_rgb(const std::string& path) {
     fail(path, std::string("read error: ") + e.what());
   }
   if (f.bad()) fail(path, "read error");
-  return image_decode_rgb(bytes, path);
+  return bytes;
+}
+}  // namespace
+
+cv::Mat image_read_rgb(const std::string& path) { return image_decode_rgb(read_image_file(path), path); }
+
+cv::Mat image_read_gray(const std::string& path) {
+  cv::Mat m = decode_checked(read_image_file(path), path);
+  // As IMREAD_GRAYSCALE: 16-bit samples shifted down by 8 bits, colour by OpenCV's weights.
+  if (m.depth() == CV_16U) m.convertTo(m, CV_8U, 1.0 / 256.0);
+  cv::Mat gray;
+  if (m.channels() == 3) cv::cvtColor(m, gray, cv::COLOR_BGR2GRAY);
+  else if (m.channels() == 4) cv::cvtColor(m, gray, cv::COLOR_BGRA2GRAY);
+  else gray = m;
+  return gray;
 }
 
 std::pair<int, int> preprocess_shape(int h, int w, int long_side) {

@@ -24,6 +24,11 @@ namespace sam::data {
 /// file.
 cv::Mat image_read_rgb(const std::string& path);
 
+/// Reads an image file as 8-bit gray, as cv::imread(path, IMREAD_GRAYSCALE): colour converted with
+/// OpenCV's weights, 16-bit samples shifted down by 8 bits. Throws std::runtime_error("<path>:
+/// <problem>") as image_read_rgb.
+cv::Mat image_read_gray(const std::string& path);
+
 /// Decodes an in-memory encoded image with the rules of image_read_rgb; `what` names the source in
 /// error messages ("<what>: <problem>").
 cv::Mat image_decode_rgb(const std::vector<uint8_t>& bytes, const std::string& what);

@@ -59,27 +59,24 @@ void set_dtype(c10::DeviceType d, c10::ScalarType t) {
 }  // namespace
 
 AutocastGuard::AutocastGuard(c10::DeviceType device, bool enabled, c10::ScalarType dtype) : device_(device) {
-  if (!enabled) return;
-  check_device(device);
-  prev_enabled_ = get_enabled(device);
-  prev_dtype_ = get_dtype(device);
-  set_enabled(device, true);
-  set_dtype(device, dtype);
-  at::autocast::increment_nesting();
-  active_ = true;
+  if (enabled) enter({true, dtype});
 }
 
 AutocastGuard::AutocastGuard(c10::DeviceType device, const AutocastState& state) : device_(device) {
-  check_device(device);
-  prev_enabled_ = get_enabled(device);
-  prev_dtype_ = get_dtype(device);
+  enter(state);
+}
+
+void AutocastGuard::enter(const AutocastState& state) {
+  check_device(device_);
+  prev_enabled_ = get_enabled(device_);
+  prev_dtype_ = get_dtype(device_);
   if (state.enabled) {
-    set_enabled(device, true);
-    set_dtype(device, state.dtype);
+    set_enabled(device_, true);
+    set_dtype(device_, state.dtype);
     at::autocast::increment_nesting();
     active_ = true;
   } else if (prev_enabled_) {
-    set_enabled(device, false);
+    set_enabled(device_, false);
     restore_only_ = true;
   }
 }

@@ -26,6 +26,7 @@ class AutocastGuard {
   AutocastGuard& operator=(const AutocastGuard&) = delete;
 
  private:
+  void enter(const AutocastState& state);
   c10::DeviceType device_;
   bool active_ = false, restore_only_ = false, prev_enabled_ = false;
   c10::ScalarType prev_dtype_ = c10::ScalarType::Float;

@@ -496,31 +496,34 @@ struct RelPosAttention : torch::autograd::Function<RelPosAttention> {
 
 bool sdpa_available() { return SAM_HAVE_SDPA; }
 
-torch::Tensor attention_core_sdpa(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                  double scale, double dropout, bool training) {
+namespace {
+// at::scaled_dot_product_attention on [BH, N, c] slices, as [1, BH, N, c] (the fused kernels take
+// 4-d inputs), with an optional additive bias [1, BH, Nq, Nk].
+torch::Tensor sdpa_slices(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                          const torch::Tensor& bias, double dropout, double scale) {
 #if SAM_HAVE_SDPA
-  // [BH, N, c] as [1, BH, N, c]: the fused kernels take 4-d inputs.
-  return at::scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), {},
-                                          training ? dropout : 0.0, false, scale)
+  return at::scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0),
+                                          bias.defined() ? std::optional<torch::Tensor>(bias) : std::nullopt,
+                                          dropout, false, scale)
       .squeeze(0);
 #else
-  TORCH_CHECK(false, "attention_core_sdpa: this libtorch (", TORCH_VERSION, ") has no scaled_dot_product_attention");
+  TORCH_CHECK(false, "this libtorch (", TORCH_VERSION, ") has no scaled_dot_product_attention");
 #endif
+}
+}  // namespace
+
+torch::Tensor attention_core_sdpa(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  double scale, double dropout, bool training) {
+  return sdpa_slices(q, k, v, {}, training ? dropout : 0.0, scale);
 }
 
 torch::Tensor rel_pos_attention_sdpa(const torch::Tensor& q, const torch::Tensor& k,
                                      const torch::Tensor& v, const torch::Tensor& rel_h,
                                      const torch::Tensor& rel_w, double scale, int64_t H, int64_t W) {
-#if SAM_HAVE_SDPA
   const int64_t BH = q.size(0), L = H * W;
   // bias[b, (y, x), (ky, kx)] = rel_h[b, y, x, ky] + rel_w[b, y, x, kx], in the inputs' type.
   auto bias = (rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2)).reshape({1, BH, L, L}).to(q.scalar_type());
-  return at::scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), bias, 0.0, false,
-                                          scale)
-      .squeeze(0);
-#else
-  TORCH_CHECK(false, "rel_pos_attention_sdpa: this libtorch (", TORCH_VERSION, ") has no scaled_dot_product_attention");
-#endif
+  return sdpa_slices(q, k, v, bias, 0.0, scale);
 }
 
 torch::Tensor rel_pos_attention(const torch::Tensor& q, const torch::Tensor& k,

@@ -25,6 +25,13 @@ if [ "$cuda" = 1 ]; then
   # No GPU is needed to compile: name the architectures instead of detecting them (Hopper by
   # default; only CUDA sources use them, and the project's code is C++ against libtorch).
   extra+=(-DSAM_WITH_CUDA=ON "-DTORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}")
+  # The toolkit itself, not what PATH's first nvcc suggests (a wrapper script in /usr/local/bin
+  # makes CMake take /usr/local for it): $CUDA_HOME, else /usr/local/cuda.
+  cuda_home=${CUDA_HOME:-${CUDA_PATH:-/usr/local/cuda}}
+  if [ -x "$cuda_home/bin/nvcc" ]; then
+    extra+=("-DCUDAToolkit_ROOT=$cuda_home" "-DCUDA_TOOLKIT_ROOT_DIR=$cuda_home"
+            "-DCMAKE_CUDA_COMPILER=$cuda_home/bin/nvcc")
+  fi
 else
   build=${BUILD_DIR:-$root/build}
 fi

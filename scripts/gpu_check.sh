@@ -52,8 +52,10 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,m
 export GLOO_ROOT=$bundle/usr
 
 # -- 1. Build the check's targets.
-suites=(sam_golden_parity sam_attention sam_flops train_interactive_step train_optim train_distributed tools_sam_train)
-targets="${suites[*]/#/test_} sam_bench sam_amg_bench sam_train sam_data"
+# The suites as ctest names them (<folder>/<name>); their programs are test_<folder>_<name>.
+suites=(sam/golden_parity sam/attention sam/flops train/interactive_step train/optim train/distributed tools/sam_train)
+tests=("${suites[@]//\//_}")
+targets="${tests[*]/#/test_} sam_bench sam_amg_bench sam_train sam_data"
 log "configure"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
   -DSAM_WITH_CUDA=ON -DSAM_WITH_ANNOTATE=OFF -DSAM_IMAGE_CODECS=jpegpng "-DTORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}" \
@@ -72,7 +74,7 @@ ldd "$build/bin/sam_train" | grep -E "torch_cuda|nccl|cudnn|gomp|not found" >>"$
 
 # -- 2. The suites (their CPU cases too), with the bundle's fixtures and this torch as the peer.
 export SAM_SHARED_DIR=$bundle/shared SAM_TEST_PYTHON=$py OMP_WAIT_POLICY=PASSIVE
-regex="^($(printf '%s|' "${suites[@]}" | sed 's/|$//; s/_/\//' | sed 's/|\([a-z]*\)_/|\1\//g')):"
+regex="^($(IFS='|'; echo "${suites[*]}")):"
 log "tests: $regex"
 set +e
 (cd "$build" && ctest -j 4 --output-on-failure -R "$regex" --output-junit "$out/ctest.xml") >"$out/ctest.log" 2>&1
@@ -80,7 +82,7 @@ tests_rc=$?
 set -e
 # The [cuda] cases on their own, each binary's result line.
 : >"$out/cuda_cases.log"
-for s in "${suites[@]}"; do
+for s in "${tests[@]}"; do
   res=$(cd "$root" && "$build/bin/test_$s" "[cuda]" 2>&1) || true
   grep -q "No tests ran" <<<"$res" && continue
   skips=$(grep -c "SAM_TEST_SKIPPED" <<<"$res" || true)

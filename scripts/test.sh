@@ -22,10 +22,12 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 t0=$(date +%s)
 "$root/scripts/build.sh"
 t1=$(date +%s)
-suites=(sam_golden_parity sam_pth_io sam_attention train_interactive_step train_optim train_distributed tools_sam_train)
+# The suites as ctest names them (<folder>/<name>); their programs are test_<folder>_<name>.
+suites=(sam/golden_parity sam/pth_io sam/attention train/interactive_step train/optim train/distributed tools/sam_train)
 if [ "$cuda" = 1 ]; then
   programs=$(cd "$root/tools" && ls sam_*.cpp | sed 's/\.cpp$//' | tr '\n' ' ')
-  TARGETS="$programs ${suites[*]/#/test_}" "$root/scripts/build.sh" --cuda
+  tests=("${suites[@]//\//_}")
+  TARGETS="$programs ${tests[*]/#/test_}" "$root/scripts/build.sh" --cuda
   # The cluster build's programs load libtorch_cuda and NCCL (and would start on a GPU machine).
   loads=$(ldd "$root/build-cuda/bin/sam_train")
   for l in libtorch_cuda.so libnccl.so libcudnn.so; do
@@ -38,8 +40,7 @@ status=0
 (cd "${BUILD_DIR:-$root/build}" && ctest --output-on-failure -j "${TEST_JOBS:-2}" "$@") || status=$?
 t3=$(date +%s)
 if [ "$cuda" = 1 ]; then
-  # The suites' ctest names are "<folder>/<name>: <case>".
-  regex="^($(printf '%s|' "${suites[@]}" | sed 's/|$//; s/_/\//' | sed 's/|\([a-z]*\)_/|\1\//g')):"
+  regex="^($(IFS='|'; echo "${suites[*]}")):"  # ctest's names: "<folder>/<name>: <case>"
   export SAM_TEST_PYTHON="env PYTHONPATH=$("$root/scripts/libtorch_cuda.sh" --pythonpath) /usr/bin/python3"
   (cd "$root/build-cuda" && ctest --output-on-failure -j "${TEST_JOBS:-2}" -R "$regex" "$@") || status=$?
 fi

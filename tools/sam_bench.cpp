@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/bench.h"
 #include "sam/amp.h"
 #include "sam/decoder_kernels.h"
 #include "sam/device.h"
@@ -27,21 +28,6 @@ namespace {
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// Peak resident memory of this process in MiB (VmHWM).
-double peak_rss_mib() {
-  std::ifstream in("/proc/self/status");
-  std::string key;
-  while (in >> key) {
-    if (key == "VmHWM:") {
-      double kb;
-      in >> kb;
-      return kb / 1024.0;
-    }
-    in.ignore(1 << 20, '\n');
-  }
-  return 0;
 }
 
 double median(std::vector<double> v) {
@@ -167,7 +153,7 @@ int main(int argc, char** argv) {
     sam::Sam model(config);
     if (!checkpoint.empty()) sam::load_checkpoint(model, checkpoint);
     sam::Predictor predictor(model, device);
-    const double rss_model = peak_rss_mib();
+    const double rss_model = sam::data::peak_rss_mib();
     // The timed inference runs under autocast with --dtype bf16.
     sam::AutocastGuard autocast(device.type(), bf16);
     if (encoder_batch > 0) {
@@ -213,11 +199,12 @@ int main(int argc, char** argv) {
             bench_train_step(config, device, bf16, on, train_masks, train_rounds, train_steps, gemm_tflops);
       }
     }
-    if (skip_default) {
+    const auto report = [&] {
       std::cout << r.dump(2) << "\n";
       if (!json_out.empty()) std::ofstream(json_out) << r.dump(2) << "\n";
       return 0;
-    }
+    };
+    if (skip_default) return report();
 
     // A deterministic image of the original size.
     auto image = torch::randint(0, 256, {orig_h, orig_w, 3}, torch::kUInt8);
@@ -293,9 +280,7 @@ int main(int argc, char** argv) {
       b["sum"] = total;
     }
     r["peak_rss_mib_model"] = rss_model;
-    r["peak_rss_mib"] = peak_rss_mib();
-    std::cout << r.dump(2) << "\n";
-    if (!json_out.empty()) std::ofstream(json_out) << r.dump(2) << "\n";
-    return 0;
+    r["peak_rss_mib"] = sam::data::peak_rss_mib();
+    return report();
   });
 }

@@ -57,6 +57,9 @@ StepSums interactive_step_async(Sam& model, const StepBatch& batch, const StepOp
   TORCH_CHECK(B > 0 && batch.masks.size() == batch.images.size() && batch.keys.size() == batch.images.size(),
               "interactive_step: images, masks and keys must have the same length");
   const auto bopts = torch::TensorOptions().device(device).dtype(torch::kBool);
+  // Host values go up without waiting for the device (the copy is staged at once; from pinned
+  // memory, the loader's, it runs asynchronously).
+  const auto up = [&](const torch::Tensor& t) { return t.to(device, /*non_blocking=*/true); };
 
   // Ground truth at S x S (zero padding like the image), the valid region, and per-mask draws.
   std::vector<torch::Tensor> gts, valids;
@@ -68,7 +71,7 @@ StepSums interactive_step_async(Sam& model, const StepBatch& batch, const StepOp
     const int64_t k = m.size(0), h = m.size(1), w = m.size(2);
     TORCH_CHECK(h <= S && w <= S && batch.images[b].size(1) == h && batch.images[b].size(2) == w,
                 "interactive_step: image and masks of sample ", b, " disagree or exceed ", S);
-    gts.push_back(torch::constant_pad_nd(m.to(device, /*non_blocking=*/true).to(torch::kBool).to(torch::kUInt8), {0, S - w, 0, S - h}).to(torch::kBool));
+    gts.push_back(torch::constant_pad_nd(up(m).to(torch::kBool).to(torch::kUInt8), {0, S - w, 0, S - h}).to(torch::kBool));
     auto v = torch::zeros({S, S}, bopts);
     v.narrow(0, 0, h).narrow(1, 0, w).fill_(true);
     valids.push_back(v.unsqueeze(0).expand({k, S, S}));
@@ -83,9 +86,6 @@ StepSums interactive_step_async(Sam& model, const StepBatch& batch, const StepOp
     hw.push_back(batch.masks[img_of[i]].size(1));
     hw.push_back(batch.masks[img_of[i]].size(2));
   }
-  // Host values go up without waiting for the device (the copy is staged at once; from pinned
-  // memory, the loader's, it runs asynchronously).
-  const auto up = [&](const torch::Tensor& t) { return t.to(device, /*non_blocking=*/true); };
   auto valid_hw = up(torch::tensor(hw).view({N, 2}));
 
   // The round schedule is shared by every mask of the step (and every rank).

@@ -491,7 +491,8 @@ int Trainer::Impl::loop() {
   const auto dd = torch::TensorOptions().device(device).dtype(torch::kDouble);
   auto win = torch::zeros({5 + R}, dd);  // loss, focal, dice, iou_mse, masks, IoU per round (finite steps)
   auto win_steps = torch::zeros({}, dd);
-  auto streak = torch::full({}, static_cast<double>(nonfinite_streak), dd);
+  auto streak = torch::full({}, static_cast<double>(nonfinite_streak), dd);  // skipped steps in a row
+  const auto read_streak = [&] { nonfinite_streak = static_cast<int>(std::lround(streak.item<double>())); };
   torch::Tensor grad_norm;
   std::vector<std::pair<int64_t, torch::Tensor>> win_flags;  // (step, skipped steps in a row after it)
   double win_images = 0, win_time = 0, win_data = 0;
@@ -567,10 +568,10 @@ int Trainer::Impl::loop() {
     }
     optim->step(lr, skip);
     if (ema) ema->update(skip);
-    auto keep = 1.0 - skip.to(torch::kDouble);
+    const auto skipped = skip.to(torch::kDouble), keep = 1.0 - skipped;
     win += torch::cat({packed.narrow(0, 0, 4), torch::full({1}, step_masks, dd), packed.narrow(0, 4, R)}) * keep;
     win_steps += keep;
-    streak = (streak + 1.0) * skip.to(torch::kDouble);
+    streak = (streak + 1.0) * skipped;
     win_flags.emplace_back(step, streak.clone());
     ++step;
 
@@ -593,7 +594,7 @@ int Trainer::Impl::loop() {
         metric({{"event", "nonfinite"}, {"step", at}, {"streak", run}});
       }
       win_flags.clear();
-      nonfinite_streak = static_cast<int>(std::lround(runs[runs.size(0) - 1].item<double>()));
+      read_streak();
       if (nonfinite_streak >= tc.max_nonfinite) {
         log("stopping: " + std::to_string(nonfinite_streak) + " non-finite losses in a row (train.max_nonfinite)");
         save_checkpoint();
@@ -634,7 +635,7 @@ int Trainer::Impl::loop() {
                 << tc.iterations << " ETA " << fmt_duration(eta(rate)) << std::flush;
     }
     if (tc.ckpt_every > 0 && step % tc.ckpt_every == 0) {
-      nonfinite_streak = static_cast<int>(std::lround(streak.item<double>()));
+      read_streak();
       save_checkpoint();
     }
     if (tc.val_every > 0 && step % tc.val_every == 0) validate();
@@ -647,7 +648,7 @@ int Trainer::Impl::loop() {
     }
   }
   if (tty) std::cerr << "\r" << std::string(100, ' ') << "\r";
-  nonfinite_streak = static_cast<int>(std::lround(streak.item<double>()));
+  read_streak();
   save_checkpoint();
   if (tc.val_every == 0 || step % tc.val_every != 0) validate();
   if (is_root()) {

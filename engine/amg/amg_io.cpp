@@ -1,6 +1,5 @@
 #include "engine/amg/amg_io.h"
 
-
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
