@@ -452,7 +452,7 @@ std::shared_ptr<Dataset> open_coco(const std::string& instances_json,
 
 std::shared_ptr<Dataset> make_dataset(const std::string& spec) {
   const size_t colon = spec.find(':');
-  const std::string kinds = "sa1b, coco, grabcut, berkeley, davis, folder";
+  const std::string kinds = "sa1b, coco, grabcut, berkeley, davis, coco-mval, folder";
   if (colon == std::string::npos || colon == 0)
     throw std::invalid_argument("dataset spec '" + spec +
                                 "': expected KIND:PATH with KIND one of " + kinds);
@@ -505,12 +505,16 @@ std::shared_ptr<Dataset> make_dataset(const std::string& spec) {
     check_options(opts, {"all"}, spec);
     mo.images_dir = (dir / "images").string();
     mo.masks_dir = (dir / "masks").string();
+    mo.ignore_value = 128;
+    mo.threshold = 128;
     mo.suffixed = bool_option(opts, "all", spec);
-  } else if (kind == "davis") {
-    check_options(opts, {"ignore"}, spec);
+  } else if (kind == "davis" || kind == "coco-mval") {
+    check_options(opts, {"ignore", "objects"}, spec);
     mo.images_dir = (dir / "img").string();
     mo.masks_dir = (dir / "gt").string();
-    mo.labels = true;
+    mo.labels = bool_option(opts, "objects", spec);
+    mo.any_channel = true;
+    mo.threshold = 0;
     mo.suffixed = false;
     mo.ignore_value = int_option(opts, "ignore", -1, spec);
   } else if (kind == "folder") {

@@ -17,12 +17,17 @@
 //                             folder. One sample per image, including images without annotations.
 //   grabcut:DIR               DIR/data_GT/<stem>.{jpg,JPG,bmp,...} + DIR/boundary_GT/<stem>.bmp;
 //                             mask value 128 = ignore band, > 128 = object.
-//   berkeley:DIR              DIR/images/<stem>.jpg + DIR/masks/<stem>.png, object = channel 0 >
-//                             127. The benchmark's 96 samples are the unsuffixed masks; option
-//                             all=1 adds the extra objects (189011a/b, 239007a/b: 100 samples).
-//   davis:DIR                 DIR/img/<stem>.* + DIR/gt/<stem>.png where the mask holds object ids
-//                             (palette, grey or colour): one sample per (image, object id); black
-//                             is background. Option ignore=V (a grey value) marks void pixels.
+//   berkeley:DIR              DIR/images/<stem>.jpg + DIR/masks/<stem>.png, GrabCut's rule
+//                             (RITM's BerkeleyDataset): 128 = ignore, > 128 = object. The
+//                             benchmark's 96 samples are the unsuffixed masks; option all=1 adds
+//                             the extra objects (189011a/b, 239007a/b: 100 samples).
+//   davis:DIR                 DIR/img/<stem>.* + DIR/gt/<stem>.png, the benchmark's protocol
+//                             (RITM's DavisDataset; 345 samples on DAVIS345): one sample per
+//                             image, object = every pixel whose largest channel is not 0, whatever
+//                             ids the mask holds. Option objects=1: one sample per (image, object
+//                             id) instead (palette, grey or colour ids; black is background).
+//                             Option ignore=V (a grey value) marks void pixels.
+//   coco-mval:DIR             COCO-MVal (img/ + gt/): DAVIS's layout and protocol.
 //   folder:DIR                users' folders: DIR/images/<stem>.<ext> with DIR/masks/<mask>.png,
 //                             where <mask> is <stem>, or <stem> plus a suffix that starts with
 //                             '_', '-', '.', '#' or (when <stem> ends in a digit) a letter:
@@ -123,6 +128,7 @@ struct MaskFolderOptions {
   int threshold = 127;    // object = channel 0 > threshold (binary masks)
   int ignore_value = -1;  // a grey value marking pixels to ignore (-1: none)
   bool labels = false;    // masks are id maps: one sample per distinct non-black colour
+  bool any_channel = false;  // object = the largest channel > threshold (not channel 0)
   bool suffixed = true;   // also pair masks named <stem><suffix> (see the header comment)
 };
 

@@ -155,9 +155,10 @@ class MaskFolderDataset : public Dataset {
       for (int x = 0; x < w; ++x, p += 3) {
         const uint32_t c = pack(p);
         const bool is_ignore =
-            use_ignore && (o_.labels ? c == ignore_rgb : p[0] == o_.ignore_value);
+            use_ignore && (o_.labels || o_.any_channel ? c == ignore_rgb : p[0] == o_.ignore_value);
         b[x] = is_ignore;
-        a[x] = !is_ignore && (o_.labels ? c == want : p[0] > o_.threshold);
+        const int v = o_.any_channel ? std::max({p[0], p[1], p[2]}) : p[0];
+        a[x] = !is_ignore && (o_.labels ? c == want : v > o_.threshold);
       }
     }
     Sample s;
@@ -175,7 +176,9 @@ class MaskFolderDataset : public Dataset {
     ann.segmentation.rle = mask::rle_encode(fg.data, h, w);
     ann.bbox = mask::rle_bbox_coco(ann.segmentation.rle);
     ann.area = static_cast<double>(mask::rle_area(ann.segmentation.rle));
-    if (use_ignore) ann.ignore = mask::rle_encode(ign.data, h, w);
+    // Only masks that hold ignored pixels carry an ignore region (Berkeley's rule has one, its
+    // masks hold none).
+    if (use_ignore && cv::countNonZero(ign) > 0) ann.ignore = mask::rle_encode(ign.data, h, w);
     s.annotations.push_back(std::move(ann));
     return s;
   }

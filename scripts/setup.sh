@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the project needs, if any are missing (idempotent, quiet when
 # everything is there). Uses sudo when not run as root.
+# It also fetches the tests' Python peers from PyPI (scripts/peers.sh, into a cache).
 # --cuda: also brings the cluster build's libtorch (PyTorch's CUDA wheel from PyPI, unpacked into a
 # cache outside the repository: scripts/libtorch_cuda.sh), for scripts/build.sh --cuda.
 set -euo pipefail
@@ -12,6 +13,8 @@ packages=(
   libopencv-dev libjpeg-dev libpng-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev catch2 libcli11-dev
   libcpp-httplib-dev libsqlite3-dev libgloo-dev
   python3-torch python3-numpy               # torchrun, and interop checks with torch.load
+  python3-torchvision                       # the reference SAM's generator (scripts/peers.sh)
+  chromium chromium-driver python3-selenium # the annotation tool's browser test (tests/e2e)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -24,16 +27,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The annotation tool's browser test (tests/e2e) needs playwright-core from npm, driving Debian's
-# chromium. Fetched once when node, npm and chromium are there; optional: without it that one test
-# reports itself skipped, and a failure here (no registry) only warns.
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [ ! -d "$root/tests/e2e/node_modules/playwright-core" ] && command -v npm >/dev/null &&
-   command -v node >/dev/null && [ -x /usr/bin/chromium ]; then
-  echo "setup: npm ci --prefix tests/e2e (playwright-core for the browser test)"
-  timeout 300 npm ci --prefix "$root/tests/e2e" --no-audit --no-fund --loglevel=error >/dev/null 2>&1 ||
-    echo "setup: warning: npm ci failed; the browser test will be skipped" >&2
-fi
+# The tests' Python peers from PyPI (Meta's segment-anything, pycocotools) into a cache.
+"$root/scripts/peers.sh"
 if [ "$cuda" = 1 ]; then
   "$root/scripts/libtorch_cuda.sh"
 fi

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -28,8 +29,29 @@ inline std::filesystem::path shared_dir() {
   return source_dir().parent_path() / "shared";
 }
 
-inline std::filesystem::path golden_tiny() { return shared_dir() / "golden" / "tiny"; }
-inline std::filesystem::path shared_data() { return shared_dir() / "data"; }
+/// Under CI=true every test must run.
+inline bool in_ci() {
+  const char* ci = std::getenv("CI");
+  return ci && std::string(ci) == "true";
+}
+
+/// `dir` (a folder of the shared fixtures) when it exists. Otherwise the running test stops with
+/// one message naming the folder and SAM_SHARED_DIR, and is reported as skipped (ctest's
+/// SKIP_REGULAR_EXPRESSION wins over the failed status), except under CI=true, where it fails.
+inline std::filesystem::path require_shared(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(dir, ec)) return dir;
+  const std::string why = "the shared fixtures are missing: no folder " + dir.string() +
+                          " (the tests read ../shared next to the repository, or $SAM_SHARED_DIR: " +
+                          (std::getenv("SAM_SHARED_DIR") ? "set to " + std::string(std::getenv("SAM_SHARED_DIR"))
+                                                          : std::string("not set")) +
+                          ")";
+  if (!in_ci()) std::cout << "SAM_TEST_SKIPPED: " << why << std::endl;
+  throw std::runtime_error(why);
+}
+
+inline std::filesystem::path golden_tiny() { return require_shared(shared_dir() / "golden" / "tiny"); }
+inline std::filesystem::path shared_data() { return require_shared(shared_dir() / "data"); }
 
 /// A fresh, empty temporary folder for one test.
 inline std::filesystem::path temp_dir(const std::string& name) {
@@ -59,8 +81,7 @@ inline int run_command(const std::string& cmd, std::string* output = nullptr) {
 /// skip fails it instead, unless `expected_in_ci`: what CI's machine cannot have (a GPU) or what
 /// only the other build has (a libtorch 2.x feature in the 1.13 build).
 inline void skip(const std::string& why, bool expected_in_ci = false) {
-  const char* ci = std::getenv("CI");
-  if (!expected_in_ci && ci && std::string(ci) == "true") FAIL("under CI=true this test must run, but: " << why);
+  if (!expected_in_ci && in_ci()) FAIL("under CI=true this test must run, but: " << why);
   std::cout << "SAM_TEST_SKIPPED: " << why << std::endl;
 }
 

@@ -268,6 +268,9 @@ int main(int argc, char** argv) {
     r["original_size"] = {orig_h, orig_w};
     r["embed_s"] = embed_s;
     r["embed_s_median"] = median(embed_s);
+    // The embedding's floor: its arithmetic at the dense GEMM rate of this run.
+    r["embed_tflop"] = sam::encoder_forward_flops(config) / 1e12;
+    if (gemm_tflops > 0) r["embed_gemm_floor_s"] = sam::encoder_forward_flops(config) / 1e12 / gemm_tflops;
     r["prompt_ms_median"] = median(prompt_ms);
     r["prompt_ms_min"] = prompt_ms.empty() ? 0 : *std::min_element(prompt_ms.begin(), prompt_ms.end());
     if (breakdown > 0) {

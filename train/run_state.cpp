@@ -1,8 +1,10 @@
 #include "train/run_state.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -51,6 +53,14 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   publish(tmp, path);
 }
 
+void kill_point(const char* point, int64_t step) {
+  static const std::string want = [] {
+    const char* v = std::getenv("SAM_TRAIN_KILL_AT");
+    return std::string(v ? v : "");
+  }();
+  if (!want.empty() && want == std::string(point) + ":" + std::to_string(step)) ::kill(::getpid(), SIGKILL);
+}
+
 void save_run_checkpoint(const std::string& path, const RunCheckpoint& ck) {
   NamedTensors all;
   for (const auto& kv : ck.model) all.emplace_back("model." + kv.first, kv.second.detach());
@@ -60,6 +70,7 @@ void save_run_checkpoint(const std::string& path, const RunCheckpoint& ck) {
   all.emplace_back("meta", bytes_tensor(ck.meta.dump()));
   const std::string tmp = path + ".tmp";
   pth_write(tmp, all);
+  kill_point("checkpoint", ck.meta.value("step", int64_t{-1}));
   publish(tmp, path);
 }
 

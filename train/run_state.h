@@ -29,6 +29,12 @@ void save_run_checkpoint(const std::string& path, const RunCheckpoint& ck);
 RunCheckpoint load_run_checkpoint(const std::string& path);
 /// Writes bytes to `path` atomically (same protocol), for small files like the resolved config.
 void write_file_atomic(const std::string& path, const std::string& bytes);
+/// Fault injection for the crash tests (tests/tools/test_sam_train.cpp): when $SAM_TRAIN_KILL_AT
+/// is "<point>:<step>", the process sends itself SIGKILL (no clean-up, as a crash or a scheduler's
+/// kill) on reaching `point` at `step`. Points: "step" (the step is done and its metrics are
+/// written), "checkpoint" (the checkpoint of that step is written to its temporary file, not yet
+/// renamed over the last one). Unset: nothing happens.
+void kill_point(const char* point, int64_t step);
 /// The states of the generators a training process draws from: the CPU's default ("torch_cpu")
 /// and, when `device` is a GPU, that GPU's default ("torch_cuda"; drop path draws on the device).
 NamedTensors capture_rng_states(const torch::Device& device);

@@ -634,6 +634,7 @@ int Trainer::Impl::loop() {
       std::cerr << "\r[" << std::string(done, '#') << std::string(width - done, '.') << "] " << step << "/"
                 << tc.iterations << " ETA " << fmt_duration(eta(rate)) << std::flush;
     }
+    kill_point("step", step);
     if (tc.ckpt_every > 0 && step % tc.ckpt_every == 0) {
       read_streak();
       save_checkpoint();

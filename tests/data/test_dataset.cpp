@@ -50,7 +50,7 @@ uint64_t count_set(const cv::Mat& m) {
   return uint64_t(cv::countNonZero(m));
 }
 
-const fs::path kCoco = sam_test::shared_data() / "COCO_Tiny";
+fs::path coco_tiny() { return sam_test::shared_data() / "COCO_Tiny"; }
 
 }  // namespace
 
@@ -60,8 +60,8 @@ TEST_CASE("coco: COCO_Tiny val and train load with every instance, crowd flags a
     size_t images, instances, crowd;
   };
   for (const Split sp : {Split{"val2017", 80, 815, 11}, Split{"train2017", 80, 705, 6}}) {
-    const auto json = kCoco / "annotations" / (std::string("instances_") + sp.name + ".json");
-    auto ds = make_dataset("coco:" + json.string() + ":" + (kCoco / sp.name).string());
+    const auto json = coco_tiny() / "annotations" / (std::string("instances_") + sp.name + ".json");
+    auto ds = make_dataset("coco:" + json.string() + ":" + (coco_tiny() / sp.name).string());
     REQUIRE(ds->size() == sp.images);
     CHECK(ds->categories().size() == 80);
     CHECK(ds->warnings().empty());
@@ -69,7 +69,7 @@ TEST_CASE("coco: COCO_Tiny val and train load with every instance, crowd flags a
     double pixels = 0, stored_area = 0;
     for (size_t i = 0; i < ds->size(); ++i) {
       const Sample s = ds->get(i);
-      CHECK(s.image.path == (kCoco / sp.name / (s.id + ".jpg")).string());
+      CHECK(s.image.path == (coco_tiny() / sp.name / (s.id + ".jpg")).string());
       for (const Annotation& a : s.annotations) {
         ++instances;
         const Rle r = a.rle();
@@ -419,7 +419,7 @@ TEST_CASE("berkeley: 96 benchmark samples, 100 with the suffixed extra objects")
       CHECK(cv::norm(all->get(i).mask(0), main.mask(0), cv::NORM_L1) > 100);
 }
 
-TEST_CASE("davis and folder: id maps give one sample per object, suffix pairing, options") {
+TEST_CASE("davis and folder: the benchmark's one object per image, id maps, suffix pairing, options") {
   const auto dir = sam_test::temp_dir("folders");
   // DAVIS-style: img/ + gt/ with three colour-coded objects and a void colour.
   cv::Mat img(20, 30, CV_8UC3, cv::Scalar(10, 20, 30)), gt(20, 30, CV_8UC3, cv::Scalar(0, 0, 0));
@@ -431,7 +431,22 @@ TEST_CASE("davis and folder: id maps give one sample per object, suffix pairing,
   fs::create_directories(dir / "davis" / "gt");
   cv::imwrite((dir / "davis" / "img" / "00000.jpg").string(), img);
   cv::imwrite((dir / "davis" / "gt" / "00000.png").string(), gt);
-  auto ds = make_dataset("davis:" + (dir / "davis").string() + "?ignore=200");
+  // The benchmark's protocol (RITM's DavisDataset): one sample, every non-black pixel (the
+  // largest channel > 0) is the object: 100 + 100 + 9, and the void pixels when no ignore is set.
+  auto ds = make_dataset("davis:" + (dir / "davis").string());
+  REQUIRE(ds->size() == 1);
+  CHECK(ds->get(0).id == "00000");
+  CHECK(count_set(ds->get(0).mask(0)) == 100 + 100 + 9 + 4);
+  ds = make_dataset("davis:" + (dir / "davis").string() + "?ignore=200");
+  REQUIRE(ds->size() == 1);
+  CHECK(count_set(ds->get(0).mask(0)) == 209);
+  CHECK(count_set(ds->get(0).ignore_mask(0)) == 4);
+  // COCO-MVal: the same layout and protocol.
+  ds = make_dataset("coco-mval:" + (dir / "davis").string());
+  REQUIRE(ds->size() == 1);
+  CHECK(count_set(ds->get(0).mask(0)) == 213);
+  // objects=1: one sample per object id.
+  ds = make_dataset("davis:" + (dir / "davis").string() + "?ignore=200&objects=1");
   REQUIRE(ds->size() == 3);
   // Objects in colour order (RGB packed): (0,128,0) 5x20, (128,0,0) 10x10, (128,128,0) 3x3.
   const uint64_t sorted_want[3] = {100, 100, 9};

@@ -2,8 +2,12 @@
 // on screen), failures remembered, prefetch lists replaced, urgent requests served first.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <future>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "engine/annotate/embedding_cache.h"
@@ -13,12 +17,22 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A fake "embedding": the key repeated; computing it is logged and takes `delay`.
+// A fake "embedding": the key repeated; computing it is logged and takes `delay`. While held
+// (hold(key)), a computation of that key that has started waits for release(key): the tests pick
+// their moments by what has started, never by sleeping.
 struct Fake {
   std::mutex mu;
-  std::vector<std::string> log;
+  std::condition_variable cv;
+  std::vector<std::string> log, started;
+  std::set<std::string> held;
   std::chrono::milliseconds delay{0};
   std::shared_ptr<const std::string> compute(const std::string& key) {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      started.push_back(key);
+      cv.notify_all();
+      cv.wait(lock, [&] { return held.count(key) == 0; });
+    }
     std::this_thread::sleep_for(delay);
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -27,11 +41,36 @@ struct Fake {
     if (key.rfind("bad", 0) == 0) throw std::runtime_error("cannot decode");
     return std::make_shared<const std::string>(key);
   }
+  void hold(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu);
+    held.insert(key);
+  }
+  void release(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu);
+    held.erase(key);
+    cv.notify_all();
+  }
+  // Waits until the computation of `key` has started; false after 10 s.
+  bool wait_started(const std::string& key) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, 10s, [&] { return std::count(started.begin(), started.end(), key) > 0; });
+  }
   std::vector<std::string> computed() {
     std::lock_guard<std::mutex> lock(mu);
     return log;
   }
 };
+
+// Polls until `pred` holds; false after 10 s.
+template <typename Pred>
+bool eventually(Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
 
 // 100 bytes per value, whatever the key.
 int64_t hundred(const std::string&) {
@@ -95,26 +134,34 @@ TEST_CASE("cache: failures are remembered and reported, until forgotten", "[anno
 
 TEST_CASE("cache: urgent requests go before prefetches, and get() times out", "[annotate][cache]") {
   Fake fake;
-  fake.delay = 60ms;
   EmbeddingCache<std::string> cache(
       10000, [&](const std::string& k) { return fake.compute(k); }, hundred);
+  fake.hold("p1");
+  fake.hold("p2");
   cache.prefetch({"p1", "p2", "p3"});
-  std::this_thread::sleep_for(20ms);     // p1 is being computed
-  CHECK(cache.get("u", 5s) != nullptr);  // waits for p1, then u jumps the queue
+  REQUIRE(fake.wait_started("p1"));  // p1 is being computed, p2 and p3 wait
+  auto urgent = std::async(std::launch::async, [&] { return cache.get("u", 10s); });
+  REQUIRE(eventually([&] { return cache.state("u") == "queued"; }));
+  fake.release("p1");
+  CHECK(urgent.get() != nullptr);  // waited for p1, then u jumped the queue
   auto order = fake.computed();
   REQUIRE(order.size() >= 2);
   CHECK(order[0] == "p1");
   CHECK(order[1] == "u");
-  cache.prefetch({"q"});  // replaces p2, p3 if not started
-  REQUIRE(cache.wait_idle(5s));
+  REQUIRE(fake.wait_started("p2"));
+  cache.prefetch({"q"});  // replaces p3, not started; p2 goes on
+  fake.release("p2");
+  REQUIRE(cache.wait_idle(10s));
   auto all = fake.computed();
+  CHECK(std::count(all.begin(), all.end(), "p2") == 1);
   CHECK(std::count(all.begin(), all.end(), "p3") == 0);
   CHECK(cache.state("q") == "ready");
 
-  fake.delay = 300ms;
-  CHECK(cache.get("slow", 20ms) == nullptr);  // timed out, still computing
+  fake.hold("slow");
+  CHECK(cache.get("slow", 20ms) == nullptr);  // timed out: still computing (held)
   CHECK((cache.state("slow") == "computing" || cache.state("slow") == "queued"));
-  CHECK(cache.get("slow", 5s) != nullptr);
+  fake.release("slow");
+  CHECK(cache.get("slow", 10s) != nullptr);
 }
 
 TEST_CASE("cache: many threads asking for the same keys compute each once", "[annotate][cache]") {

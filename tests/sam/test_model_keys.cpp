@@ -51,7 +51,7 @@ TEST_CASE("presets match the official state-dict keys, order and shapes", "[sam]
       sam::Sam model(sam::model_config_preset(w.name));
       auto sd = sam::state_dict(*model);
       auto want = read_key_list(
-          (sam_test::shared_dir() / "docs" / (std::string("sam_") + w.name + "_state_dict_keys.txt"))
+          (sam_test::require_shared(sam_test::shared_dir() / "docs") / (std::string("sam_") + w.name + "_state_dict_keys.txt"))
               .string());
       REQUIRE(static_cast<int64_t>(want.size()) == w.tensors);
       REQUIRE(sd.size() == want.size());
