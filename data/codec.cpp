@@ -135,7 +135,9 @@ void png_fail(png_structp p, png_const_charp msg) {
 
 void png_quiet(png_structp, png_const_charp) {}
 
-cv::Mat decode_png(const std::vector<uint8_t>& bytes) {
+// indices: a palette PNG's palette indices (CV_8UC1, 1-, 2- and 4-bit indices unpacked to one byte
+// each, the palette's colours not used), and an empty matrix for the other colour types.
+cv::Mat decode_png(const std::vector<uint8_t>& bytes, bool indices = false) {
   char message[256] = "unknown error";
   png_structp p = png_create_read_struct(PNG_LIBPNG_VER_STRING, message, png_fail, png_quiet);
   png_infop info = p ? png_create_info_struct(p) : nullptr;
@@ -151,6 +153,17 @@ cv::Mat decode_png(const std::vector<uint8_t>& bytes) {
   png_set_sig_bytes(p, 8);
   png_read_info(p, info);
   const int color_type = png_get_color_type(p, info), depth = png_get_bit_depth(p, info);
+  if (indices) {
+    if (color_type != PNG_COLOR_TYPE_PALETTE) {
+      png_destroy_read_struct(&p, &info, nullptr);
+      return {};
+    }
+    png_set_packing(p);
+    png_set_interlace_handling(p);
+    png_read_update_info(p, info);
+    if (png_get_channels(p, info) != 1 || png_get_bit_depth(p, info) != 8)
+      png_error(p, "palette data did not unpack to one byte per pixel");
+  }
   int num_trans = 0;
   png_bytep trans = nullptr;
   png_color_16p trans_values = nullptr;
@@ -159,18 +172,22 @@ cv::Mat decode_png(const std::vector<uint8_t>& bytes) {
   int channels = 1;
   if (color_type == PNG_COLOR_TYPE_RGB || color_type == PNG_COLOR_TYPE_PALETTE) channels = num_trans > 0 ? 4 : 3;
   else if (color_type == PNG_COLOR_TYPE_GRAY_ALPHA || color_type == PNG_COLOR_TYPE_RGB_ALPHA) channels = 4;
-  const bool wide = depth == 16;
-  if (wide) png_set_swap(p);  // little-endian samples in memory
-  if (channels < 4) png_set_strip_alpha(p);
-  else png_set_tRNS_to_alpha(p);
-  if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(p);
-  if ((color_type & PNG_COLOR_MASK_COLOR) == 0 && depth < 8) png_set_expand_gray_1_2_4_to_8(p);
-  if (channels > 1) {
-    if (color_type & PNG_COLOR_MASK_COLOR) png_set_bgr(p);
-    else png_set_gray_to_rgb(p);
+  const bool wide = depth == 16 && !indices;
+  if (indices) {
+    channels = 1;
+  } else {
+    if (wide) png_set_swap(p);  // little-endian samples in memory
+    if (channels < 4) png_set_strip_alpha(p);
+    else png_set_tRNS_to_alpha(p);
+    if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(p);
+    if ((color_type & PNG_COLOR_MASK_COLOR) == 0 && depth < 8) png_set_expand_gray_1_2_4_to_8(p);
+    if (channels > 1) {
+      if (color_type & PNG_COLOR_MASK_COLOR) png_set_bgr(p);
+      else png_set_gray_to_rgb(p);
+    }
+    png_set_interlace_handling(p);
+    png_read_update_info(p, info);
   }
-  png_set_interlace_handling(p);
-  png_read_update_info(p, info);
   const int h = static_cast<int>(png_get_image_height(p, info)), w = static_cast<int>(png_get_image_width(p, info));
   if (static_cast<int>(png_get_channels(p, info)) != channels)
     png_error(p, "unexpected channel count after the transformations");
@@ -220,6 +237,16 @@ std::vector<uint8_t> encode_png(const cv::Mat& m, int level) {
 #endif  // SAM_HAVE_JPEG_PNG
 
 }  // namespace
+
+cv::Mat png_palette_indices(const std::vector<uint8_t>& bytes) {
+#ifdef SAM_HAVE_JPEG_PNG
+  if (bytes.size() < 8 || png_sig_cmp(bytes.data(), 0, 8) != 0) return {};
+  return decode_png(bytes, /*indices=*/true);
+#else
+  (void)bytes;
+  return {};
+#endif
+}
 
 bool is_jpeg(const std::vector<uint8_t>& b) { return b.size() >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF; }
 

@@ -30,6 +30,11 @@ std::vector<uint8_t> image_encode(const cv::Mat& m, const std::string& format, i
 /// std::runtime_error("<path>: <problem>").
 void image_write(const std::string& path, const cv::Mat& m, int param = -1);
 
+/// A palette PNG's palette indices (CV_8UC1, whatever its bit depth; the palette's colours are not
+/// used), as PIL's Image.open gives them in mode "P"; an empty matrix for other files and in
+/// builds without libpng (have_jpeg_png_codecs()). Throws std::runtime_error when decoding fails.
+cv::Mat png_palette_indices(const std::vector<uint8_t>& bytes);
+
 /// The libjpeg/libpng decoder and encoder themselves, in builds that have them (for the tests that
 /// compare the two backends); throw std::logic_error otherwise.
 bool have_jpeg_png_codecs();

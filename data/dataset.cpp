@@ -35,6 +35,21 @@ bool is_image_ext(const std::string& e) {
   return false;
 }
 
+Annotation mask_annotation(const cv::Mat& fg, const cv::Mat& ignore, int64_t id, const std::string& source) {
+  const int h = fg.rows, w = fg.cols;
+  Annotation ann;
+  ann.id = id;
+  ann.source = source;
+  ann.segmentation.kind = Segmentation::Kind::rle;
+  ann.segmentation.h = h;
+  ann.segmentation.w = w;
+  ann.segmentation.rle = mask::rle_encode(fg.data, h, w);
+  ann.bbox = mask::rle_bbox_coco(ann.segmentation.rle);
+  ann.area = static_cast<double>(mask::rle_area(ann.segmentation.rle));
+  if (!ignore.empty() && cv::countNonZero(ignore) > 0) ann.ignore = mask::rle_encode(ignore.data, h, w);
+  return ann;
+}
+
 std::string read_text_file(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw DataError(Problem::missing_file, path, "file not found");
@@ -452,7 +467,8 @@ std::shared_ptr<Dataset> open_coco(const std::string& instances_json,
 
 std::shared_ptr<Dataset> make_dataset(const std::string& spec) {
   const size_t colon = spec.find(':');
-  const std::string kinds = "sa1b, coco, grabcut, berkeley, davis, coco-mval, folder";
+  const std::string kinds =
+      "sa1b, coco, grabcut, berkeley, davis, coco-mval, pascalvoc, sbd, folder";
   if (colon == std::string::npos || colon == 0)
     throw std::invalid_argument("dataset spec '" + spec +
                                 "': expected KIND:PATH with KIND one of " + kinds);
@@ -488,6 +504,19 @@ std::shared_ptr<Dataset> make_dataset(const std::string& spec) {
     try {
       return open_coco(json, images);
     } catch (const DataError& e) {
+      throw std::invalid_argument("dataset spec '" + spec + "': " + e.what());
+    }
+  }
+  if (kind == "pascalvoc" || kind == "sbd") {
+    check_options(opts, {"split"}, spec);
+    const std::string split = opts.count("split") ? opts.at("split") : std::string("val");
+    if (split.empty() || split.find('/') != std::string::npos)
+      throw std::invalid_argument("dataset spec '" + spec + "': split must be a list's name (val, "
+                                  "train, ...), not '" + split + "'");
+    require_dir(path, spec, kind);
+    try {
+      return kind == "sbd" ? open_sbd(path, split) : open_pascal_voc(path, split);
+    } catch (const std::invalid_argument& e) {
       throw std::invalid_argument("dataset spec '" + spec + "': " + e.what());
     }
   }

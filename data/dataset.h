@@ -1,8 +1,8 @@
 #pragma once
 // Datasets behind one interface: SA-1B folders and .tar shards, COCO instances files, and
-// interactive-benchmark folders (GrabCut, Berkeley, DAVIS-style, users' own image + mask
-// folders). A Dataset lists samples cheaply; get(i) reads one sample's annotations (masks stay in
-// their stored form until asked for); images are decoded only on request.
+// interactive-benchmark folders (GrabCut, Berkeley, DAVIS-style, PASCAL VOC, SBD, users' own
+// image + mask folders). A Dataset lists samples cheaply; get(i) reads one sample's annotations
+// (masks stay in their stored form until asked for); images are decoded only on request.
 //
 // Spec strings (make_dataset), each path a file or folder on disk:
 //   sa1b:PATH                 PATH is a folder of <stem>.jpg + <stem>.json pairs (SA-1B names them
@@ -28,6 +28,17 @@
 //                             id) instead (palette, grey or colour ids; black is background).
 //                             Option ignore=V (a grey value) marks void pixels.
 //   coco-mval:DIR             COCO-MVal (img/ + gt/): DAVIS's layout and protocol.
+//   pascalvoc:DIR             PASCAL VOC 2012 instances (RITM's PascalVocDataset(split='test')):
+//                             the images of DIR/ImageSets/Segmentation/val.txt, DIR/JPEGImages/
+//                             <name>.jpg with DIR/SegmentationObject/<name>.png, a palette PNG
+//                             whose index is the instance id (data/label_map.h). One sample
+//                             "<name>#<id>" per instance id (not 0, not 255); 255, the void band,
+//                             is ignored. Option split=NAME reads <NAME>.txt instead of val.txt.
+//   sbd:DIR                   SBD instances (RITM's SBDEvaluationDataset): the images of
+//                             DIR/val.txt, DIR/img/<name>.jpg with DIR/inst/<name>.mat (MATLAB,
+//                             data/matfile.h); one sample "<name>#<id>" per nonzero id of
+//                             GTinst.Segmentation, nothing ignored, the category from
+//                             GTinst.Categories. Option split=NAME reads <NAME>.txt.
 //   folder:DIR                users' folders: DIR/images/<stem>.<ext> with DIR/masks/<mask>.png,
 //                             where <mask> is <stem>, or <stem> plus a suffix that starts with
 //                             '_', '-', '.', '#' or (when <stem> ends in a digit) a letter:
@@ -134,6 +145,14 @@ struct MaskFolderOptions {
 
 /// Image + mask folder dataset (grabcut, berkeley, davis and folder kinds are presets of this).
 std::shared_ptr<Dataset> open_mask_folder(const MaskFolderOptions& options);
+
+/// PASCAL VOC instances (the pascalvoc kind) of ImageSets/Segmentation/<split>.txt under `root`.
+/// Listing reads every listed mask; masks that are missing or unreadable are left out with a
+/// warning. Throws std::invalid_argument naming the folder or list file that is missing.
+std::shared_ptr<Dataset> open_pascal_voc(const std::string& root, const std::string& split = "val");
+
+/// SBD instances (the sbd kind) of <split>.txt under `root`, as open_pascal_voc.
+std::shared_ptr<Dataset> open_sbd(const std::string& root, const std::string& split = "val");
 
 /// Natural order of file names: digit runs compare as numbers ("sa_2" < "sa_10").
 bool natural_less(const std::string& a, const std::string& b);

@@ -167,19 +167,9 @@ class MaskFolderDataset : public Dataset {
     s.height = h;
     s.width = w;
     s.annotation_file = f.mask;
-    Annotation ann;
-    ann.id = static_cast<int64_t>(e.object) + 1;
-    ann.source = f.mask;
-    ann.segmentation.kind = Segmentation::Kind::rle;
-    ann.segmentation.h = h;
-    ann.segmentation.w = w;
-    ann.segmentation.rle = mask::rle_encode(fg.data, h, w);
-    ann.bbox = mask::rle_bbox_coco(ann.segmentation.rle);
-    ann.area = static_cast<double>(mask::rle_area(ann.segmentation.rle));
     // Only masks that hold ignored pixels carry an ignore region (Berkeley's rule has one, its
     // masks hold none).
-    if (use_ignore && cv::countNonZero(ign) > 0) ann.ignore = mask::rle_encode(ign.data, h, w);
-    s.annotations.push_back(std::move(ann));
+    s.annotations.push_back(mask_annotation(fg, use_ignore ? ign : cv::Mat(), static_cast<int64_t>(e.object) + 1, f.mask));
     return s;
   }
 

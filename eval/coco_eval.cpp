@@ -1,10 +1,13 @@
 #include "eval/coco_eval.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <numeric>
 #include <optional>
 #include <stdexcept>
+
+#include "data/annotation.h"
 
 namespace sam::eval {
 namespace {
@@ -39,6 +42,78 @@ std::vector<double> np_linspace(double start, double stop, int num) {
   for (int i = 0; i < num; ++i) v.push_back(i * step + start);
   v.back() = stop;
   return v;
+}
+
+double coco_box_iou(const CocoBox& D, const CocoBox& G, bool gt_is_crowd) {
+  // maskApi.c bbIou, one (dt, gt) pair, operation for operation (no FMA contraction: the build
+  // does not target FMA, as pycocotools' wheels do not).
+  const double ga = G[2] * G[3], da = D[2] * D[3];
+  const double w = std::fmin(D[2] + D[0], G[2] + G[0]) - std::fmax(D[0], G[0]);
+  if (w <= 0) return 0.0;
+  const double h = std::fmin(D[3] + D[1], G[3] + G[1]) - std::fmax(D[1], G[1]);
+  if (h <= 0) return 0.0;
+  const double i = w * h;
+  const double u = gt_is_crowd ? da : da + ga - i;
+  return i / u;
+}
+
+CocoDt coco_box_dt(int64_t image_id, int64_t category_id, const CocoBox& xywh, double score) {
+  return CocoDt(image_id, category_id, mask::Rle{}, score, xywh, xywh[2] * xywh[3]);
+}
+
+std::vector<CocoDt> coco_load_results(const nlohmann::json& results,
+                                      const std::map<int64_t, std::array<int64_t, 2>>& image_hw) {
+  if (!results.is_array()) throw std::invalid_argument("COCO results: expected a list");
+  std::vector<CocoDt> out;
+  if (results.empty()) return out;
+  auto box_of = [](const nlohmann::json& b) {
+    if (!b.is_array() || b.size() != 4) throw std::invalid_argument("bbox must be [x, y, w, h]");
+    CocoBox box;
+    for (size_t k = 0; k < 4; ++k) box[k] = b[k].get<double>();
+    return box;
+  };
+  // loadRes: 'bbox' in anns[0] and not anns[0]['bbox'] == [] -> every result read as a box.
+  const auto& first = results[0];
+  const bool boxes = first.is_object() && first.contains("bbox") &&
+                     !(first["bbox"].is_array() && first["bbox"].empty());
+  out.reserve(results.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    const auto& r = results[i];
+    try {
+      if (!r.is_object()) throw std::invalid_argument("not an object");
+      CocoDt d;
+      d.image_id = r.at("image_id").get<int64_t>();
+      d.category_id = r.at("category_id").get<int64_t>();
+      d.score = r.at("score").get<double>();
+      const auto im = image_hw.find(d.image_id);
+      if (im == image_hw.end())
+        throw std::invalid_argument("image " + std::to_string(d.image_id) +
+                                    " is not in the ground truth");
+      const int64_t h = im->second[0], w = im->second[1];
+      const auto seg = r.find("segmentation");
+      auto mask_of = [&](const nlohmann::json& sj) {
+        data::Annotation a;  // annToRLE
+        a.id = static_cast<int64_t>(i);
+        a.segmentation = data::parse_segmentation(sj, h, w);
+        return a.rle();
+      };
+      if (boxes) {
+        const CocoBox b = box_of(r.at("bbox"));
+        d.bbox = b;
+        d.area = b[2] * b[3];
+        d.rle = seg != r.end() ? mask_of(*seg) : mask::rle_from_bbox(b[0], b[1], b[2], b[3], h, w);
+      } else {
+        if (seg == r.end()) throw std::invalid_argument("no \"segmentation\"");
+        d.rle = mask_of(*seg);
+        d.area = static_cast<double>(mask::rle_area(d.rle));
+        d.bbox = r.contains("bbox") ? box_of(r["bbox"]) : mask::rle_bbox_coco(d.rle);
+      }
+      out.push_back(std::move(d));
+    } catch (const std::exception& e) {
+      throw std::invalid_argument("COCO results: result " + std::to_string(i) + ": " + e.what());
+    }
+  }
+  return out;
 }
 
 CocoEvalParams::CocoEvalParams()
@@ -83,9 +158,15 @@ CocoEvalResult coco_evaluate(const std::vector<int64_t>& image_ids,
     auto cc = cat_index.find(gts[g].category_id);
     if (ii != img_index.end() && cc != cat_index.end()) G[ii->second][cc->second].push_back(g);
   }
+  // What loadRes left: a detection's area, and for iouType bbox both sides' boxes.
+  const bool bbox = p.iou_type == CocoIouType::bbox;
   std::vector<double> dt_area(dts.size());
+  std::vector<CocoBox> dt_box(bbox ? dts.size() : 0), gt_box(bbox ? gts.size() : 0);
+  for (size_t g = 0; g < gt_box.size(); ++g)
+    gt_box[g] = gts[g].bbox ? *gts[g].bbox : mask::rle_bbox_coco(gts[g].rle);
   for (size_t d = 0; d < dts.size(); ++d) {
-    dt_area[d] = static_cast<double>(mask::rle_area(dts[d].rle));
+    dt_area[d] = dts[d].area ? *dts[d].area : static_cast<double>(mask::rle_area(dts[d].rle));
+    if (bbox) dt_box[d] = dts[d].bbox ? *dts[d].bbox : mask::rle_bbox_coco(dts[d].rle);
     auto ii = img_index.find(dts[d].image_id);
     auto cc = cat_index.find(dts[d].category_id);
     // Without categories COCOeval still gathers detections through the ground truth's category
@@ -114,7 +195,8 @@ CocoEvalResult coco_evaluate(const std::vector<int64_t>& image_ids,
         }
       }
       if (gt.empty() && dt.empty()) continue;
-      // computeIoU: detections by descending score (stable), at most max_det.
+      // computeIoU: detections by descending score (stable), at most max_det; the only step
+      // where segm and bbox differ.
       const auto dord = stable_argsort(dt.size(), [&](size_t a) { return -dts[dt[a]].score; });
       std::vector<size_t> dsorted;
       for (size_t q = 0; q < dord.size() && static_cast<int>(q) < max_det; ++q)
@@ -123,7 +205,9 @@ CocoEvalResult coco_evaluate(const std::vector<int64_t>& image_ids,
       std::vector<double> ious(D * Gn, 0.0);
       for (size_t d = 0; d < D; ++d)
         for (size_t g = 0; g < Gn; ++g)
-          ious[d * Gn + g] = mask::rle_iou(dts[dsorted[d]].rle, gts[gt[g]].rle, gts[gt[g]].iscrowd);
+          ious[d * Gn + g] =
+              bbox ? coco_box_iou(dt_box[dsorted[d]], gt_box[gt[g]], gts[gt[g]].iscrowd)
+                   : mask::rle_iou(dts[dsorted[d]].rle, gts[gt[g]].rle, gts[gt[g]].iscrowd);
 
       for (size_t a = 0; a < A; ++a) {
         const auto& rng = p.area_rng[a];

@@ -57,13 +57,21 @@ nlohmann::json InstancesResult::to_json() const {
       if (c.id == coco.cat_ids[k]) name = c.name;
     per_cat.push_back({{"id", coco.cat_ids[k]}, {"name", name}, {"ap", ap[k]}});
   }
-  return {{"images", images},
-          {"prompts", prompts},
-          {"stats", stats},
-          {"per_category", per_cat},
-          {"protocol",
-           "box prompts -> masks; segm AP as pycocotools COCOeval (IoU .50:.05:.95, 101 recall "
-           "points, areas all/small/medium/large, maxDets 1/10/100, crowd ignored)"}};
+  nlohmann::json out = {
+      {"images", images},
+      {"prompts", prompts},
+      {"stats", stats},
+      {"per_category", per_cat},
+      {"protocol",
+       "box prompts -> masks; segm AP as pycocotools COCOeval (IoU .50:.05:.95, 101 recall "
+       "points, areas all/small/medium/large, maxDets 1/10/100, crowd ignored)"}};
+  if (box_coco) {
+    nlohmann::json box;
+    const auto bs = box_coco->stats();
+    for (size_t i = 0; i < bs.size(); ++i) box[coco_stat_names()[i]] = bs[i];
+    out["box_stats"] = box;
+  }
+  return out;
 }
 
 InstancesResult evaluate_instances(sam::Sam model, const sam::data::Dataset& ds,
@@ -82,16 +90,21 @@ InstancesResult evaluate_instances(sam::Sam model, const sam::data::Dataset& ds,
   for (size_t i = 0; i < n_img; ++i) samples.push_back(ds.get(i));
 
   std::map<int64_t, std::vector<Detection>> dets_by_image;
+  std::vector<CocoDt> box_dts;  // the detector's boxes, for their own box AP
   if (!o.detections.empty())
     for (const auto& d : read_detections(o.detections))
-      if (d.score >= o.min_score) dets_by_image[d.image_id].push_back(d);
+      if (d.score >= o.min_score) {
+        dets_by_image[d.image_id].push_back(d);
+        box_dts.push_back(coco_box_dt(d.image_id, d.category_id, d.bbox, d.score));
+      }
 
   std::vector<int64_t> image_ids, cat_ids;
   for (const auto& c : res.categories) cat_ids.push_back(c.id);
-  std::vector<CocoGt> gts;
+  std::vector<CocoGt> gts, box_gts;
   for (const auto& s : samples) {
     image_ids.push_back(s.image_id);
     for (const auto& a : s.annotations) {
+      box_gts.push_back({s.image_id, a.category_id, mask::Rle{}, a.area, a.iscrowd, a.bbox});
       try {
         gts.push_back({s.image_id, a.category_id, a.rle(), a.area, a.iscrowd});
       } catch (const std::exception& e) {
@@ -172,6 +185,11 @@ InstancesResult evaluate_instances(sam::Sam model, const sam::data::Dataset& ds,
   res.images = static_cast<int64_t>(samples.size());
   res.prompts = static_cast<int64_t>(dts.size());
   res.coco = coco_evaluate(image_ids, cat_ids, gts, dts, CocoEvalParams());
+  if (!o.detections.empty()) {
+    CocoEvalParams bp;
+    bp.iou_type = CocoIouType::bbox;
+    res.box_coco = coco_evaluate(image_ids, cat_ids, box_gts, box_dts, bp);
+  }
   return res;
 }
 

@@ -8,6 +8,7 @@
 // boxes being certain, this only orders them).
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,10 +46,14 @@ struct InstancesOptions {
 
 struct InstancesResult {
   CocoEvalResult coco;
+  /// With a detections file: the detector's boxes themselves (those kept by min_score) scored as
+  /// pycocotools' COCOeval iouType bbox on the same images, for comparison with the mask AP.
+  std::optional<CocoEvalResult> box_coco;
   int64_t images = 0, prompts = 0;
   std::vector<data::Category> categories;
   nlohmann::json results;  ///< the masks as a COCO results list (compressed RLE), for pycocotools
-  /// {"images", "prompts", "stats": {AP, AP50, ..., ARl}, "per_category": [...], "protocol"}.
+  /// {"images", "prompts", "stats": {AP, AP50, ..., ARl}, "per_category": [...], "protocol"},
+  /// plus "box_stats" (the same names) with a detections file.
   nlohmann::json to_json() const;
 };
 

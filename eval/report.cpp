@@ -213,16 +213,23 @@ std::string instances_text(const InstancesResult& r) {
       "Average Recall     (AR) @[ IoU=0.50:0.95 | area= small | maxDets=%d ]",
       "Average Recall     (AR) @[ IoU=0.50:0.95 | area=medium | maxDets=%d ]",
       "Average Recall     (AR) @[ IoU=0.50:0.95 | area= large | maxDets=%d ]"};
-  const auto st = r.coco.stats();
-  const auto& md = r.coco.params.max_dets;
   std::ostringstream o;
+  auto table = [&](const CocoEvalResult& res) {
+    const auto st = res.stats();
+    const auto& md = res.params.max_dets;
+    for (size_t i = 0; i < st.size(); ++i) {
+      const int m = i == 6 ? md[0] : i == 7 ? md[std::min<size_t>(1, md.size() - 1)] : md.back();
+      char line[128];
+      std::snprintf(line, sizeof(line), kLines[i], m);
+      o << " " << line << " = " << num(st[i]) << "\n";
+    }
+  };
   o << "Instance segmentation (segm, pycocotools COCOeval): " << r.images << " images, "
     << r.prompts << " box prompts\n";
-  for (size_t i = 0; i < st.size(); ++i) {
-    const int m = i == 6 ? md[0] : i == 7 ? md[std::min<size_t>(1, md.size() - 1)] : md.back();
-    char line[128];
-    std::snprintf(line, sizeof(line), kLines[i], m);
-    o << " " << line << " = " << num(st[i]) << "\n";
+  table(r.coco);
+  if (r.box_coco) {
+    o << "The detector's boxes themselves (bbox, pycocotools COCOeval):\n";
+    table(*r.box_coco);
   }
   return o.str();
 }
@@ -233,6 +240,12 @@ std::string instances_html(const InstancesResult& r, const nlohmann::json& meta)
   std::vector<std::vector<std::string>> rows;
   for (size_t i = 0; i < st.size(); ++i) rows.push_back({coco_stat_names()[i], num(st[i])});
   body.push_back("<h2>Mask AP</h2>\n" + html_table({"measure", "value"}, rows));
+  if (r.box_coco) {
+    const auto bs = r.box_coco->stats();
+    rows.clear();
+    for (size_t i = 0; i < bs.size(); ++i) rows.push_back({coco_stat_names()[i], num(bs[i])});
+    body.push_back("<h2>Box AP of the detector's boxes</h2>\n" + html_table({"measure", "value"}, rows));
+  }
   const auto j = r.to_json();
   std::vector<std::pair<double, std::string>> cats;
   for (const auto& c : j["per_category"]) cats.push_back({c["ap"].get<double>(), c["name"]});

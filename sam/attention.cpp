@@ -1,5 +1,6 @@
 #include "sam/attention.h"
 
+#include "sam/cpu_gemm.h"
 #include "sam/fast_math.h"
 
 #include <ATen/Parallel.h>
@@ -166,29 +167,6 @@ void slice_backward(const float* q, const float* kt, const float* vt, const floa
   }
 }
 
-#ifdef SAM_HAVE_SGEMM
-extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n,
-                       const int* k, const float* alpha, const float* a, const int* lda,
-                       const float* b, const int* ldb, const float* beta, float* c, const int* ldc);
-
-// Row-major C [m, n] = alpha op(A) op(B) + beta C, as the column-major product C^T = op(B)^T
-// op(A)^T. Called from inside parallel_for tasks: OpenBLAS runs it on the calling thread.
-void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  const char opa = ta ? 'T' : 'N', opb = tb ? 'T' : 'N';
-  const int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
-  const int LDA = static_cast<int>(lda), LDB = static_cast<int>(ldb), LDC = static_cast<int>(ldc);
-  sgemm_(&opb, &opa, &N, &M, &K, &alpha, b, &LDB, a, &LDA, &beta, c, &LDC);
-}
-constexpr bool kHaveGemm = true;
-#else
-void gemm_rm(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
-             int64_t, float, float*, int64_t) {
-  TORCH_CHECK(false, "attention: built without BLAS");
-}
-constexpr bool kHaveGemm = false;
-#endif
-
 // The same slice with the three products in BLAS (q [Nq, c], k [Nk, c], v [Nk, cv], all
 // row-major as given): the loops above are memory-bound once Nq and c are not small (the
 // encoder's windows and global blocks), where a blocked product reuses what it loads.
@@ -241,7 +219,7 @@ AttentionKernel g_kernel = AttentionKernel::kAuto;
 // The loops win for few query rows (the decoder's token-to-image attention: 5-8 tokens against
 // thousands of keys); BLAS wins once a slice has enough rows and channels to block.
 bool use_gemm(int64_t Nq, int64_t Nk, int64_t c) {
-  if (!kHaveGemm || g_kernel == AttentionKernel::kLoop) return false;
+  if (!cpu_sgemm_available() || g_kernel == AttentionKernel::kLoop) return false;
   if (g_kernel == AttentionKernel::kGemm) return true;
   return Nq >= 16 && Nk >= 16 && c >= 16;
 }

@@ -1,6 +1,7 @@
 #include "sam/decoder_kernels.h"
 
 #include "sam/amp.h"
+#include "sam/cpu_gemm.h"
 #include "sam/fast_math.h"
 
 #include <ATen/Parallel.h>
@@ -79,6 +80,42 @@ void convt_epilogue_rows(const float* y, float* out, int64_t r0, int64_t r1, int
   }
 }
 
+// Output rows of input row r = (b, i) for both di (y holds the products of rows y_r0...): per di, the 2w sub-pixels' gelu outputs in
+// g [2w, O] (contiguous O-blocks of y), transposed to gt [O, 2w], then each mask's row as
+// sum_o hyper[m, o] gt[o, :] (loops over contiguous x).
+SAM_MULTIVERSION
+void convt_masks_rows(const float* y, int64_t y_r0, float* masks, int64_t r0, int64_t r1, int64_t h,
+                      int64_t w, int64_t O, int64_t M, const float* bias, const float* hyper) {
+  const int64_t X = 2 * w;
+  std::vector<float> g(static_cast<size_t>(X * O)), gt(static_cast<size_t>(X * O));
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t b = r / h, i = r % h;
+    const float* hb = hyper + b * M * O;
+    for (int64_t di = 0; di < 2; ++di) {
+      for (int64_t j = 0; j < w; ++j) {
+        // Sub-pixels (di, 0) and (di, 1) of input pixel j: 2 * O consecutive values of y.
+        const float* s = y + ((r - y_r0) * w + j) * 4 * O + di * 2 * O;
+        float* d = g.data() + j * 2 * O;
+        for (int64_t dj = 0; dj < 2; ++dj)
+          for (int64_t o = 0; o < O; ++o) d[dj * O + o] = fastmath::gelu(s[dj * O + o] + bias[o]);
+      }
+      for (int64_t x = 0; x < X; ++x)
+        for (int64_t o = 0; o < O; ++o) gt[o * X + x] = g[x * O + o];
+      const int64_t row = 2 * i + di;
+      for (int64_t m = 0; m < M; ++m) {
+        float* out = masks + ((b * M + m) * 2 * h + row) * X;
+        const float* hm = hb + m * O;
+        for (int64_t x = 0; x < X; ++x) out[x] = 0.f;
+        for (int64_t o = 0; o < O; ++o) {
+          const float c = hm[o];
+          const float* src = gt.data() + o * X;
+          for (int64_t x = 0; x < X; ++x) out[x] += c * src[x];
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -135,6 +172,45 @@ torch::Tensor convt2x2_epilogue(const torch::Tensor& y, int64_t B, int64_t h, in
     convt_epilogue_rows(yp, op, r0, r1, h, w, O, bp, lw, lb, e);
   });
   return out;
+}
+
+torch::Tensor upscale_masks(const torch::Tensor& keys, int64_t h, int64_t w, const torch::Tensor& w1,
+                            const torch::Tensor& b1, const torch::Tensor& ln_weight,
+                            const torch::Tensor& ln_bias, double eps, const torch::Tensor& w2,
+                            const torch::Tensor& b2, const torch::Tensor& hyper) {
+  TORCH_CHECK(cpu_sgemm_available(), "upscale_masks: built without BLAS");
+  const int64_t B = keys.size(0), D = keys.size(2), O1 = w1.size(1) / 4, O2 = w2.size(1) / 4;
+  TORCH_CHECK(keys.device().is_cpu() && keys.scalar_type() == torch::kFloat && keys.dim() == 3 &&
+                  keys.size(1) == h * w,
+              "upscale_masks: keys must be float32 [B, h*w, D] on the CPU; got ", keys.sizes());
+  TORCH_CHECK(w1.dim() == 2 && w1.size(0) == D && w1.size(1) == 4 * O1 && w2.dim() == 2 &&
+                  w2.size(0) == O1 && w2.size(1) == 4 * O2,
+              "upscale_masks: weights [D, 4*O1] and [O1, 4*O2]; got ", w1.sizes(), " and ", w2.sizes());
+  TORCH_CHECK(hyper.dim() == 3 && hyper.size(0) == B && hyper.size(2) == O2 && hyper.scalar_type() == torch::kFloat,
+              "upscale_masks: hyper must be float32 [B, M, O2]; got ", hyper.sizes());
+  const auto kc = keys.contiguous(), w1c = w1.contiguous(), w2c = w2.contiguous(), hc = hyper.contiguous();
+  const auto b1c = b1.contiguous(), b2c = b2.contiguous(), lwc = ln_weight.contiguous(), lbc = ln_bias.contiguous();
+  const int64_t M = hc.size(1);
+  auto masks = torch::empty({B, M, 4 * h, 4 * w}, keys.options());
+  const float *kp = kc.data_ptr<float>(), *w1p = w1c.data_ptr<float>(), *w2p = w2c.data_ptr<float>();
+  const float *b1p = b1c.data_ptr<float>(), *b2p = b2c.data_ptr<float>(), *hp = hc.data_ptr<float>();
+  const float *lw = lwc.data_ptr<float>(), *lb = lbc.data_ptr<float>();
+  const float e = static_cast<float>(eps);
+  float* mp = masks.data_ptr<float>();
+  // One task per input row: its first product [w, 4*O1], the epilogue's two rows [2, 2w, O1],
+  // the second product [4w, 4*O2] and the masks' four rows, all in buffers that stay in cache.
+  at::parallel_for(0, B * h, 1, [&](int64_t r0, int64_t r1) {
+    std::vector<float> y1(static_cast<size_t>(w * 4 * O1)), x(static_cast<size_t>(4 * w * O1)),
+        y2(static_cast<size_t>(4 * w * 4 * O2));
+    for (int64_t r = r0; r < r1; ++r) {
+      gemm_rm(false, false, w, 4 * O1, D, 1.f, kp + r * w * D, D, w1p, 4 * O1, 0.f, y1.data(), 4 * O1);
+      convt_epilogue_rows(y1.data(), x.data(), 0, 1, 1, w, O1, b1p, lw, lb, e);
+      gemm_rm(false, false, 4 * w, 4 * O2, O1, 1.f, x.data(), O1, w2p, 4 * O2, 0.f, y2.data(), 4 * O2);
+      // The epilogue's rows are rows 2i and 2i + 1 of image b's 2h x 2w grid: global 2r, 2r + 1.
+      convt_masks_rows(y2.data(), 2 * r, mp, 2 * r, 2 * r + 2, 2 * h, 2 * w, O2, M, b2p, hp);
+    }
+  });
+  return masks;
 }
 
 }  // namespace sam

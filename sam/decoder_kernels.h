@@ -2,8 +2,8 @@
 // Inference-only CPU kernels of the mask decoder: each replaces a chain of tensor operations that
 // would otherwise pass over a large tensor several times (the output upscaling's bias, layer norm
 // and GELU after each transposed convolution; the softmax of the image-to-token attention, whose
-// rows hold only as many scores as the prompt has tokens). No autograd: the callers use them only
-// when gradients are off, and keep the tensor-op formulation for training and other devices.
+// rows hold only as many scores as the prompt has tokens; the whole upscaling with the masks'
+// products). No autograd: the callers use them only when gradients are off, and keep the tensor-op formulation for training and other devices.
 #include <torch/torch.h>
 
 namespace sam {
@@ -27,5 +27,18 @@ torch::Tensor softmax_last_dim(const torch::Tensor& x, double scale);
 torch::Tensor convt2x2_epilogue(const torch::Tensor& y, int64_t B, int64_t h, int64_t w, int64_t O,
                                 const torch::Tensor& bias, const torch::Tensor& ln_weight,
                                 const torch::Tensor& ln_bias, double eps);
+
+/// The decoder's whole output upscaling fused with the masks' products, for inference: per row of
+/// the transformer's image tokens, ConvTranspose2d(D -> O1, 2, stride 2) + bias, LayerNorm2d and
+/// GELU, ConvTranspose2d(O1 -> O2, 2, stride 2) + bias and GELU, then
+///   masks[b, m, y, x] = sum_o hyper[b, m, o] up[b, y, x, o],
+/// each row's intermediates in buffers that stay in cache (the upscaled image, 8 MB per ViT
+/// prompt, is never written). keys [B, h*w, D]; w1 [D, 4*O1] and w2 [O1, 4*O2]: the transposed
+/// convolutions' weights with their output columns in (di, dj, o) order; hyper [B, M, O2] ->
+/// masks [B, M, 4h, 4w]. Needs BLAS (cpu_sgemm_available()).
+torch::Tensor upscale_masks(const torch::Tensor& keys, int64_t h, int64_t w, const torch::Tensor& w1,
+                            const torch::Tensor& b1, const torch::Tensor& ln_weight,
+                            const torch::Tensor& ln_bias, double eps, const torch::Tensor& w2,
+                            const torch::Tensor& b2, const torch::Tensor& hyper);
 
 }  // namespace sam

@@ -1,6 +1,7 @@
 #include "sam/mask_decoder.h"
 
 #include "sam/attention.h"
+#include "sam/cpu_gemm.h"
 #include "sam/decoder_kernels.h"
 
 #include <cmath>
@@ -34,6 +35,24 @@ torch::Tensor bmm_bcast(const torch::Tensor& a, const torch::Tensor& b) {
 torch::Tensor softmax_scaled(const torch::Tensor& s, double scale) {
   if (decoder_kernels_apply(s)) return softmax_last_dim(s, scale);
   return torch::softmax(s * scale, -1);
+}
+
+// The probabilities of the image-to-token order from projected queries q [Bq, Nq, I] and keys
+// k [Bk, Nk, I]: [B, Nq, h, Nk].
+torch::Tensor values_order_probs(const torch::Tensor& q, const torch::Tensor& k, int64_t heads, double scale) {
+  const int64_t Bq = q.size(0), Nq = q.size(1), Bk = k.size(0), Nk = k.size(1), B = std::max(Bq, Bk);
+  const int64_t ch = q.size(2) / heads;
+  auto kh = k.view({Bk, Nk, heads, ch}).permute({2, 3, 0, 1}).reshape({heads, ch, Bk * Nk});
+  if (Bq == 1) {  // one query set (a shared image) against every prompt's keys
+    auto qh = q[0].view({Nq, heads, ch}).transpose(0, 1).contiguous();  // [h, Nq, ch]
+    auto s = batched_matmul(qh, kh.contiguous()).view({heads, Nq, Bk, Nk});
+    return softmax_scaled(s, scale).permute({2, 1, 0, 3});
+  }
+  auto qh = q.view({Bq, Nq, heads, ch}).transpose(1, 2).reshape({Bq * heads, Nq, ch});
+  auto kb = kh.view({heads, ch, Bk, Nk}).permute({2, 0, 1, 3}).reshape({Bk * heads, ch, Nk});
+  if (Bk != B) kb = kb.repeat({B, 1, 1});
+  auto s = batched_matmul(qh, kb).view({B, heads, Nq, Nk});
+  return softmax_scaled(s, scale).transpose(1, 2);
 }
 
 }  // namespace
@@ -70,7 +89,9 @@ torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& q_in, const tor
               "DecoderAttention: precomputed keys do not match");
   Order order = forced_order != Order::kAuto ? forced_order : choose_order(Bq, Bk, Nq, Nk, D, q_given, kv_given);
   if (kv_given) order = Order::kPlain;
-  auto q = q_given ? q_proj_out : q_proj->forward(q_in);  // [Bq, Nq, I]
+  // [Bq, Nq, I]; the image-to-token order may do without it.
+  torch::Tensor q;
+  if (order != Order::kValues) q = q_given ? q_proj_out : q_proj->forward(q_in);
 
   if (order == Order::kKeys) {
     // Few queries against many keys (token-to-image): the keys and values are never projected.
@@ -95,18 +116,19 @@ torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& q_in, const tor
   if (order == Order::kValues) {
     // Many queries against few keys (image-to-token): out_proj goes through the values first,
     // V'_h = v_h Wo_h^T [Nk, D], so that out = sum_h P_h V'_h + bo is one product over h*Nk terms.
-    auto kh = k.view({Bk, Nk, heads, ch}).permute({2, 3, 0, 1}).reshape({heads, ch, Bk * Nk});
     torch::Tensor p;  // [B, Nq, h, Nk]
-    if (Bq == 1) {    // one query set (a shared image) against every prompt's keys
-      auto qh = q[0].view({Nq, heads, ch}).transpose(0, 1).contiguous();  // [h, Nq, ch]
-      auto s = batched_matmul(qh, kh.contiguous()).view({heads, Nq, Bk, Nk});
-      p = softmax_scaled(s, scale).permute({2, 1, 0, 3});
+    if (!q_given && heads * Nk < internal_dim && !torch::GradMode::is_enabled()) {
+      // The queries are never projected either (inference): the score of head h is
+      // (x Wq_h^T + bq_h) k_h^T = x (Wq_h^T k_h^T) + bq_h k_h^T, one product of the image tokens
+      // with a [D, h*Nk] matrix instead of one with the [D, I] projection (h*Nk < I).
+      auto kh4 = k.view({Bk, Nk, heads, ch}).transpose(1, 2);                       // [Bk, h, Nk, ch]
+      auto mt = torch::matmul(kh4, q_proj->weight.view({heads, ch, D}));             // [Bk, h, Nk, D]
+      auto c = torch::matmul(kh4, q_proj->bias.view({heads, ch, 1})).view({Bk, 1, heads * Nk});
+      auto s = bmm_bcast(q_in, mt.reshape({Bk, heads * Nk, D}).transpose(1, 2)) + c;  // [B, Nq, h*Nk]
+      p = softmax_scaled(s.view({B, Nq, heads, Nk}), scale);
     } else {
-      auto qh = q.view({Bq, Nq, heads, ch}).transpose(1, 2).reshape({Bq * heads, Nq, ch});
-      auto kb = kh.view({heads, ch, Bk, Nk}).permute({2, 0, 1, 3}).reshape({Bk * heads, ch, Nk});
-      if (Bk != B) kb = kb.repeat({B, 1, 1});
-      auto s = batched_matmul(qh, kb).view({B, heads, Nq, Nk});
-      p = softmax_scaled(s, scale).transpose(1, 2);
+      q = q_given ? q_proj_out : q_proj->forward(q_in);
+      p = values_order_probs(q, k, heads, scale);
     }
     auto wo = out_proj->weight.view({D, heads, ch}).permute({1, 2, 0});     // [h, ch, D]
     auto vh = v.view({Bk * Nk, heads, ch}).transpose(0, 1).contiguous();    // [h, Bk*Nk, ch]
@@ -117,7 +139,18 @@ torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& q_in, const tor
     auto out = bmm_bcast(p.reshape({B, Nq, heads * Nk}), vo);
     return out + out_proj->bias;
   }
-
+  q = q_given ? q_proj_out : q_proj->forward(q_in);
+  if (kv_given && Bk == 1 && !(is_training() && dropout > 0)) {
+    // The per-image cache's keys and values (one image, every prompt): each head's slice is
+    // read where it lies ([Nk, I] rows, the head's ch columns) by strided products, so the two
+    // 4096 x 128 tensors are never copied into per-head layouts.
+    auto qh = q.view({Bq * Nq, heads, ch}).transpose(0, 1);             // [h, Bq*Nq, ch]
+    auto kh = k[0].view({Nk, heads, ch}).transpose(0, 1);                 // [h, Nk, ch]
+    auto vh = v[0].view({Nk, heads, ch}).transpose(0, 1);
+    auto p = softmax_scaled(batched_matmul(qh, kh.transpose(1, 2)), scale);  // [h, Bq*Nq, Nk]
+    auto out = batched_matmul(p, vh);                                     // [h, Bq*Nq, ch]
+    return out_proj->forward(out.view({heads, Bq, Nq, ch}).permute({1, 2, 0, 3}).reshape({Bq, Nq, internal_dim}));
+  }
   // The reference's order. A shared key set (batch 1) is attended by every prompt's queries at
   // once (the prompts folded into the query rows); a shared query set is repeated.
   if (Bk == 1 && Bq > 1) {
@@ -318,7 +351,7 @@ DecoderOutput MaskDecoderImpl::predict_all(const torch::Tensor& image_embeddings
   auto src = cache ? image_embeddings : shared ? image_embeddings + dense.narrow(0, 0, 1) : image_embeddings + dense;
   const int64_t h = src.size(2), w = src.size(3);
   auto [hs, keys] = transformer->forward(src, image_pe, tokens(sparse), cache);
-  return heads(hs, upscale(keys, h, w));  // upscaled: [B, 4h, 4w, D/8] channels-last
+  return heads(hs, keys, h, w);
 }
 
 torch::Tensor MaskDecoderImpl::tokens(const torch::Tensor& sparse) {
@@ -330,18 +363,29 @@ torch::Tensor MaskDecoderImpl::tokens(const torch::Tensor& sparse) {
       1);
 }
 
-DecoderOutput MaskDecoderImpl::heads(const torch::Tensor& hs, const torch::Tensor& up) {
+DecoderOutput MaskDecoderImpl::heads(const torch::Tensor& hs, const torch::Tensor& keys, int64_t h, int64_t w) {
   const int64_t B = hs.size(0);
   std::vector<torch::Tensor> hyper;
   for (int64_t i = 0; i < num_mask_tokens; ++i)
     hyper.push_back(output_hypernetworks_mlps[i]->as<MLP>()->forward(hs.select(1, i + 1)));
   auto hyper_in = torch::stack(hyper, 1);  // [B, M, D/8]
+  auto iou = iou_prediction_head->forward(hs.select(1, 0));
+  if (decoder_kernels_apply(keys) && cpu_sgemm_available()) {
+    // Inference on the CPU: the upscaling and the masks' products row by row in cache.
+    const auto& ct1 = *output_upscaling[0]->as<torch::nn::ConvTranspose2dImpl>();
+    const auto& ln = *output_upscaling[1]->as<LayerNorm2dImpl>();
+    const auto& ct2 = *output_upscaling[3]->as<torch::nn::ConvTranspose2dImpl>();
+    const int64_t D = keys.size(2), O1 = ct1.weight.size(1);
+    auto w1 = ct1.weight.permute({0, 2, 3, 1}).reshape({D, -1});  // [D, (di, dj, o)]
+    auto w2 = ct2.weight.permute({0, 2, 3, 1}).reshape({O1, -1});
+    return {upscale_masks(keys, h, w, w1, ct1.bias, ln.weight, ln.bias, ln.eps, w2, ct2.bias, hyper_in), iou};
+  }
+  auto up = upscale(keys, h, w);  // [B, 4h, 4w, D/8] channels-last
   const int64_t c = up.size(3), uh = up.size(1), uw = up.size(2);
   // masks[b, m, p] = sum_c hyper_in[b, m, c] up[b, p, c]
   auto masks = batched_matmul(up.reshape({B, uh * uw, c}), hyper_in.transpose(1, 2))
                    .transpose(1, 2)
                    .reshape({B, -1, uh, uw});
-  auto iou = iou_prediction_head->forward(hs.select(1, 0));
   return {masks, iou};
 }
 

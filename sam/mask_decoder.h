@@ -116,9 +116,10 @@ struct MaskDecoderImpl : torch::nn::Module {
   /// The transformer's tokens for B prompts: the IoU token and the mask tokens, then the prompts'
   /// sparse embeddings [B, N, D] -> [B, 1 + M + N, D]. (predict_all's first step.)
   torch::Tensor tokens(const torch::Tensor& sparse);
-  /// The heads on the transformer's outputs: its tokens hs [B, T, D] and the upscaled image
-  /// [B, 4h, 4w, D/8] -> all M masks [B, M, 4h, 4w] and IoU predictions [B, M]. (Its last step.)
-  DecoderOutput heads(const torch::Tensor& hs, const torch::Tensor& up);
+  /// The heads on the transformer's outputs: its tokens hs [B, T, D] and image tokens keys
+  /// [B, h*w, D] -> all M masks [B, M, 4h, 4w] (output_upscaling, then each mask token's
+  /// hypernetwork product) and IoU predictions [B, M]. (Its last step.)
+  DecoderOutput heads(const torch::Tensor& hs, const torch::Tensor& keys, int64_t h, int64_t w);
 
   /// output_upscaling on the transformer's image tokens: keys [B, h*w, D] -> [B, 4h, 4w, D/8]
   /// channels-last (the reference's layers, computed as matrix products).

@@ -123,8 +123,7 @@ Prediction Predictor::predict_batch(const torch::Tensor& points, const torch::Te
   out.low_res = dec.masks;
   out.iou = dec.iou;
   if (opts.upscale) {
-    out.logits = model_->postprocess_masks(dec.masks, input_, original_);
-    out.masks = out.logits > 0.0;
+    out.logits = model_->postprocess_masks(dec.masks, input_, original_, &out.masks);
   }
   return out;
 }

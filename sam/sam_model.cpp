@@ -4,6 +4,9 @@
 #include <sstream>
 
 #include "sam/pth_io.h"
+#include "sam/upscale.h"
+
+#include <ATen/Parallel.h>
 
 namespace sam {
 
@@ -30,16 +33,49 @@ torch::Tensor SamImpl::preprocess(const torch::Tensor& image) const {
 
 torch::Tensor SamImpl::postprocess_masks(const torch::Tensor& masks,
                                          std::pair<int64_t, int64_t> input_hw,
-                                         std::pair<int64_t, int64_t> original_hw) const {
+                                         std::pair<int64_t, int64_t> original_hw,
+                                         torch::Tensor* binary) const {
   const int64_t S = config.img_size;
+  const auto [H, W] = original_hw;
+  if (masks.is_cpu() && masks.scalar_type() == torch::kFloat && masks.dim() == 4 &&
+      masks.size(2) == masks.size(3) && masks.size(2) >= 4 &&
+      !(torch::GradMode::is_enabled() && masks.requires_grad())) {
+    // The composite map: the S x S intermediate never exists, and only the low-res rows the crop
+    // reads are resized. Tasks are rows, so that one mask's work spreads over the threads too.
+    const auto low = masks.contiguous();
+    const int64_t B = low.size(0), C = low.size(1), N = B * C, L = low.size(2);
+    const Upscaler u(static_cast<int>(L), static_cast<int>(S), static_cast<int>(input_hw.first),
+                     static_cast<int>(input_hw.second), static_cast<int>(H), static_cast<int>(W));
+    auto logits = torch::empty({B, C, H, W}, low.options());
+    if (binary) *binary = torch::empty({B, C, H, W}, low.options().dtype(torch::kBool));
+    auto scratch = torch::empty({N, u.scratch_size()}, low.options());
+    const float* lp = low.data_ptr<float>();
+    float* sp = scratch.data_ptr<float>();
+    float* op = logits.data_ptr<float>();
+    auto* bp = binary ? reinterpret_cast<uint8_t*>(binary->data_ptr<bool>()) : nullptr;
+    at::parallel_for(0, N * L, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        u.columns(lp + (r / L) * L * L, sp + (r / L) * u.scratch_size(), static_cast<int>(r % L),
+                  static_cast<int>(r % L) + 1);
+    });
+    at::parallel_for(0, N * H, 8, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t n = r / H;
+        u.rows(sp + n * u.scratch_size(), static_cast<int>(r % H), static_cast<int>(r % H) + 1,
+               op + n * H * W, bp ? bp + n * H * W : nullptr);
+      }
+    });
+    return logits;
+  }
   auto opts = F::InterpolateFuncOptions().mode(torch::kBilinear).align_corners(false);
   auto m = F::interpolate(masks, opts.size(std::vector<int64_t>{S, S}));
   using torch::indexing::Slice;
   m = m.index({Slice(), Slice(), Slice(0, input_hw.first), Slice(0, input_hw.second)});
   // A resize to the same size is the identity (bilinear, align_corners false: every source
   // coordinate is an integer): originals whose longest side is the encoder's size skip it.
-  if (original_hw == input_hw) return m.contiguous();
-  return F::interpolate(m, opts.size(std::vector<int64_t>{original_hw.first, original_hw.second}));
+  m = original_hw == input_hw ? m.contiguous() : F::interpolate(m, opts.size(std::vector<int64_t>{H, W}));
+  if (binary) *binary = m > 0.0;
+  return m;
 }
 
 namespace {

@@ -22,9 +22,12 @@ struct SamImpl : torch::nn::Module {
   /// at the bottom/right to [B, 3, S, S].
   torch::Tensor preprocess(const torch::Tensor& image) const;
   /// masks: [B, C, 4G, 4G] low-res logits -> [B, C, H, W]: bilinear to S x S, crop to the
-  /// resized input (h, w), bilinear to the original (H, W).
+  /// resized input (h, w), bilinear to the original (H, W). On the CPU without gradients (float32)
+  /// the two resizes run composed (sam/upscale.h), and `binary`, when given, receives the logits
+  /// > 0 (kBool) from the same pass; elsewhere libtorch's interpolate, and binary = logits > 0.
   torch::Tensor postprocess_masks(const torch::Tensor& masks, std::pair<int64_t, int64_t> input_hw,
-                                  std::pair<int64_t, int64_t> original_hw) const;
+                                  std::pair<int64_t, int64_t> original_hw,
+                                  torch::Tensor* binary = nullptr) const;
 
   ModelConfig config;
   ImageEncoder image_encoder{nullptr};

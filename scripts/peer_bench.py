@@ -5,6 +5,10 @@ scripts/bench_peer.sh, which runs it beside our programs in the same minutes.
   embed  : ViT-B (random weights) image encoder on one 1024x1024 input, --embeds times
   prompt : one positive point through SamPredictor.predict at a 1024x768 original (3 masks,
            post-processing to the original size, thresholded), --prompts times
+  amg    : SamAutomaticMaskGenerator with the golden tiny model (../shared/golden/tiny: its
+           config, weights and image), 32x32 points in batches of 64, no crops, predicted-IoU
+           threshold 0, stability 0.5, no hole filling (the reference's needs OpenCV's Python
+           module), binary masks; --amg-runs times (--golden DIR)
   train  : a plain PyTorch training loop over Meta's modules at the tiny architecture
            (configs/model_tiny.json): 8 images of 256 px, one mask each, one point, one round,
            focal 20 : dice 1 + IoU MSE, AdamW; synthetic inputs (no data loading, which favours
@@ -38,8 +42,8 @@ def gemm_gflops(threads):
     return 2 * 2048 ** 3 / min(t) / 1e9
 
 
-def tiny_sam():
-    arch = json.load(open(__file__.rsplit("/", 2)[0] + "/configs/model_tiny.json"))
+def tiny_sam(config=None):
+    arch = json.load(open(config or __file__.rsplit("/", 2)[0] + "/configs/model_tiny.json"))
     grid = arch["img_size"] // arch["patch_size"]
     return Sam(
         image_encoder=ImageEncoderViT(
@@ -118,7 +122,9 @@ def train_steps(steps):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["gemm", "embed", "prompt", "train"])
+    ap.add_argument("what", choices=["gemm", "embed", "prompt", "amg", "train"])
+    ap.add_argument("--golden", default=__file__.rsplit("/", 3)[0] + "/shared/golden/tiny")
+    ap.add_argument("--amg-runs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--embeds", type=int, default=2)
     ap.add_argument("--prompts", type=int, default=50)
@@ -155,6 +161,25 @@ def main():
                         t.append(time.perf_counter() - t0)
                 out["prompt_ms_median"] = 1e3 * float(np.median(t))
                 out["prompt_ms_min"] = 1e3 * float(np.min(t))
+    elif a.what == "amg":
+        from PIL import Image
+        from segment_anything import SamAutomaticMaskGenerator
+        sam, _ = tiny_sam(a.golden + "/config.json")
+        sam.load_state_dict(torch.load(a.golden + "/sam.pth", map_location="cpu"))
+        sam.eval()
+        image = np.array(Image.open(a.golden + "/image.jpg").convert("RGB"))
+        gen = SamAutomaticMaskGenerator(sam, points_per_side=32, points_per_batch=64, pred_iou_thresh=0.0,
+                                        stability_score_thresh=0.5, crop_n_layers=0, min_mask_region_area=0,
+                                        output_mode="binary_mask")
+        t = []
+        with torch.no_grad():
+            for _ in range(a.amg_runs):
+                t0 = time.perf_counter()
+                masks = gen.generate(image)
+                t.append(time.perf_counter() - t0)
+        out["amg_s"] = t
+        out["amg_s_median"] = float(np.median(t))
+        out["amg_masks"] = len(masks)
     else:
         t = train_steps(a.steps)
         out["sec_per_step_median"] = float(np.median(t))

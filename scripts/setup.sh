@@ -10,10 +10,11 @@ cuda=0
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-openmp          # libtorch (CPU) and a fast BLAS for it
-  libopencv-dev libjpeg-dev libpng-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev catch2 libcli11-dev
+  libopencv-dev libjpeg-dev libpng-dev zlib1g-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev catch2 libcli11-dev
   libcpp-httplib-dev libsqlite3-dev libgloo-dev
   python3-torch python3-numpy               # torchrun, and interop checks with torch.load
   python3-torchvision                       # the reference SAM's generator (scripts/peers.sh)
+  python3-scipy                             # scipy.io.savemat: the MAT-files of tests/data/test_matfile
   chromium chromium-driver python3-selenium # the annotation tool's browser test (tests/e2e)
 )
 missing=()

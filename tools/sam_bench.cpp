@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
                "the decoder's tensor-op formulation instead of its fused inference kernels");
   app.add_option("--breakdown", breakdown,
                  "then time this many more prompts stage by stage (prompt encoder, decoder "
-                 "transformer, upscaling and mask products, post-processing, threshold)");
+                 "transformer, upscaling with the mask products, post-processing with the threshold)");
   CLI11_PARSE(app, argc, argv);
   return sam::tools::run_main("sam_bench", [&]() {
     sam::tools::set_threads(threads);
@@ -249,15 +249,12 @@ int main(int argc, char** argv) {
         lap("prompt_encoder");
         auto [hs, keys] = dec.transformer->forward(emb, pe, dec.tokens(pr.sparse), &cache);
         lap("transformer");
-        auto up = dec.upscale(keys, G, G);
-        lap("upscale");
-        auto all = dec.heads(hs, up);  // multimask: masks 1..M-1, as MaskDecoderImpl::forward
+        auto all = dec.heads(hs, keys, G, G);  // multimask: masks 1..M-1, as MaskDecoderImpl::forward
         auto masks = all.masks.narrow(1, 1, dec.num_mask_tokens - 1);
-        lap("masks_and_iou");
-        auto logits = model->postprocess_masks(masks, predictor.input_size(), predictor.original_size());
-        lap("postprocess");
-        auto bin = logits > 0.0;
-        lap("threshold");
+        lap("upscale_masks_and_iou");
+        torch::Tensor bin;
+        auto logits = model->postprocess_masks(masks, predictor.input_size(), predictor.original_size(), &bin);
+        lap("postprocess_and_threshold");
         if (i >= 2)
           for (const auto& [name, ms] : t) stage_ms[name].push_back(ms);
       }

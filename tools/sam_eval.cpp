@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
 
   auto* pts = app.add_subcommand("points", "single-point mIoU and interactive curves (paper 7.1)");
   add_common(pts, c);
-  pts->add_option("--dataset", dataset, "grabcut:DIR, berkeley:DIR, davis:DIR, coco-mval:DIR, coco:JSON:IMAGES (docs/EVAL.md: the protocols)")
+  pts->add_option("--dataset", dataset, "grabcut:DIR, berkeley:DIR, davis:DIR, coco-mval:DIR, pascalvoc:DIR, sbd:DIR, coco:JSON:IMAGES (docs/EVAL.md: the protocols)")
       ->required();
   pts->add_option("--clicks", clicks, "clicks per object (N)");
   pts->add_flag("--random-point", random_point, "first click uniformly random in the object");

@@ -13,7 +13,7 @@
 
 #include <torch/torch.h>
 
-#include "engine/annotate/upscale.h"
+#include "sam/upscale.h"
 #include "sam/predictor.h"
 
 namespace sam::annotate {

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "amg_match.h"
 #include "data/image.h"
 #include "engine/amg/amg_io.h"
 #include "engine/amg/generator.h"
@@ -64,42 +65,8 @@ TEST_CASE("generator reproduces the golden amg.json", "[amg][golden]") {
   const size_t n_ref = refs.size();
   REQUIRE(n_ref > 20);
 
-  size_t matched = 0, exact = 0;
-  std::vector<int> used(ours.size(), 0);
-  for (const auto& ref : refs) {
-    double best = -1;
-    size_t bi = 0;
-    for (size_t i = 0; i < ours.size(); ++i) {
-      const double iou = sam::mask::rle_iou(ours[i].segmentation, ref.segmentation, false);
-      if (iou > best) best = iou, bi = i;
-    }
-    if (best < 0.99) {
-      WARN("reference mask at point (" << ref.point_coords[0] << ", " << ref.point_coords[1]
-                                       << ") has no counterpart (best IoU " << best << ")");
-      continue;
-    }
-    ++matched;
-    exact += best == 1.0;
-    ++used[bi];
-    const AmgMask& m = ours[bi];
-    INFO("reference point " << ref.point_coords[0] << ", " << ref.point_coords[1]);
-    CHECK(m.point_coords[0] == Approx(ref.point_coords[0]).margin(1e-9));
-    CHECK(m.point_coords[1] == Approx(ref.point_coords[1]).margin(1e-9));
-    CHECK(m.crop_box == ref.crop_box);
-    CHECK(m.predicted_iou == Approx(ref.predicted_iou).margin(2e-3));
-    CHECK(m.stability_score == Approx(ref.stability_score).margin(5e-3));
-    if (best == 1.0) {
-      CHECK(m.area == ref.area);
-      CHECK(m.bbox == ref.bbox);
-    }
-  }
-  const double need = std::ceil(0.98 * static_cast<double>(n_ref));
-  WARN("reference " << n_ref << " masks, ours " << ours.size() << ", matched " << matched
-                    << " (identical " << exact << ")");
-  CHECK(static_cast<double>(matched) >= need);
-  const double allowed = std::max(1.0, std::floor(0.02 * static_cast<double>(n_ref)));
-  CHECK(std::abs(static_cast<double>(ours.size()) - static_cast<double>(n_ref)) <= allowed);
-  for (int u : used) CHECK(u <= 1);  // one-to-one
+  // The generator rule, one-to-one, same prompt, crop and scores (tests/amg_match.h).
+  sam_test::check_amg_match(ours, refs);
 
   // Every record is self-consistent.
   for (const auto& m : ours) {

@@ -2,21 +2,27 @@
 // random small data sets (tests/peers/coco_eval.py): a few images of odd sizes, several
 // categories, ground truth as polygons, compressed and uncompressed RLE, crowd regions, stored
 // areas that differ from the mask's and areas on the range limits, detections near and far from
-// the ground truth with tied scores, empty masks and more than 100 detections in an image. For
-// iouType segm, bbox, useCats = 0 (maxDets 10/100/1000) and image / category subsets, the 12
-// numbers of summarize() must agree to 1e-10 (np.mean sums pairwise, we in order: they differ
-// by ~1e-14) and the precision and recall arrays exactly.
+// the ground truth with tied scores, empty masks, more than 100 detections in an image, images
+// without ground truth and cases without any detection. For iouType segm and bbox, useCats = 0
+// (maxDets 10/100/1000) and image / category subsets, the 12 numbers of summarize() must agree to
+// 1e-10 (np.mean sums pairwise, we in order: they differ by ~1e-14) and the precision and recall
+// arrays exactly.
 //
-// bbox: our COCOeval works on masks; a box [x, y, w, h] with integer coordinates inside the image
-// is the mask of its w x h pixels, whose area and IoU (crowd or not) are exactly those of
-// cocoapi's bbIou, so the boxes here are such boxes and our side evaluates their masks. The
-// cases come from a fixed seed (SAM_PEER_SEED replaces it); a failure lists the differing runs
-// and keeps the case folder.
+// Both sides read the same results lists, ours with coco_load_results (loadRes): mask results
+// (some carrying a detector's "bbox", which makes loadRes take every area as w * h) and box
+// results. The ground truth's "bbox" is a box of its own near the mask: fractional, integer,
+// partly outside the image, of zero width or height, crowd ones included; box detections are
+// jittered, cut (IoUs on the thresholds), shifted or degenerate copies of it and false boxes
+// anywhere, some of exactly 32 x 32 or 96 x 96. Some runs cross the kinds (iouType bbox on mask
+// results: toBbox's boxes, pixel-count areas; segm on box results: rasterised box polygons,
+// w * h areas). The cases come from a fixed seed (SAM_PEER_SEED replaces it); a failure lists
+// the differing runs and keeps the case folder.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -42,7 +48,8 @@ struct Image {
 // One evaluation of a case, on both sides.
 struct Run {
   std::string what;
-  bool bbox = false;
+  CocoIouType iou_type = CocoIouType::segm;
+  bool box_results = false;  // which results list: the box results or the mask results
   std::vector<int64_t> img_ids, cat_ids;
   CocoEvalParams params;
   json peer;  // the run's entry of IN.json
@@ -51,9 +58,9 @@ struct Run {
 struct Case {
   json dataset;
   std::vector<Image> images;
+  std::map<int64_t, std::array<int64_t, 2>> image_hw;
   std::vector<int64_t> cat_ids;
-  std::vector<CocoGt> gts_segm, gts_bbox;
-  std::vector<CocoDt> dts_segm, dts_bbox;
+  std::vector<CocoGt> gts;  // mask and box
   json res_segm = json::array(), res_bbox = json::array();
   std::vector<Run> runs;
   size_t crowd = 0, polygon_gts = 0;
@@ -82,17 +89,67 @@ Mask rect_mask(int64_t h, int64_t w, const std::array<int64_t, 4>& b) {
   return m;
 }
 
-// An integer box inside an h x w image, from corners clipped to it.
-std::array<int64_t, 4> box_inside(int64_t x0, int64_t y0, int64_t x1, int64_t y1, int64_t h,
-                                  int64_t w) {
-  x0 = std::clamp<int64_t>(x0, 0, w), x1 = std::clamp<int64_t>(x1, 0, w);
-  y0 = std::clamp<int64_t>(y0, 0, h), y1 = std::clamp<int64_t>(y1, 0, h);
-  if (x1 < x0) std::swap(x0, x1);
-  if (y1 < y0) std::swap(y0, y1);
-  return {x0, y0, x1 - x0, y1 - y0};
+// A value as a case writes its boxes: integer, on a quarter-pixel grid, or any double.
+double styled(double v, int style) {
+  if (style == 0) return std::round(v);
+  if (style == 1) return std::round(v * 4) / 4;
+  return v;
 }
 
-Case make_case(Rng& rng, bool many) {
+// The ground truth's own box near its mask's box `bb` (COCO's, integer) in an h x w image.
+CocoBox gt_box(Rng& rng, const std::array<double, 4>& bb, int64_t h, int64_t w) {
+  if (rng.chance(0.3)) return bb;
+  const int style = static_cast<int>(rng.below(3));
+  CocoBox b{bb[0] + rng.uniform(-3, 3), bb[1] + rng.uniform(-3, 3),
+            std::max(0.0, bb[2] * rng.uniform(0.7, 1.3) + rng.uniform(-1, 1)),
+            std::max(0.0, bb[3] * rng.uniform(0.7, 1.3) + rng.uniform(-1, 1))};
+  const double pick = rng.uniform();
+  if (pick < 0.08)  // across the left / top border
+    b[0] = -rng.uniform(0, 0.6) * b[2], b[1] = -rng.uniform(0, 0.6) * b[3];
+  else if (pick < 0.16)  // across the right / bottom border
+    b[0] = static_cast<double>(w) - rng.uniform(0.2, 1) * b[2],
+    b[1] = static_cast<double>(h) - rng.uniform(0.2, 1) * b[3];
+  else if (pick < 0.21)
+    b[2] = 0;
+  else if (pick < 0.26)
+    b[3] = 0;
+  for (auto& v : b) v = styled(v, style);
+  return b;
+}
+
+// A box detection near the ground-truth box g.
+CocoBox near_box(Rng& rng, const CocoBox& g) {
+  const double pick = rng.uniform();
+  if (pick < 0.1) return g;  // IoU 1
+  if (pick < 0.3) {          // cut to a fraction of its width or height: IoU on a threshold
+    const double f = 0.5 + 0.05 * static_cast<double>(rng.range(0, 9));
+    CocoBox b = g;
+    b[rng.chance(0.5) ? 2 : 3] *= f;
+    return b;
+  }
+  if (pick < 0.34) return {g[0] + rng.uniform(0, g[2]), g[1], 0, g[3]};            // zero width
+  if (pick < 0.36) return {g[0] + g[2], g[1], -g[2] * rng.uniform(0.2, 1), g[3]};  // negative
+  const int style = static_cast<int>(rng.below(3));
+  const double j = rng.log_uniform(0.05, 0.5);
+  CocoBox b{g[0] + rng.uniform(-j, j) * (g[2] + 2), g[1] + rng.uniform(-j, j) * (g[3] + 2),
+            std::max(0.0, g[2] * rng.uniform(1 - j, 1 + j)),
+            std::max(0.0, g[3] * rng.uniform(1 - j, 1 + j))};
+  for (auto& v : b) v = styled(v, style);
+  return b;
+}
+
+// A false box anywhere in (or across the border of) an h x w image.
+CocoBox false_box(Rng& rng, int64_t h, int64_t w) {
+  const double pick = rng.uniform();
+  const double W = static_cast<double>(w), H = static_cast<double>(h);
+  if (pick < 0.15 && w >= 32 && h >= 32) {  // area exactly 32^2 (or 96^2): on a range limit
+    const double s = w >= 96 && h >= 96 && rng.chance(0.5) ? 96 : 32;
+    return {std::floor(rng.uniform(0, W - s)), std::floor(rng.uniform(0, H - s)), s, s};
+  }
+  return random_box(rng, h, w);
+}
+
+Case make_case(Rng& rng, bool many, bool no_box_results, bool segm_with_boxes) {
   Case c;
   // Images: distinct random ids, odd sizes up to large-object range.
   const int64_t nimg = rng.range(1, 5);
@@ -106,6 +163,7 @@ Case make_case(Rng& rng, bool many) {
   for (int64_t id : ids) {
     const Image im{id, rng.range(9, 220), rng.range(9, 220)};
     c.images.push_back(im);
+    c.image_hw[im.id] = {im.h, im.w};
     c.dataset["images"].push_back({{"id", im.id}, {"height", im.h}, {"width", im.w}});
   }
   const int64_t ncat = rng.range(1, 4);
@@ -125,28 +183,27 @@ Case make_case(Rng& rng, bool many) {
   // Ground truth, then detections, gathered per object and shuffled across images.
   struct Gt {
     json ann;
-    CocoGt segm, bbox;
-  };
-  struct Dt {
-    json res;
-    CocoDt dt;
+    CocoGt gt;
   };
   std::vector<Gt> gts;
-  std::vector<Dt> dts_segm, dts_bbox;
+  std::vector<json> dts_segm, dts_bbox;
   auto add_segm_dt = [&](const Image& im, int64_t cat, const Mask& m) {
-    Dt d;
-    d.dt = {im.id, cat, encode(m), score()};
-    d.res = {{"image_id", im.id},
-             {"category_id", cat},
-             {"segmentation", rle_to_json(d.dt.rle)},
-             {"score", d.dt.score}};
-    dts_segm.push_back(std::move(d));
+    const Rle rle = encode(m);
+    json r = {{"image_id", im.id},
+              {"category_id", cat},
+              {"segmentation", rle_to_json(rle)},
+              {"score", score()}};
+    if (segm_with_boxes) {  // a detector's box next to its mask (Detectron's results)
+      auto b = rle_bbox_coco(rle);
+      if (rng.chance(0.5))
+        for (auto& v : b) v += rng.uniform(-2, 2);
+      r["bbox"] = b;
+    }
+    dts_segm.push_back(std::move(r));
   };
-  auto add_bbox_dt = [&](const Image& im, int64_t cat, const std::array<int64_t, 4>& b) {
-    Dt d;
-    d.dt = {im.id, cat, encode(rect_mask(im.h, im.w, b)), score()};
-    d.res = {{"image_id", im.id}, {"category_id", cat}, {"bbox", b}, {"score", d.dt.score}};
-    dts_bbox.push_back(std::move(d));
+  auto add_bbox_dt = [&](const Image& im, int64_t cat, const CocoBox& b) {
+    dts_bbox.push_back(
+        {{"image_id", im.id}, {"category_id", cat}, {"bbox", b}, {"score", score()}});
   };
   const std::vector<std::string> gt_polygon_kinds = {"star",    "star_int", "star_tenths",
                                                      "tangled", "border",   "tiny"};
@@ -187,13 +244,10 @@ Case make_case(Rng& rng, bool many) {
       double area = static_cast<double>(rle_area(rle));
       if (!exact_area && rng.chance(0.25))
         area *= rng.uniform(0.7, 1.3);  // a stored area of its own
-      const auto bb = rle_bbox_coco(rle);
-      o.segm = {im.id, cat, rle, area, crowd};
-      const std::array<int64_t, 4> ib{static_cast<int64_t>(bb[0]), static_cast<int64_t>(bb[1]),
-                                      static_cast<int64_t>(bb[2]), static_cast<int64_t>(bb[3])};
-      o.bbox = {im.id, cat, encode(rect_mask(im.h, im.w, ib)), area, crowd};
+      const CocoBox box = gt_box(rng, rle_bbox_coco(rle), im.h, im.w);
+      o.gt = {im.id, cat, rle, area, crowd, box};
       o.ann = {{"image_id", im.id}, {"category_id", cat}, {"segmentation", seg},
-               {"area", area},      {"bbox", bb},         {"iscrowd", crowd ? 1 : 0}};
+               {"area", area},      {"bbox", box},        {"iscrowd", crowd ? 1 : 0}};
       // Detections near this object: shifted, grown or cut copies, some of another category.
       const Mask m = decode_mask(rle);
       for (int64_t d = 0, n = rng.chance(0.8) ? rng.range(1, 3) : 0; d < n; ++d) {
@@ -207,11 +261,7 @@ Case make_case(Rng& rng, bool many) {
           fill_rect(dm, x, y, x + rng.range(1, im.w), y + rng.range(1, im.h), 0);
         }
         add_segm_dt(im, rng.chance(0.85) ? cat : any_cat(), dm);
-        const int64_t j = rng.range(0, 3);
-        add_bbox_dt(im, rng.chance(0.85) ? cat : any_cat(),
-                    box_inside(ib[0] + rng.range(-j, j), ib[1] + rng.range(-j, j),
-                               ib[0] + ib[2] + rng.range(-j, j), ib[1] + ib[3] + rng.range(-j, j),
-                               im.h, im.w));
+        add_bbox_dt(im, rng.chance(0.85) ? cat : any_cat(), near_box(rng, box));
       }
       gts.push_back(std::move(o));
     }
@@ -221,10 +271,7 @@ Case make_case(Rng& rng, bool many) {
       add_segm_dt(im, any_cat(),
                   kind < 0.1 ? Mask(im.h, im.w)
                              : random_mask(rng, im.h, im.w, kind < 0.6 ? "blobs" : "rects"));
-      const int64_t x = rng.range(0, im.w), y = rng.range(0, im.h);
-      add_bbox_dt(im, any_cat(),
-                  box_inside(x, y, kind < 0.1 ? x : x + rng.range(1, im.w), y + rng.range(1, im.h),
-                             im.h, im.w));
+      add_bbox_dt(im, any_cat(), false_box(rng, im.h, im.w));
     }
   }
   if (many) {  // more than 100 detections of one category in one image: the maxDet cut
@@ -232,16 +279,17 @@ Case make_case(Rng& rng, bool many) {
     const int64_t cat = any_cat();
     for (int64_t d = 0, n = rng.range(101, 130); d < n; ++d) {
       const int64_t x = rng.range(0, im.w - 1), y = rng.range(0, im.h - 1);
-      const auto b = box_inside(x, y, x + rng.range(1, 40), y + rng.range(1, 40), im.h, im.w);
-      add_segm_dt(im, cat, rect_mask(im.h, im.w, b));
-      add_bbox_dt(im, cat, b);
+      const int64_t bw = std::min(im.w - x, rng.range(1, 40)),
+                    bh = std::min(im.h - y, rng.range(1, 40));
+      add_segm_dt(im, cat, rect_mask(im.h, im.w, {x, y, bw, bh}));
+      add_bbox_dt(im, cat,
+                  {x + rng.uniform(-1, 1), y + rng.uniform(-1, 1), double(bw), double(bh)});
     }
   }
-  // loadRes needs at least one result.
+  // loadRes needs at least one mask result (the peer reads an empty box list by hand).
   if (dts_segm.empty())
     add_segm_dt(c.images[0], any_cat(), random_mask(rng, c.images[0].h, c.images[0].w, "blobs"));
-  if (dts_bbox.empty())
-    add_bbox_dt(c.images[0], any_cat(), box_inside(0, 0, 5, 5, c.images[0].h, c.images[0].w));
+  if (no_box_results) dts_bbox.clear();
 
   rng.shuffle(gts);
   rng.shuffle(dts_segm);
@@ -250,39 +298,45 @@ Case make_case(Rng& rng, bool many) {
   for (auto& o : gts) {
     o.ann["id"] = next_id++;
     c.dataset["annotations"].push_back(o.ann);
-    c.gts_segm.push_back(o.segm);
-    c.gts_bbox.push_back(o.bbox);
+    c.gts.push_back(o.gt);
   }
-  for (auto& d : dts_segm) c.res_segm.push_back(d.res), c.dts_segm.push_back(d.dt);
-  for (auto& d : dts_bbox) c.res_bbox.push_back(d.res), c.dts_bbox.push_back(d.dt);
+  for (auto& d : dts_segm) c.res_segm.push_back(d);
+  for (auto& d : dts_bbox) c.res_bbox.push_back(d);
   return c;
 }
 
 void add_runs(Rng& rng, Case& c, size_t index) {
   std::vector<int64_t> all_imgs;
   for (const auto& im : c.images) all_imgs.push_back(im.id);
-  for (bool bbox : {false, true}) {
+  auto run = [&](CocoIouType type, bool box_results, const std::string& what) {
     Run r;
-    r.what = bbox ? "bbox" : "segm";
-    r.bbox = bbox;
+    r.iou_type = type;
+    r.box_results = box_results;
+    r.params.iou_type = type;
+    r.what = std::string(type == CocoIouType::bbox ? "bbox" : "segm") +
+             (box_results == (type == CocoIouType::bbox) ? ""
+              : box_results                              ? " on box results"
+                                                         : " on mask results") +
+             what;
     r.img_ids = all_imgs;
     r.cat_ids = c.cat_ids;
-    c.runs.push_back(r);
-  }
-  if (index % 3 == 0) {  // proposals: useCats = 0, maxDets 10 / 100 / 1000
-    Run r;
-    r.what = "segm useCats=0";
-    r.img_ids = all_imgs;
-    r.cat_ids = c.cat_ids;
-    r.params = CocoEvalParams::proposals();
-    r.peer = {{"use_cats", 0}, {"max_dets", {10, 100, 1000}}};
-    c.runs.push_back(r);
-  }
+    return r;
+  };
+  c.runs.push_back(run(CocoIouType::segm, false, ""));
+  c.runs.push_back(run(CocoIouType::bbox, true, ""));
+  if (index % 3 == 0)  // proposals: useCats = 0, maxDets 10 / 100 / 1000
+    for (auto type : {CocoIouType::segm, CocoIouType::bbox}) {
+      Run r = run(type, type == CocoIouType::bbox, " useCats=0");
+      r.params = CocoEvalParams::proposals();
+      r.params.iou_type = type;
+      r.peer = {{"use_cats", 0}, {"max_dets", {10, 100, 1000}}};
+      c.runs.push_back(r);
+    }
   if (index % 4 == 1 && (c.images.size() > 1 || c.cat_ids.size() > 1)) {  // subsets
-    for (bool bbox : {false, true}) {
-      Run r;
-      r.what = std::string(bbox ? "bbox" : "segm") + " on subsets";
-      r.bbox = bbox;
+    for (auto type : {CocoIouType::segm, CocoIouType::bbox}) {
+      Run r = run(type, type == CocoIouType::bbox, " on subsets");
+      r.img_ids.clear();
+      r.cat_ids.clear();
       for (int64_t id : all_imgs)
         if (all_imgs.size() == 1 || rng.chance(0.6)) r.img_ids.push_back(id);
       if (r.img_ids.empty()) r.img_ids.push_back(all_imgs.back());
@@ -293,10 +347,14 @@ void add_runs(Rng& rng, Case& c, size_t index) {
       c.runs.push_back(r);
     }
   }
+  if (index % 5 == 2) {  // crossed: boxes of the mask results, masks of the box results
+    c.runs.push_back(run(CocoIouType::bbox, false, ""));
+    c.runs.push_back(run(CocoIouType::segm, true, ""));
+  }
   for (size_t k = 0; k < c.runs.size(); ++k) {
     auto& r = c.runs[k];
-    r.peer["iou_type"] = r.bbox ? "bbox" : "segm";
-    r.peer["results"] = r.bbox ? c.res_bbox : c.res_segm;
+    r.peer["iou_type"] = r.iou_type == CocoIouType::bbox ? "bbox" : "segm";
+    r.peer["results"] = r.box_results ? c.res_bbox : c.res_segm;
     r.peer["precision_file"] = "p" + std::to_string(index) + "_" + std::to_string(k) + ".npy";
   }
 }
@@ -315,7 +373,7 @@ TEST_CASE("COCOeval stats, precision and recall equal pycocotools on random data
   std::vector<Case> cases;
   json in = {{"cases", json::array()}};
   for (size_t i = 0; i < kCases; ++i) {
-    cases.push_back(make_case(rng, i % 6 == 5));
+    cases.push_back(make_case(rng, i % 6 == 5, i % 10 == 7, i % 7 == 3));
     add_runs(rng, cases.back(), i);
     json runs = json::array();
     for (const auto& r : cases.back().runs) runs.push_back(r.peer);
@@ -325,12 +383,14 @@ TEST_CASE("COCOeval stats, precision and recall equal pycocotools on random data
   REQUIRE(out["cases"].size() == cases.size());
 
   Mismatches mm;
-  size_t nruns = 0, ngt = 0, ndt = 0, crowd = 0, polys = 0, defined = 0;
+  size_t nruns = 0, nbbox = 0, ngt = 0, ndt = 0, crowd = 0, polys = 0, defined = 0;
   double max_stat_diff = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto& c = cases[i];
-    ngt += c.gts_segm.size();
-    ndt += c.dts_segm.size() + c.dts_bbox.size();
+    ngt += c.gts.size();
+    ndt += c.res_segm.size() + c.res_bbox.size();
+    const auto dts_segm = coco_load_results(c.res_segm, c.image_hw),
+               dts_bbox = coco_load_results(c.res_bbox, c.image_hw);
     crowd += c.crowd;
     polys += c.polygon_gts;
     REQUIRE(out["cases"][i]["runs"].size() == c.runs.size());
@@ -339,8 +399,9 @@ TEST_CASE("COCOeval stats, precision and recall equal pycocotools on random data
       const auto& o = out["cases"][i]["runs"][k];
       const std::string what =
           "case " + std::to_string(i) + " run " + std::to_string(k) + " (" + r.what + ")";
-      const auto res = coco_evaluate(r.img_ids, r.cat_ids, r.bbox ? c.gts_bbox : c.gts_segm,
-                                     r.bbox ? c.dts_bbox : c.dts_segm, r.params);
+      nbbox += r.iou_type == CocoIouType::bbox;
+      const auto res =
+          coco_evaluate(r.img_ids, r.cat_ids, c.gts, r.box_results ? dts_bbox : dts_segm, r.params);
       const auto stats = res.stats();
       const auto theirs = o["stats"].get<std::vector<double>>();
       REQUIRE(theirs.size() == 12);
@@ -371,10 +432,11 @@ TEST_CASE("COCOeval stats, precision and recall equal pycocotools on random data
                               std::to_string(res.precision.size()) + " precision entries differ");
     }
   }
-  std::cout << "coco peer eval: " << cases.size() << " data sets, " << nruns << " runs, " << ngt
-            << " ground truths (" << crowd << " crowd, " << polys << " polygons), " << ndt
-            << " detections, " << defined << " defined stats, max |stat difference| "
-            << max_stat_diff << ", " << mm.checks << " comparisons" << std::endl;
+  std::cout << "coco peer eval: " << cases.size() << " data sets, " << nruns << " runs (" << nbbox
+            << " bbox), " << ngt << " ground truths (" << crowd << " crowd, " << polys
+            << " polygons), " << ndt << " detections, " << defined
+            << " defined stats, max |stat difference| " << max_stat_diff << ", " << mm.checks
+            << " comparisons" << std::endl;
   INFO("cases in " << dir.string());
   CHECK(mm.items.empty());
   if (!mm.items.empty())

@@ -3,7 +3,8 @@
 Usage: coco_eval.py IN.json OUT.json (run with the peers on PYTHONPATH, tests/peers.h).
 
 IN.json: {cases: [{dataset: a COCO ground-truth dict (images, annotations, categories),
-                   runs: [{iou_type: 'segm' | 'bbox', results: the loadRes list,
+                   runs: [{iou_type: 'segm' | 'bbox', results: the loadRes list (may be empty:
+                           loadRes fails on one, so an empty results set is made by hand),
                            img_ids, cat_ids (optional: params.imgIds / catIds),
                            use_cats (optional, default 1), max_dets (optional),
                            precision_file: where eval['precision'] goes, next to IN.json}]}]}
@@ -27,7 +28,14 @@ def evaluate(dataset, run):
         gt = COCO()
         gt.dataset = copy.deepcopy(dataset)
         gt.createIndex()
-        dt = gt.loadRes(copy.deepcopy(run['results']))
+        if run['results']:
+            dt = gt.loadRes(copy.deepcopy(run['results']))
+        else:
+            dt = COCO()
+            dt.dataset = {'images': list(gt.dataset['images']),
+                          'categories': copy.deepcopy(gt.dataset['categories']),
+                          'annotations': []}
+            dt.createIndex()
         E = COCOeval(gt, dt, run['iou_type'])
         if 'img_ids' in run:
             E.params.imgIds = run['img_ids']

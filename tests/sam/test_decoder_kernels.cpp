@@ -1,15 +1,18 @@
 // The decoder's fused inference kernels (sam/decoder_kernels.h) against the tensor-op formulation
 // they replace: the scaled softmax on short and long rows, the transposed convolutions' epilogues
-// (bias, LayerNorm2d, exact GELU) against libtorch's ConvTranspose2d, and whole decoder outputs
+// (bias, LayerNorm2d, exact GELU) against libtorch's ConvTranspose2d, the whole upscaling fused
+// with the masks' products against the layers, and whole decoder outputs
 // with the kernels on and off. Also the fast erf and GELU against libm.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 
 #include "sam/config.h"
+#include "sam/cpu_gemm.h"
 #include "sam/decoder_kernels.h"
 #include "sam/fast_math.h"
 #include "sam/mask_decoder.h"
+#include "test_util.h"
 
 namespace {
 
@@ -85,6 +88,36 @@ TEST_CASE("convt2x2_epilogue equals ConvTranspose2d, LayerNorm2d and GELU", "[sa
     CHECK(max_abs(got.permute({0, 3, 1, 2}), expect) < 2e-5);
   }
   CHECK_THROWS(sam::convt2x2_epilogue(y, B, h, w + 1, O, ct->bias, {}, {}, 0.0));
+}
+
+TEST_CASE("upscale_masks equals the upscaling layers and the masks' products", "[sam][kernels]") {
+  if (!sam::cpu_sgemm_available()) {
+    sam_test::skip("built without BLAS: the fused upscaling needs sgemm_");
+    return;
+  }
+  torch::manual_seed(6);
+  torch::NoGradGuard ng;
+  const int64_t B = 2, D = 24, O1 = 12, O2 = 6, M = 3, h = 3, w = 5;
+  torch::nn::ConvTranspose2d ct1(torch::nn::ConvTranspose2dOptions(D, O1, 2).stride(2));
+  torch::nn::ConvTranspose2d ct2(torch::nn::ConvTranspose2dOptions(O1, O2, 2).stride(2));
+  auto lw = torch::randn({O1}), lb = torch::randn({O1});
+  const double eps = 1e-6;
+  auto keys = torch::randn({B, h * w, D});
+  auto hyper = torch::randn({B, M, O2});
+  // The reference's layers on NCHW tensors.
+  auto x = ct1->forward(keys.transpose(1, 2).reshape({B, D, h, w}));
+  auto u = x.mean(1, true);
+  auto var = (x - u).pow(2).mean(1, true);
+  x = torch::gelu((x - u) / (var + eps).sqrt() * lw.view({1, O1, 1, 1}) + lb.view({1, O1, 1, 1}));
+  auto up = torch::gelu(ct2->forward(x));  // [B, O2, 4h, 4w]
+  auto expect = torch::einsum("bmo,bohw->bmhw", {hyper, up});
+  auto w1 = ct1->weight.permute({0, 2, 3, 1}).reshape({D, 4 * O1});
+  auto w2 = ct2->weight.permute({0, 2, 3, 1}).reshape({O1, 4 * O2});
+  auto got = sam::upscale_masks(keys, h, w, w1, ct1->bias, lw, lb, eps, w2, ct2->bias, hyper);
+  REQUIRE(got.sizes() == torch::IntArrayRef({B, M, 4 * h, 4 * w}));
+  CHECK(max_abs(got, expect) < 1e-4 * (1 + expect.abs().max().item<double>()));
+  CHECK_THROWS(sam::upscale_masks(keys, h, w + 1, w1, ct1->bias, lw, lb, eps, w2, ct2->bias, hyper));
+  CHECK_THROWS(sam::upscale_masks(keys, h, w, w1, ct1->bias, lw, lb, eps, w2, ct2->bias, hyper.narrow(2, 0, O2 - 1)));
 }
 
 TEST_CASE("the decoder with fused kernels equals its tensor-op formulation", "[sam][kernels]") {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/image.h"
+#include "parity.h"
 #include "sam/amp.h"
 #include "sam/predictor.h"
 #include "test_util.h"
@@ -17,36 +18,16 @@
 namespace {
 
 c10::Dict<c10::IValue, c10::IValue> load_outputs() {
-  std::ifstream in(sam_test::golden_tiny() / "outputs.pt", std::ios::binary);
-  REQUIRE(in.good());
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return torch::pickle_load(bytes).toGenericDict();
+  return sam_test::load_tensor_dict(sam_test::golden_tiny() / "outputs.pt");
 }
 
 torch::Tensor get(const c10::Dict<c10::IValue, c10::IValue>& d, const std::string& key) {
-  return d.at(key).toTensor();
+  return sam_test::dict_tensor(d, key);
 }
 
-// |ours - ref| <= 1e-4 + 1e-3 * max|ref| everywhere (golden README).
-void check_close(const torch::Tensor& ours, const torch::Tensor& ref, const std::string& what) {
-  INFO(what << ": ours " << ours.sizes() << " ref " << ref.sizes());
-  REQUIRE(ours.sizes() == ref.sizes());
-  auto o = ours.to(torch::kFloat), r = ref.to(torch::kFloat);
-  const double tol = 1e-4 + 1e-3 * r.abs().max().item<double>();
-  const double err = (o - r).abs().max().item<double>();
-  INFO("max abs error " << err << " tolerance " << tol);
-  CHECK(err <= tol);
-}
-
-// Thresholded masks may differ only where the reference logit is within 1e-3 of 0.
-void check_masks(const torch::Tensor& ours, const torch::Tensor& ref_masks,
-                 const torch::Tensor& ref_logits, const std::string& what) {
-  INFO(what);
-  REQUIRE(ours.sizes() == ref_masks.sizes());
-  auto diff = ours.ne(ref_masks.to(torch::kBool));
-  auto allowed = ref_logits.abs().le(1e-3);
-  CHECK((diff & ~allowed).sum().item<int64_t>() == 0);
-}
+// The comparisons and tolerances of the golden README (tests/parity.h).
+using sam_test::check_close;
+using sam_test::check_masks;
 
 torch::Tensor json_tensor(const nlohmann::json& j) {
   std::vector<float> flat;

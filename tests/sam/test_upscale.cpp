@@ -1,8 +1,9 @@
-// The composite upscale of a click's masks equals SAM's post-processing (two bilinear resizes with
-// a crop between, then "> 0"): on random logits, for the ViT and tiny geometries and odd sizes.
+// The composite upscale (sam/upscale.h) equals SAM's post-processing in libtorch ops (two bilinear
+// resizes with a crop between, then "> 0"), as do both paths of postprocess_masks: on random
+// logits, for the ViT and tiny geometries and odd sizes.
 #include <catch2/catch.hpp>
 
-#include "engine/annotate/upscale.h"
+#include "sam/upscale.h"
 #include "sam/sam_model.h"
 
 namespace {
@@ -28,13 +29,32 @@ void compare(int img_size, int patch, int H, int W, int64_t seed) {
             .contiguous();
   const double s = static_cast<double>(img_size) / std::max(H, W);
   const int ih = static_cast<int>(H * s + 0.5), iw = static_cast<int>(W * s + 0.5);
-  auto ref = model->postprocess_masks(low, {ih, iw}, {H, W})[0][0].contiguous();
-  auto ours = sam::annotate::upscale_logits(low.data_ptr<float>(), L, img_size, ih, iw, H, W);
+  // The reference's post-processing in libtorch ops (the interpolate path postprocess_masks takes
+  // with gradients on).
+  namespace F = torch::nn::functional;
+  auto opts = F::InterpolateFuncOptions().mode(torch::kBilinear).align_corners(false);
+  auto big = F::interpolate(low, opts.size(std::vector<int64_t>{img_size, img_size}));
+  big = big.narrow(2, 0, ih).narrow(3, 0, iw);
+  auto ref = F::interpolate(big, opts.size(std::vector<int64_t>{H, W}))[0][0].contiguous();
+  {
+    // postprocess_masks: the composite map on the CPU without gradients, its threshold in the
+    // same pass.
+    torch::NoGradGuard ng;
+    torch::Tensor binary;
+    auto fast = model->postprocess_masks(low, {ih, iw}, {H, W}, &binary)[0][0];
+    CHECK((fast - ref).abs().max().item<double>() <= 1e-4 * (1 + ref.abs().max().item<double>()));
+    CHECK((binary[0][0].ne(ref > 0) & ref.abs().gt(1e-4)).sum().item<int64_t>() == 0);
+    // With gradients on it is libtorch's interpolation, the reference's own arithmetic.
+    torch::AutoGradMode grad(true);
+    auto slow = model->postprocess_masks(low.clone().requires_grad_(true), {ih, iw}, {H, W})[0][0];
+    CHECK((slow.detach() - ref).abs().max().item<double>() == 0.0);
+  }
+  auto ours = sam::upscale_logits(low.data_ptr<float>(), L, img_size, ih, iw, H, W);
   auto ours_t = torch::from_blob(ours.data(), {H, W}, torch::kFloat);
   INFO("S " << img_size << " out " << H << "x" << W);
   CHECK((ours_t - ref).abs().max().item<double>() <= 1e-4 * (1 + ref.abs().max().item<double>()));
   std::vector<uint8_t> mask(static_cast<size_t>(H * W));
-  sam::annotate::upscale_threshold(low.data_ptr<float>(), L, img_size, ih, iw, H, W, mask.data());
+  sam::upscale_threshold(low.data_ptr<float>(), L, img_size, ih, iw, H, W, mask.data());
   auto m = torch::from_blob(mask.data(), {H, W}, torch::kUInt8).to(torch::kBool);
   auto flips = m.ne(ref > 0) & ref.abs().gt(1e-4);
   CHECK(flips.sum().item<int64_t>() == 0);
@@ -44,7 +64,7 @@ void compare(int img_size, int patch, int H, int W, int64_t seed) {
 
 }  // namespace
 
-TEST_CASE("upscale: equals postprocess_masks then > 0", "[annotate][upscale]") {
+TEST_CASE("upscale: equals postprocess_masks then > 0", "[sam][upscale]") {
   compare(256, 16, 480, 640, 1);   // the golden tiny geometry (downscale in the second resize)
   compare(256, 16, 1000, 333, 2);  // portrait, upscaled past S
   compare(256, 16, 256, 256, 3);   // the identity second resize
@@ -53,10 +73,10 @@ TEST_CASE("upscale: equals postprocess_masks then > 0", "[annotate][upscale]") {
   compare(1024, 16, 7, 5, 6);  // tiny image
 }
 
-TEST_CASE("upscale: bad sizes throw", "[annotate][upscale]") {
+TEST_CASE("upscale: bad sizes throw", "[sam][upscale]") {
   std::vector<float> low(64 * 64);
   std::vector<uint8_t> out(10);
-  CHECK_THROWS(sam::annotate::upscale_threshold(low.data(), 64, 256, 300, 10, 2, 5, out.data()));
-  CHECK_THROWS(sam::annotate::upscale_threshold(low.data(), 64, 256, 0, 10, 2, 5, out.data()));
-  CHECK_THROWS(sam::annotate::upscale_threshold(low.data(), 64, 256, 10, 10, 2, -5, out.data()));
+  CHECK_THROWS(sam::upscale_threshold(low.data(), 64, 256, 300, 10, 2, 5, out.data()));
+  CHECK_THROWS(sam::upscale_threshold(low.data(), 64, 256, 0, 10, 2, 5, out.data()));
+  CHECK_THROWS(sam::upscale_threshold(low.data(), 64, 256, 10, 10, 2, -5, out.data()));
 }
