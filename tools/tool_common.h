@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <fstream>
@@ -49,6 +50,13 @@ inline bool ensure_omp_wait_policy() {
 }
 // One per program: every tool is a single translation unit including this header.
 [[maybe_unused]] static const bool omp_wait_policy_set = ensure_omp_wait_policy();
+
+/// Progress reaches a pipe or a log file as it is printed: stdout is line-buffered whatever it is
+/// connected to (C's default buffers whole blocks when it is not a terminal, so `sam_train | grep
+/// step` or `sam_engine > log` showed a long run's lines only at its end). std::cout writes
+/// through stdout (synchronised with stdio, the default).
+inline bool line_buffered_stdout() { return std::setvbuf(stdout, nullptr, _IOLBF, 0) == 0; }
+[[maybe_unused]] static const bool stdout_line_buffered = line_buffered_stdout();
 
 /// Freed memory stays in the process. glibc serves blocks above its mmap threshold (dynamic, up
 /// to 32 MiB) with mmap and gives them back on free, and trims the heap's top above 128 KiB: a
