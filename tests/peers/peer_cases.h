@@ -258,6 +258,16 @@ struct Mismatches {
     for (size_t i = 0; i < items.size() && i < first; ++i) s << "\n  " << items[i];
     return s.str();
   }
+  /// The end of a suite: no differences. The case files in `dir` are kept (and named) when there
+  /// are some, removed otherwise.
+  void check_none(const std::filesystem::path& dir) const {
+    INFO("cases in " << dir.string());
+    CHECK(items.empty());
+    if (!items.empty())
+      FAIL_CHECK(report());
+    else
+      std::filesystem::remove_all(dir);
+  }
 };
 
 /// A double written so that it reads back exactly (17 significant digits).
