@@ -1,5 +1,7 @@
 #include "sam/common.h"
 
+#include "sam/decoder_kernels.h"
+
 namespace sam {
 
 LayerNorm2dImpl::LayerNorm2dImpl(int64_t channels, double eps_) : eps(eps_) {
@@ -27,11 +29,19 @@ MLPBlockImpl::MLPBlockImpl(int64_t dim, int64_t hidden, bool relu_, double dropo
   lin2 = register_module("lin2", torch::nn::Linear(hidden, dim));
 }
 
+torch::Tensor linear(torch::nn::LinearImpl& l, const torch::Tensor& x) {
+  constexpr int64_t kFewRows = 32;
+  if (x.dim() >= 1 && x.size(-1) > 0 && x.numel() / x.size(-1) <= kFewRows && decoder_kernels_apply(x) &&
+      l.weight.scalar_type() == torch::kFloat)
+    return few_rows_linear(x, l.weight, l.bias);
+  return l.forward(x);
+}
+
 torch::Tensor MLPBlockImpl::forward(const torch::Tensor& x) {
-  auto h = lin1->forward(x);
+  auto h = linear(*lin1, x);
   h = relu ? torch::relu(h) : torch::gelu(h);
   if (dropout > 0 && is_training()) h = torch::dropout(h, dropout, true);
-  return lin2->forward(h);
+  return linear(*lin2, h);
 }
 
 MLPImpl::MLPImpl(int64_t in, int64_t hidden, int64_t out, int64_t depth) {
@@ -46,7 +56,7 @@ MLPImpl::MLPImpl(int64_t in, int64_t hidden, int64_t out, int64_t depth) {
 torch::Tensor MLPImpl::forward(torch::Tensor x) {
   const size_t n = layers->size();
   for (size_t i = 0; i < n; ++i) {
-    x = layers[i]->as<torch::nn::Linear>()->forward(x);
+    x = linear(*layers[i]->as<torch::nn::Linear>(), x);
     if (i + 1 < n) x = torch::relu(x);
   }
   return x;

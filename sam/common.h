@@ -14,6 +14,10 @@ struct LayerNorm2dImpl : torch::nn::Module {
 };
 TORCH_MODULE(LayerNorm2d);
 
+/// l.forward(x); in inference on the CPU, for inputs of at most 32 rows (the mask decoder's tokens),
+/// a kernel that reads the weight once instead of BLAS's packing (decoder_kernels.h).
+torch::Tensor linear(torch::nn::LinearImpl& l, const torch::Tensor& x);
+
 /// Two linear layers with an activation between (keys lin1, lin2). `dropout` applies after the
 /// activation in training mode only.
 struct MLPBlockImpl : torch::nn::Module {

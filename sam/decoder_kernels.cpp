@@ -6,7 +6,9 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace sam {
@@ -116,6 +118,37 @@ void convt_masks_rows(const float* y, int64_t y_r0, float* masks, int64_t r0, in
   }
 }
 
+// y [M, N] = x [M, K] w^T + b (w [N, K] row-major, as a Linear's weight), for x of kRows rows
+// (padded by the caller): each weight row is read once against all kRows input rows, whose dot
+// products run as kRows independent chains of 16-lane partial sums in registers (GCC's vector
+// extension: one AVX-512 register, two AVX2 ones; no float reduction reassociated).
+constexpr int64_t kRows = 8, kLanes = 16;
+typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
+
+SAM_MULTIVERSION
+void few_rows_linear_block(const float* x, int64_t K, const float* w, const float* b, int64_t N, float* y) {
+  for (int64_t n = 0; n < N; ++n) {
+    const float* wn = w + n * K;
+    Lanes acc[kRows];
+    for (int64_t r = 0; r < kRows; ++r) acc[r] = Lanes{};
+    int64_t k = 0;
+    for (; k + kLanes <= K; k += kLanes) {
+      Lanes wv, xv;
+      std::memcpy(&wv, wn + k, sizeof wv);
+      for (int64_t r = 0; r < kRows; ++r) {
+        std::memcpy(&xv, x + r * K + k, sizeof xv);
+        acc[r] += xv * wv;
+      }
+    }
+    for (int64_t r = 0; r < kRows; ++r) {
+      float sum = 0.f;
+      for (int64_t j = 0; j < kLanes; ++j) sum += acc[r][j];
+      for (int64_t kk = k; kk < K; ++kk) sum += x[r * K + kk] * wn[kk];
+      y[r * N + n] = b ? sum + b[n] : sum;
+    }
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -211,6 +244,29 @@ torch::Tensor upscale_masks(const torch::Tensor& keys, int64_t h, int64_t w, con
     }
   });
   return masks;
+}
+
+torch::Tensor few_rows_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  const int64_t K = weight.size(1), N = weight.size(0);
+  TORCH_CHECK(x.is_cpu() && x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat &&
+                  weight.dim() == 2 && x.size(-1) == K && (!bias.defined() || bias.numel() == N),
+              "few_rows_linear: float32 CPU x [..., ", K, "] for a weight ", weight.sizes());
+  const auto xc = x.contiguous(), wc = weight.contiguous();
+  const auto bc = bias.defined() ? bias.contiguous() : torch::Tensor();
+  auto shape = x.sizes().vec();
+  shape.back() = N;
+  auto y = torch::empty(shape, x.options());
+  const int64_t M = K == 0 ? 0 : xc.numel() / K;
+  // Blocks of kRows input rows, the last one padded with zero rows.
+  std::vector<float> xb(static_cast<size_t>(kRows * K)), yb(static_cast<size_t>(kRows * N));
+  const float* bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
+  for (int64_t m0 = 0; m0 < M; m0 += kRows) {
+    const int64_t rows = std::min(kRows, M - m0);
+    std::fill(std::copy_n(xc.data_ptr<float>() + m0 * K, rows * K, xb.data()), xb.data() + xb.size(), 0.f);
+    few_rows_linear_block(xb.data(), K, wc.data_ptr<float>(), bp, N, yb.data());
+    std::copy_n(yb.data(), rows * N, y.data_ptr<float>() + m0 * N);
+  }
+  return y;
 }
 
 }  // namespace sam

@@ -41,4 +41,9 @@ torch::Tensor upscale_masks(const torch::Tensor& keys, int64_t h, int64_t w, con
                             const torch::Tensor& ln_bias, double eps, const torch::Tensor& w2,
                             const torch::Tensor& b2, const torch::Tensor& hyper);
 
+/// x [..., K] weight^T + bias on the calling thread, for inputs of few rows (the decoder's tokens):
+/// BLAS packs the whole weight for such products, which then cost several times their arithmetic.
+/// weight [N, K] as a Linear's; bias [N] or undefined.
+torch::Tensor few_rows_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
+
 }  // namespace sam

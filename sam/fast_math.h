@@ -14,7 +14,7 @@
 /// Marks a kernel to be compiled for AVX2 and for baseline x86-64, chosen at run time (GCC's
 /// target_clones); elsewhere a plain function.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SAM_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#define SAM_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SAM_MULTIVERSION
 #endif

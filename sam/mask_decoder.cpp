@@ -3,6 +3,9 @@
 #include "sam/attention.h"
 #include "sam/cpu_gemm.h"
 #include "sam/decoder_kernels.h"
+#include "sam/image_pass.h"
+
+#include <ATen/Parallel.h>
 
 #include <cmath>
 
@@ -74,6 +77,40 @@ DecoderAttentionImpl::Order DecoderAttentionImpl::choose_order(int64_t Bq, int64
   return Order::kPlain;
 }
 
+torch::Tensor DecoderAttentionImpl::keys_order_queries(const torch::Tensor& q) const {
+  const int64_t Bq = q.size(0), Nq = q.size(1), D = k_proj->weight.size(1), ch = internal_dim / heads;
+  auto qh = q.reshape({Bq * Nq, heads, ch}).transpose(0, 1);  // [h, Bq*Nq, ch]
+  auto qk = batched_matmul(qh.contiguous(), k_proj->weight.view({heads, ch, D}));  // [h, Bq*Nq, D]
+  return qk.view({heads, Bq, Nq, D}).transpose(0, 1).reshape({Bq, heads * Nq, D});
+}
+
+torch::Tensor DecoderAttentionImpl::keys_order_output(const torch::Tensor& pv, int64_t Nq) {
+  const int64_t B = pv.size(0), D = pv.size(2), ch = internal_dim / heads;
+  auto pvh = pv.view({B, heads, Nq, D}).transpose(0, 1).reshape({heads, B * Nq, D});
+  auto wv = v_proj->weight.view({heads, ch, D}).transpose(1, 2);            // [h, D, ch]
+  auto oh = batched_matmul(pvh, wv) + v_proj->bias.view({heads, 1, ch});  // [h, B*Nq, ch]
+  auto o = oh.view({heads, B, Nq, ch}).permute({1, 2, 0, 3}).reshape({B, Nq, internal_dim});
+  return linear(*out_proj, o);
+}
+
+std::pair<torch::Tensor, torch::Tensor> DecoderAttentionImpl::folded_scores(const torch::Tensor& k) const {
+  const int64_t Bk = k.size(0), Nk = k.size(1), D = q_proj->weight.size(1), ch = internal_dim / heads;
+  auto kh4 = k.view({Bk, Nk, heads, ch}).transpose(1, 2);                   // [Bk, h, Nk, ch]
+  auto mt = torch::matmul(kh4, q_proj->weight.view({heads, ch, D}));         // [Bk, h, Nk, D]
+  auto c = torch::matmul(kh4, q_proj->bias.view({heads, ch, 1})).view({Bk, heads * Nk});
+  return {mt.reshape({Bk, heads * Nk, D}), c};
+}
+
+torch::Tensor DecoderAttentionImpl::values_through_out(const torch::Tensor& v) const {
+  const int64_t Bk = v.size(0), Nk = v.size(1), D = out_proj->weight.size(0), ch = internal_dim / heads;
+  auto wo = out_proj->weight.view({D, heads, ch}).permute({1, 2, 0});   // [h, ch, D]
+  auto vh = v.view({Bk * Nk, heads, ch}).transpose(0, 1).contiguous();  // [h, Bk*Nk, ch]
+  return batched_matmul(vh, wo.contiguous())                            // [h, Bk*Nk, D]
+      .view({heads, Bk, Nk, D})
+      .transpose(0, 1)
+      .reshape({Bk, heads * Nk, D});
+}
+
 torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& q_in, const torch::Tensor& k_in,
                                             const torch::Tensor& v_in, const torch::Tensor& q_proj_out,
                                             const std::pair<torch::Tensor, torch::Tensor>& kv_proj_out) {
@@ -91,28 +128,20 @@ torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& q_in, const tor
   if (kv_given) order = Order::kPlain;
   // [Bq, Nq, I]; the image-to-token order may do without it.
   torch::Tensor q;
-  if (order != Order::kValues) q = q_given ? q_proj_out : q_proj->forward(q_in);
+  if (order != Order::kValues) q = q_given ? q_proj_out : linear(*q_proj, q_in);
 
   if (order == Order::kKeys) {
     // Few queries against many keys (token-to-image): the keys and values are never projected.
     // The score of head h is (q_h Wk_h) k_in^T (the key bias adds a per-row constant, which the
     // softmax ignores), and its output P_h (v_in Wv_h^T + bv_h) = (P_h v_in) Wv_h^T + bv_h (rows
     // of P sum to 1).
-    auto qh = q.view({Bq * Nq, heads, ch}).transpose(0, 1);                 // [h, Bq*Nq, ch]
-    auto wk = k_proj->weight.view({heads, ch, D});
-    auto qk = batched_matmul(qh.contiguous(), wk);                            // [h, Bq*Nq, D]
-    qk = qk.view({heads, Bq, Nq, D}).transpose(0, 1).reshape({Bq, heads * Nq, D});
+    auto qk = keys_order_queries(q);
     auto p = softmax_scaled(bmm_bcast(qk, k_in.transpose(1, 2)), scale);  // [B, h*Nq, Nk]
-    auto pv = bmm_bcast(p, v_in);                                             // [B, h*Nq, D]
-    auto pvh = pv.view({B, heads, Nq, D}).transpose(0, 1).reshape({heads, B * Nq, D});
-    auto wv = v_proj->weight.view({heads, ch, D}).transpose(1, 2);             // [h, D, ch]
-    auto oh = batched_matmul(pvh, wv) + v_proj->bias.view({heads, 1, ch});   // [h, B*Nq, ch]
-    auto o = oh.view({heads, B, Nq, ch}).permute({1, 2, 0, 3}).reshape({B, Nq, internal_dim});
-    return out_proj->forward(o);
+    return keys_order_output(bmm_bcast(p, v_in), Nq);
   }
 
-  auto k = kv_given ? kv_proj_out.first : k_proj->forward(k_in);  // [Bk, Nk, I]
-  auto v = kv_given ? kv_proj_out.second : v_proj->forward(v_in);
+  auto k = kv_given ? kv_proj_out.first : linear(*k_proj, k_in);  // [Bk, Nk, I]
+  auto v = kv_given ? kv_proj_out.second : linear(*v_proj, v_in);
   if (order == Order::kValues) {
     // Many queries against few keys (image-to-token): out_proj goes through the values first,
     // V'_h = v_h Wo_h^T [Nk, D], so that out = sum_h P_h V'_h + bo is one product over h*Nk terms.
@@ -121,25 +150,17 @@ torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& q_in, const tor
       // The queries are never projected either (inference): the score of head h is
       // (x Wq_h^T + bq_h) k_h^T = x (Wq_h^T k_h^T) + bq_h k_h^T, one product of the image tokens
       // with a [D, h*Nk] matrix instead of one with the [D, I] projection (h*Nk < I).
-      auto kh4 = k.view({Bk, Nk, heads, ch}).transpose(1, 2);                       // [Bk, h, Nk, ch]
-      auto mt = torch::matmul(kh4, q_proj->weight.view({heads, ch, D}));             // [Bk, h, Nk, D]
-      auto c = torch::matmul(kh4, q_proj->bias.view({heads, ch, 1})).view({Bk, 1, heads * Nk});
-      auto s = bmm_bcast(q_in, mt.reshape({Bk, heads * Nk, D}).transpose(1, 2)) + c;  // [B, Nq, h*Nk]
+      auto [mt, c] = folded_scores(k);
+      auto s = bmm_bcast(q_in, mt.transpose(1, 2)) + c.unsqueeze(1);  // [B, Nq, h*Nk]
       p = softmax_scaled(s.view({B, Nq, heads, Nk}), scale);
     } else {
-      q = q_given ? q_proj_out : q_proj->forward(q_in);
+      q = q_given ? q_proj_out : linear(*q_proj, q_in);
       p = values_order_probs(q, k, heads, scale);
     }
-    auto wo = out_proj->weight.view({D, heads, ch}).permute({1, 2, 0});     // [h, ch, D]
-    auto vh = v.view({Bk * Nk, heads, ch}).transpose(0, 1).contiguous();    // [h, Bk*Nk, ch]
-    auto vo = batched_matmul(vh, wo.contiguous())                           // [h, Bk*Nk, D]
-                  .view({heads, Bk, Nk, D})
-                  .transpose(0, 1)
-                  .reshape({Bk, heads * Nk, D});
-    auto out = bmm_bcast(p.reshape({B, Nq, heads * Nk}), vo);
+    auto out = bmm_bcast(p.reshape({B, Nq, heads * Nk}), values_through_out(v));
     return out + out_proj->bias;
   }
-  q = q_given ? q_proj_out : q_proj->forward(q_in);
+  q = q_given ? q_proj_out : linear(*q_proj, q_in);
   if (kv_given && Bk == 1 && !(is_training() && dropout > 0)) {
     // The per-image cache's keys and values (one image, every prompt): each head's slice is
     // read where it lies ([Nk, I] rows, the head's ch columns) by strided products, so the two
@@ -149,7 +170,7 @@ torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& q_in, const tor
     auto vh = v[0].view({Nk, heads, ch}).transpose(0, 1);
     auto p = softmax_scaled(batched_matmul(qh, kh.transpose(1, 2)), scale);  // [h, Bq*Nq, Nk]
     auto out = batched_matmul(p, vh);                                     // [h, Bq*Nq, ch]
-    return out_proj->forward(out.view({heads, Bq, Nq, ch}).permute({1, 2, 0, 3}).reshape({Bq, Nq, internal_dim}));
+    return linear(*out_proj, out.view({heads, Bq, Nq, ch}).permute({1, 2, 0, 3}).reshape({Bq, Nq, internal_dim}));
   }
   // The reference's order. A shared key set (batch 1) is attended by every prompt's queries at
   // once (the prompts folded into the query rows); a shared query set is repeated.
@@ -157,7 +178,7 @@ torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& q_in, const tor
     auto qh = q.view({Bq * Nq, heads, ch}).transpose(0, 1);  // [h, Bq*Nq, ch]
     auto kh = k[0].view({Nk, heads, ch}).transpose(0, 1), vh = v[0].view({Nk, heads, ch}).transpose(0, 1);
     auto out = attention_core(qh, kh, vh, scale, dropout, is_training());  // [h, Bq*Nq, ch]
-    return out_proj->forward(out.view({heads, Bq, Nq, ch}).permute({1, 2, 0, 3}).reshape({Bq, Nq, internal_dim}));
+    return linear(*out_proj, out.view({heads, Bq, Nq, ch}).permute({1, 2, 0, 3}).reshape({Bq, Nq, internal_dim}));
   }
   if (Bq != B) q = q.expand({B, Nq, internal_dim});
   auto split = [&](const torch::Tensor& x) {
@@ -167,7 +188,7 @@ torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& q_in, const tor
   auto out = attention_core(qs.reshape({B * heads, Nq, ch}), ks.reshape({B * heads, Nk, ch}),
                             vs.reshape({B * heads, Nk, ch}), scale, dropout, is_training());
   out = out.view({B, heads, Nq, ch}).transpose(1, 2).reshape({B, Nq, internal_dim});
-  return out_proj->forward(out);
+  return linear(*out_proj, out);
 }
 
 TwoWayAttentionBlockImpl::TwoWayAttentionBlockImpl(const ModelConfig& c, bool skip_pe)
@@ -188,25 +209,26 @@ TwoWayAttentionBlockImpl::TwoWayAttentionBlockImpl(const ModelConfig& c, bool sk
       DecoderAttention(D, c.decoder_heads, c.attention_downsample_rate, p));
 }
 
+torch::Tensor TwoWayAttentionBlockImpl::self_part(const torch::Tensor& queries, const torch::Tensor& query_pe) {
+  if (skip_first_layer_pe) return layer_norm(norm1, self_attn->forward(queries, queries, queries));
+  auto q = queries + query_pe;
+  return layer_norm(norm1, queries + self_attn->forward(q, q, queries));
+}
+
+torch::Tensor TwoWayAttentionBlockImpl::mlp_part(const torch::Tensor& queries, const torch::Tensor& t2i_out) {
+  auto x = layer_norm(norm2, queries + t2i_out);
+  return layer_norm(norm3, x + mlp->forward(x));
+}
+
 std::pair<torch::Tensor, torch::Tensor> TwoWayAttentionBlockImpl::forward(
     torch::Tensor queries, torch::Tensor keys, const torch::Tensor& query_pe,
     const torch::Tensor& key_pe, const DecoderImageCache* cache) {
-  if (skip_first_layer_pe) {
-    queries = self_attn->forward(queries, queries, queries);
-  } else {
-    auto q = queries + query_pe;
-    queries = queries + self_attn->forward(q, q, queries);
-  }
-  queries = layer_norm(norm1, queries);
-
+  queries = self_part(queries, query_pe);
   // With a cache, k_pe is only a shape: its projections are in the cache.
   auto k_pe = cache ? keys : keys + key_pe;
   const std::pair<torch::Tensor, torch::Tensor> kv =
       cache ? std::make_pair(cache->t2i_k, cache->t2i_v) : std::pair<torch::Tensor, torch::Tensor>{};
-  queries = queries + cross_attn_token_to_image->forward(queries + query_pe, k_pe, keys, {}, kv);
-  queries = layer_norm(norm2, queries);
-
-  queries = layer_norm(norm3, queries + mlp->forward(queries));
+  queries = mlp_part(queries, cross_attn_token_to_image->forward(queries + query_pe, k_pe, keys, {}, kv));
 
   keys = keys + cross_attn_image_to_token->forward(k_pe, queries + query_pe, queries,
                                                    cache ? cache->i2t_q : torch::Tensor());
@@ -225,9 +247,127 @@ TwoWayTransformerImpl::TwoWayTransformerImpl(const ModelConfig& c) {
       register_module("norm_final_attn", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
 }
 
+bool TwoWayTransformerImpl::image_pass_applies(const torch::Tensor& tokens) const {
+  if (!decoder_kernels_apply(tokens) || !cpu_sgemm_available()) return false;
+  auto dropping = [](const DecoderAttention& a) { return a->is_training() && a->dropout > 0; };
+  if (dropping(final_attn_token_to_image)) return false;
+  for (const auto& layer : *layers) {
+    const auto& blk = *layer->as<TwoWayAttentionBlock>();
+    if (dropping(blk.cross_attn_token_to_image) || dropping(blk.cross_attn_image_to_token)) return false;
+  }
+  return true;
+}
+
+namespace {
+
+// Runs f on the calling thread while the other OpenMP threads wait, so that its many small tensor
+// operations (the tokens' side of the decoder: a few rows each) run single-threaded: each would
+// otherwise wake the other threads for a few microseconds of work, at tens of microseconds a wake
+// with the programs' sleeping waits. Nested parallel loops and BLAS calls inside a parallel
+// region run on their calling thread.
+// x [B, N, H*ch] -> [B, H*N, H*ch], block diagonal by heads: row (h, i) holds x[b, i]'s head-h
+// channels in head h's columns and zeros elsewhere. One product with it computes every head's
+// products with its own channels only.
+torch::Tensor head_block_diagonal(const torch::Tensor& x, int64_t H) {
+  const int64_t B = x.size(0), N = x.size(1), ch = x.size(2) / H;
+  auto out = torch::zeros({B, H, N, H, ch}, x.options());
+  auto xh = x.view({B, N, H, ch});
+  for (int64_t h = 0; h < H; ++h) out.select(1, h).select(2, h).copy_(xh.select(2, h));
+  return out.view({B, H * N, H * ch});
+}
+
+template <class F>
+void on_calling_thread(const F& f) {
+  if (at::get_num_threads() <= 1 || at::in_parallel_region()) return f();
+  at::parallel_for(0, 2, 1, [&](int64_t b, int64_t) {
+    if (b == 0) f();  // thread 0 is the calling thread: its thread-local state (grad mode) holds
+  });
+}
+
+}  // namespace
+
+std::pair<torch::Tensor, torch::Tensor> TwoWayTransformerImpl::forward_image_passes(
+    const torch::Tensor& image, const torch::Tensor& image_pe, const torch::Tensor& tokens,
+    const DecoderImageCache* cache) {
+  // Inference on the CPU: the token-side steps as in forward(), and per block one pass over the
+  // image tokens (sam/image_pass.h) for its image-to-token attention and norm4 together with the
+  // next token-to-image attention's reduction (the next block's, or the final one). The keys'
+  // positional sum and every intermediate of the image side stay inside the pass's tiles.
+  const int64_t B = tokens.size(0), Nt = tokens.size(1), n = static_cast<int64_t>(layers->size());
+  auto keys = cache ? cache->keys : image.flatten(2).transpose(1, 2).contiguous();  // [B or 1, HW, D]
+  auto key_pe = cache ? cache->key_pe : image_pe.flatten(2).transpose(1, 2).contiguous();
+  auto block = [&](int64_t l) -> TwoWayAttentionBlockImpl& { return *layers[l]->as<TwoWayAttentionBlock>(); };
+  auto t2i_of = [&](int64_t l) -> DecoderAttentionImpl& {
+    return l < n ? *block(l).cross_attn_token_to_image : *final_attn_token_to_image;
+  };
+  auto t2i_scale = [&](int64_t l) {
+    return 1.0 / std::sqrt(static_cast<double>(t2i_of(l).internal_dim / t2i_of(l).heads));
+  };
+  torch::Tensor queries, t2i_out, qk, pv;
+  // The first token-to-image attention: with a cache, over its projected keys and values (each
+  // head's queries against its own channels, block-diagonal); else in the keys order.
+  const bool cached = n > 0 && cache;
+  on_calling_thread([&] {
+    queries = n > 0 ? block(0).self_part(tokens, tokens) : tokens;
+    auto q = linear(*t2i_of(0).q_proj, queries + tokens);
+    qk = cached ? head_block_diagonal(q, t2i_of(0).heads) : t2i_of(0).keys_order_queries(q);
+  });
+  pv = cached ? attend_image_rows(cache->t2i_k, cache->t2i_v, qk, t2i_scale(0))
+              : image_pass(keys, key_pe, nullptr, qk, t2i_scale(0)).second;
+  on_calling_thread([&] {
+    if (cached) {
+      // Each head's output rows are the diagonal blocks: [B, H, Nt, H, ch] -> [B, Nt, H*ch].
+      auto& a = t2i_of(0);
+      const int64_t H = a.heads, ch = a.internal_dim / H;
+      auto o = torch::diagonal(pv.view({B, H, Nt, H, ch}), 0, 1, 3).permute({0, 1, 3, 2});  // [B, Nt, H, ch]
+      t2i_out = linear(*a.out_proj, o.reshape({B, Nt, H * ch}));
+    } else {
+      t2i_out = t2i_of(0).keys_order_output(pv, Nt);
+    }
+  });
+  for (int64_t l = 0; l < n; ++l) {
+    auto& blk = block(l);
+    ImageToTokenTerms terms;
+    on_calling_thread([&] {
+      queries = blk.mlp_part(queries, t2i_out);
+      // The image-to-token attention of block l in the values order: the scores' matrix folds the
+      // query projection in (or, for the cached first block, pairs each head's cached queries with
+      // its token keys), the values pass through out_proj.
+      auto& i2t = *blk.cross_attn_image_to_token;
+      const auto k = linear(*i2t.k_proj, queries + tokens), v = linear(*i2t.v_proj, queries);
+      if (l == 0 && cached) {
+        // [B, I, h*Nt], block diagonal: head h's cached query channels against its Nt token keys.
+        terms.x_rows = cache->i2t_q;
+        terms.m = head_block_diagonal(k, i2t.heads).transpose(1, 2).contiguous();
+      } else {
+        auto [mt, c] = i2t.folded_scores(k);
+        terms.m = mt.transpose(1, 2).contiguous();
+        terms.c = c;
+      }
+      terms.vo = i2t.values_through_out(v);
+      terms.bo = i2t.out_proj->bias;
+      terms.ln_weight = blk.norm4->weight;
+      terms.ln_bias = blk.norm4->bias;
+      terms.ln_eps = blk.norm4->options.eps();
+      terms.heads = i2t.heads;
+      terms.scale = 1.0 / std::sqrt(static_cast<double>(i2t.internal_dim / i2t.heads));
+      // The next attention's queries are ready before the pass: the next block's self-attention
+      // reads only the tokens.
+      queries = l + 1 < n ? block(l + 1).self_part(queries, tokens) : queries;
+      qk = t2i_of(l + 1).keys_order_queries(linear(*t2i_of(l + 1).q_proj, queries + tokens));
+    });
+    std::tie(keys, pv) = image_pass(keys, key_pe, &terms, qk, t2i_scale(l + 1));
+    on_calling_thread([&] { t2i_out = t2i_of(l + 1).keys_order_output(pv, Nt); });
+  }
+  on_calling_thread([&] { queries = layer_norm(norm_final_attn, queries + t2i_out); });
+  if (keys.size(0) != B) keys = keys.expand({B, keys.size(1), keys.size(2)});
+  return {queries, keys};
+}
+
 std::pair<torch::Tensor, torch::Tensor> TwoWayTransformerImpl::forward(
     const torch::Tensor& image, const torch::Tensor& image_pe, const torch::Tensor& tokens,
     const DecoderImageCache* cache) {
+  if (image_pass_applies(tokens)) return forward_image_passes(image, image_pe, tokens, cache);
   const int64_t B = tokens.size(0);
   // Token-major and contiguous: a transposed view here would send every projection of the image
   // tokens down libtorch's slow batched-matmul path.
@@ -325,9 +465,9 @@ DecoderImageCache MaskDecoderImpl::prepare_image(const torch::Tensor& image_embe
   if (transformer->layers->size() == 0) return c;
   auto& first = *transformer->layers[0]->as<TwoWayAttentionBlock>();
   auto k_pe = c.keys + c.key_pe;
-  c.t2i_k = first.cross_attn_token_to_image->k_proj->forward(k_pe);
-  c.t2i_v = first.cross_attn_token_to_image->v_proj->forward(c.keys);
-  c.i2t_q = first.cross_attn_image_to_token->q_proj->forward(k_pe);
+  c.t2i_k = linear(*first.cross_attn_token_to_image->k_proj, k_pe);
+  c.t2i_v = linear(*first.cross_attn_token_to_image->v_proj, c.keys);
+  c.i2t_q = linear(*first.cross_attn_image_to_token->q_proj, k_pe);
   return c;
 }
 

@@ -29,6 +29,17 @@ struct DecoderAttentionImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& q_proj_out = {},
                         const std::pair<torch::Tensor, torch::Tensor>& kv_proj_out = {});
+  /// The keys order's queries in the keys' space: q [Bq, Nq, I] (projected) -> [Bq, h*Nq, D], row
+  /// (h, i) = q_h[i] Wk_h; the scores are then these rows times the unprojected keys.
+  torch::Tensor keys_order_queries(const torch::Tensor& q) const;
+  /// The keys order's output from pv [B, h*Nq, D] (each row: its probabilities times the
+  /// unprojected values) -> [B, Nq, D]: Wv_h per head, the value bias, out_proj.
+  torch::Tensor keys_order_output(const torch::Tensor& pv, int64_t Nq);
+  /// The values order's scores with the query projection folded in, for projected keys k [Bk, Nk, I]:
+  /// (mt [Bk, h*Nk, D], c [Bk, h*Nk]) with scores(x) = x mt^T + c for unprojected queries x.
+  std::pair<torch::Tensor, torch::Tensor> folded_scores(const torch::Tensor& k) const;
+  /// The values order's values through out_proj: v [Bk, Nk, I] -> [Bk, h*Nk, D], row (h, j) = v_h[j] Wo_h^T.
+  torch::Tensor values_through_out(const torch::Tensor& v) const;
   enum class Order { kAuto, kPlain, kKeys, kValues };
   Order choose_order(int64_t Bq, int64_t Bk, int64_t Nq, int64_t Nk, int64_t D, bool q_given = false,
                      bool kv_given = false) const;
@@ -65,6 +76,10 @@ struct TwoWayAttentionBlockImpl : torch::nn::Module {
                                                   const torch::Tensor& query_pe,
                                                   const torch::Tensor& key_pe,
                                                   const DecoderImageCache* cache = nullptr);
+  /// The self-attention step (with norm1) on the tokens.
+  torch::Tensor self_part(const torch::Tensor& queries, const torch::Tensor& query_pe);
+  /// The token-to-image attention's output added (norm2), then the MLP step (norm3).
+  torch::Tensor mlp_part(const torch::Tensor& queries, const torch::Tensor& t2i_out);
   DecoderAttention self_attn{nullptr}, cross_attn_token_to_image{nullptr},
       cross_attn_image_to_token{nullptr};
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr}, norm4{nullptr};
@@ -82,6 +97,14 @@ struct TwoWayTransformerImpl : torch::nn::Module {
                                                   const torch::Tensor& image_pe,
                                                   const torch::Tensor& tokens,
                                                   const DecoderImageCache* cache = nullptr);
+  /// Whether forward() takes forward_image_passes(): the decoder's CPU kernels apply (inference,
+  /// float32, BLAS) and no attention drops out.
+  bool image_pass_applies(const torch::Tensor& tokens) const;
+  /// forward() for CPU inference with one fused pass over the image tokens per block (sam/image_pass.h).
+  std::pair<torch::Tensor, torch::Tensor> forward_image_passes(const torch::Tensor& image,
+                                                               const torch::Tensor& image_pe,
+                                                               const torch::Tensor& tokens,
+                                                               const DecoderImageCache* cache);
   torch::nn::ModuleList layers;
   DecoderAttention final_attn_token_to_image{nullptr};
   torch::nn::LayerNorm norm_final_attn{nullptr};

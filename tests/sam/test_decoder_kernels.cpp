@@ -2,7 +2,9 @@
 // they replace: the scaled softmax on short and long rows, the transposed convolutions' epilogues
 // (bias, LayerNorm2d, exact GELU) against libtorch's ConvTranspose2d, the whole upscaling fused
 // with the masks' products against the layers, and whole decoder outputs
-// with the kernels on and off. Also the fast erf and GELU against libm.
+// with the kernels on and off (cached and uncached, one prompt and several). Also the fast erf and
+// GELU against libm, the few-rows linear against libtorch's, and the two-way transformer's image
+// passes against the same attention written in tensor operations.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -11,6 +13,7 @@
 #include "sam/cpu_gemm.h"
 #include "sam/decoder_kernels.h"
 #include "sam/fast_math.h"
+#include "sam/image_pass.h"
 #include "sam/mask_decoder.h"
 #include "test_util.h"
 
@@ -120,6 +123,69 @@ TEST_CASE("upscale_masks equals the upscaling layers and the masks' products", "
   CHECK_THROWS(sam::upscale_masks(keys, h, w, w1, ct1->bias, lw, lb, eps, w2, ct2->bias, hyper.narrow(2, 0, O2 - 1)));
 }
 
+TEST_CASE("few_rows_linear equals torch::nn::functional::linear", "[sam][kernels]") {
+  torch::manual_seed(12);
+  for (int64_t rows : {1, 7, 8, 13}) {
+    for (int64_t K : {5, 16, 70}) {
+      auto x = torch::randn({rows, K}), w = torch::randn({9, K}), b = torch::randn({9});
+      auto expect = torch::nn::functional::linear(x, w, b);
+      CHECK(max_abs(sam::few_rows_linear(x, w, b), expect) < 1e-5 * (1 + expect.abs().max().item<double>()));
+      CHECK(max_abs(sam::few_rows_linear(x.view({1, rows, K}), w, {}), expect - b) < 1e-4);
+    }
+  }
+  CHECK_THROWS(sam::few_rows_linear(torch::randn({2, 4}), torch::randn({3, 5}), {}));
+}
+
+TEST_CASE("image_pass and attend_image_rows equal the attention in tensor operations", "[sam][kernels]") {
+  if (!sam::cpu_sgemm_available()) {
+    sam_test::skip("built without BLAS: the image passes need sgemm_");
+    return;
+  }
+  torch::manual_seed(13);
+  torch::NoGradGuard ng;
+  // N = 300 image rows: not a multiple of the pass's tile; a shared image for B = 3 prompts.
+  const int64_t B = 3, N = 300, D = 24, H = 2, Nt = 5, R = H * Nt, R2 = 8;
+  auto keys = torch::randn({1, N, D}), pe = torch::randn({1, N, D});
+  auto qk = torch::randn({B, R2, D});
+  sam::ImageToTokenTerms t;
+  t.m = torch::randn({B, D, R}) * 0.3;
+  t.c = torch::randn({B, R});
+  t.vo = torch::randn({B, R, D});
+  t.bo = torch::randn({D});
+  t.ln_weight = torch::randn({D});
+  t.ln_bias = torch::randn({D});
+  t.ln_eps = 1e-5;
+  t.heads = H;
+  t.scale = 0.7;
+  const double ts = 0.4;
+  auto x = keys + pe;
+  auto s = torch::matmul(x, t.m) + t.c.unsqueeze(1);                                // [B, N, R]
+  auto p = torch::softmax(s.view({B, N, H, Nt}) * t.scale, -1).view({B, N, R});
+  auto keys_exp = torch::layer_norm(keys + (torch::matmul(p, t.vo) + t.bo), {D}, t.ln_weight, t.ln_bias, t.ln_eps);
+  auto pv_exp = torch::matmul(torch::softmax(torch::matmul(qk, (keys_exp + pe).transpose(1, 2)) * ts, -1), keys_exp);
+  auto [keys_got, pv_got] = sam::image_pass(keys, pe, &t, qk, ts);
+  REQUIRE(keys_got.sizes() == torch::IntArrayRef({B, N, D}));
+  CHECK(max_abs(keys_got, keys_exp) < 1e-4);
+  CHECK(max_abs(pv_got, pv_exp) < 1e-4 * (1 + pv_exp.abs().max().item<double>()));
+  // Per-prompt keys, no update: only the reduction.
+  auto kb = torch::randn({B, N, D});
+  auto pv2 = sam::image_pass(kb, pe, nullptr, qk, ts).second;
+  auto pv2_exp = torch::matmul(torch::softmax(torch::matmul(qk, (kb + pe).transpose(1, 2)) * ts, -1), kb);
+  CHECK(max_abs(pv2, pv2_exp) < 1e-4 * (1 + pv2_exp.abs().max().item<double>()));
+  // Given score and value rows of other widths (the cached projections).
+  auto sr = torch::randn({1, N, 16}), vr = torch::randn({1, N, 12}), q16 = torch::randn({B, R2, 16});
+  auto pv3 = sam::attend_image_rows(sr, vr, q16, ts);
+  auto pv3_exp = torch::matmul(torch::softmax(torch::matmul(q16, sr.transpose(1, 2)) * ts, -1), vr);
+  CHECK(max_abs(pv3, pv3_exp) < 1e-4 * (1 + pv3_exp.abs().max().item<double>()));
+  // Scores far apart (a tile's maximum far above another's): the running softmax rescales.
+  auto far = qk * 40;
+  auto pv4 = sam::image_pass(kb, pe, nullptr, far, ts).second;
+  auto pv4_exp = torch::matmul(torch::softmax(torch::matmul(far, (kb + pe).transpose(1, 2)) * ts, -1), kb);
+  CHECK(max_abs(pv4, pv4_exp) < 1e-4 * (1 + pv4_exp.abs().max().item<double>()));
+  CHECK_THROWS(sam::image_pass(keys, pe.narrow(1, 0, N - 1), &t, qk, ts));
+  CHECK_THROWS(sam::image_pass(torch::randn({2, N, D}), pe, nullptr, qk, ts));
+}
+
 TEST_CASE("the decoder with fused kernels equals its tensor-op formulation", "[sam][kernels]") {
   torch::manual_seed(9);
   sam::ModelConfig c;
@@ -143,6 +209,21 @@ TEST_CASE("the decoder with fused kernels equals its tensor-op formulation", "[s
   CHECK(fused.masks.sizes() == plain.masks.sizes());
   CHECK(max_abs(fused.masks, plain.masks) < 1e-4 * (1 + plain.masks.abs().max().item<double>()));
   CHECK(max_abs(fused.iou, plain.iou) < 1e-5);
+  // Without the cache: one prompt on the shared embedding, and mask inputs (a dense embedding
+  // per prompt) on per-prompt embeddings.
+  auto dense_b = torch::randn({B, 64, G, G});
+  auto embs = torch::randn({B, 64, G, G});
+  for (const auto& [e, sp, de] : {std::make_tuple(emb, sparse.narrow(0, 0, 1), dense.narrow(0, 0, 1)),
+                                   std::make_tuple(embs, sparse, dense_b)}) {
+    auto f = dec->predict_all(e, pe, sp, de);
+    sam::DecoderOutput q;
+    {
+      KernelsOff off;
+      q = dec->predict_all(e, pe, sp, de);
+    }
+    CHECK(max_abs(f.masks, q.masks) < 1e-4 * (1 + q.masks.abs().max().item<double>()));
+    CHECK(max_abs(f.iou, q.iou) < 1e-5);
+  }
   // With gradients on, the kernels stay out (training uses the tensor ops and their autograd).
   torch::AutoGradMode grad(true);
   CHECK_FALSE(sam::decoder_kernels_apply(emb));
