@@ -141,6 +141,13 @@ std::string now_iso() {
   return buf;
 }
 
+// ", ETA <s> s" for a loop that has spent `elapsed` seconds on `done` items of this run and has
+// `left` to go (nothing before the first item).
+std::string eta_text(double elapsed, size_t done, size_t left) {
+  if (done == 0) return "";
+  return ", ETA " + std::to_string(int64_t(elapsed / double(done) * double(left) + 0.5)) + " s";
+}
+
 double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -388,19 +395,7 @@ struct DataEngine::Impl {
     write_atomic((dir / "manifest.json").string(), manifest.dump(2) + "\n");
     write_atomic((dir / "report.json").string(), summary.dump(2) + "\n");
     write_atomic((dir / "report.html").string(), stage_report_html(summary, recs, rounds));
-    std::ostringstream os;
-    os << st << ": " << summary["images_done"] << " image(s), " << summary["images_skipped"]
-       << " skipped, " << summary["masks"] << " masks (" << summary["masks_per_image"].get<double>()
-       << " per image)";
-    if (summary["annotated_masks"].get<int64_t>() > 0)
-      os << ", " << summary["clicks_per_mask"].get<double>() << " clicks and "
-         << summary["seconds_per_mask"].get<double>() << " modelled s per annotated mask";
-    if (summary["ground_truth"]["gt_masks"].get<int64_t>() > 0)
-      os << ", " << summary["ground_truth"]["masks_matched"]
-         << " masks match GT at IoU >= " << cfg.match_iou << " (GT recall "
-         << summary["ground_truth"]["gt_recall"].get<double>() << ")";
-    os << "; report " << (dir / "report.html").string();
-    log(os.str());
+    log(stage_summary_line(summary) + "; report " + (dir / "report.html").string());
     return summary;
   }
 
@@ -564,6 +559,8 @@ struct DataEngine::Impl {
       if (!r.skipped) current = r.checkpoint;
     std::vector<ImageRecord> recs;
     size_t round_idx = 0;  // next retraining point
+    const auto loop_t0 = std::chrono::steady_clock::now();
+    size_t ran = 0;  // images processed by this run (a resumed run skips the others)
     for (size_t k = 0; k < count; ++k) {
       const size_t i = first + k;
       const std::string stem = safe_stem(ds->sample_id(i));
@@ -622,7 +619,7 @@ struct DataEngine::Impl {
               std::to_string(rec.masks.size()) + " masks (" + std::to_string(pre.size()) +
               " pre-filled of " + std::to_string(proposals) + " proposals), " +
               std::to_string(rec.attempted) + " annotated, " + std::to_string(rec.given_up) +
-              " given up, " + std::to_string(rec.wall_s) + " s");
+              " given up, " + std::to_string(rec.wall_s) + " s" + eta_text(since(loop_t0), ++ran, count - k - 1));
           recs.push_back(rec);
         }
       }
@@ -777,6 +774,8 @@ struct DataEngine::Impl {
         " rank(s), model " + (ckpt_in.empty() ? "random weights" : ckpt_in));
     use_weights(ckpt_in);
     amg::MaskGenerator gen(*predictor, cfg.autom.generator);
+    const auto loop_t0 = std::chrono::steady_clock::now();
+    size_t ran = 0;
     for (size_t i = size_t(env.rank); i < count; i += size_t(env.world_size)) {
       const std::string stem = safe_stem(ds->sample_id(i));
       if (fs::exists(dir / "records" / (stem + ".json"))) continue;
@@ -815,7 +814,7 @@ struct DataEngine::Impl {
       write_image_outputs(dir, s, stem, doc, rec);
       std::cout << "[engine] auto " << (i + 1) << "/" << count << " " << rec.id << " (rank "
                 << env.rank << "): " << masks.size() << " masks, " << rec.wall_s << " s"
-                << std::endl;
+                << eta_text(since(loop_t0), ++ran, (count - 1 - i) / size_t(env.world_size)) << std::endl;
     }
     if (comm) comm->barrier();
     if (env.rank != 0) return nlohmann::json::object();

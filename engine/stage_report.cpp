@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 
 #include "eval/plot.h"
@@ -140,7 +141,13 @@ nlohmann::json stage_summary(const std::string& stage, const std::vector<ImageRe
           proposals = 0;
   std::map<std::string, int64_t> by_source, by_problem;
   std::vector<double> clicks, seconds, per_image, masks_with_gt;
-  std::map<int, std::vector<double>> round_seconds, round_clicks;
+  // Per model round (retraining rounds the model had when the image was processed).
+  struct Round {
+    int64_t images = 0, masks = 0, annotated = 0, accepted = 0, brushed = 0, by_model = 0, gt_objects = 0,
+            gt_prefilled = 0;
+    std::vector<double> seconds, clicks;
+  };
+  std::map<int, Round> by_round;
   double wall = 0;
   for (const auto& r : images) {
     wall += r.wall_s;
@@ -150,6 +157,11 @@ nlohmann::json stage_summary(const std::string& stage, const std::vector<ImageRe
       continue;
     }
     ++done;
+    Round& rd = by_round[r.model_round];
+    ++rd.images;
+    rd.masks += int64_t(r.masks.size());
+    rd.gt_objects += r.gt_objects;
+    rd.gt_prefilled += r.gt_prefilled;
     masks += int64_t(r.masks.size());
     per_image.push_back(double(r.masks.size()));
     attempted += r.attempted;
@@ -170,17 +182,34 @@ nlohmann::json stage_summary(const std::string& stage, const std::vector<ImageRe
         seconds.push_back(m.seconds);
         accepted += m.accepted ? 1 : 0;
         brushed += m.brushed ? 1 : 0;
-        round_seconds[r.model_round].push_back(m.seconds);
-        round_clicks[r.model_round].push_back(m.clicks);
+        ++rd.annotated;
+        rd.accepted += m.accepted ? 1 : 0;
+        rd.brushed += m.brushed ? 1 : 0;
+        rd.seconds.push_back(m.seconds);
+        rd.clicks.push_back(m.clicks);
+      } else {
+        ++rd.by_model;  // pre-filled or generated: no person involved
       }
     }
   }
+  auto share = [](int64_t a, int64_t b) { return b > 0 ? double(a) / double(b) : 0.0; };
   nlohmann::json per_round = nlohmann::json::array();
-  for (const auto& [k, v] : round_seconds)
+  for (const auto& [k, rd] : by_round)
     per_round.push_back({{"model_round", k},
-                         {"masks", v.size()},
-                         {"seconds_per_mask", mean(v)},
-                         {"clicks_per_mask", mean(round_clicks[k])}});
+                         {"images", rd.images},
+                         {"masks", rd.masks},
+                         {"masks_per_image", share(rd.masks, rd.images)},
+                         {"annotated_masks", rd.annotated},
+                         {"accepted", rd.accepted},
+                         {"accepted_share", share(rd.accepted, rd.annotated)},
+                         {"brushed", rd.brushed},
+                         {"seconds_per_mask", mean(rd.seconds)},
+                         {"clicks_per_mask", mean(rd.clicks)},
+                         {"model_masks", rd.by_model},
+                         {"model_share", share(rd.by_model, rd.masks)},
+                         {"gt_objects", rd.gt_objects},
+                         {"gt_prefilled", rd.gt_prefilled},
+                         {"gt_prefilled_share", share(rd.gt_prefilled, rd.gt_objects)}});
   int64_t rounds_run = 0;
   for (const auto& r : rounds) rounds_run += r.skipped ? 0 : 1;
   const double masks_matched_frac =
@@ -204,6 +233,7 @@ nlohmann::json stage_summary(const std::string& stage, const std::vector<ImageRe
       {"objects_attempted", attempted},
       {"objects_given_up", given_up},
       {"annotated_accepted", accepted},
+      {"accepted_share", share(accepted, int64_t(clicks.size()))},
       {"annotated_brushed", brushed},
       {"clicks_per_mask", mean(clicks)},
       {"clicks_per_mask_median", median(clicks)},
@@ -229,6 +259,45 @@ nlohmann::json stage_summary(const std::string& stage, const std::vector<ImageRe
       {"wall_s", wall},
       {"wall_s_per_image", done ? wall / double(done) : 0.0},
   };
+}
+
+std::string stage_summary_line(const nlohmann::json& s) {
+  std::ostringstream os;
+  const int64_t done = s.at("images_done").get<int64_t>(), annotated = s.at("annotated_masks").get<int64_t>();
+  os << s.at("stage").get<std::string>() << ": " << done << " image(s)";
+  if (s.at("images_skipped").get<int64_t>() > 0) os << " (" << s.at("images_skipped").get<int64_t>() << " skipped)";
+  os << ", " << s.at("masks").get<int64_t>() << " masks (" << fmt(s.at("masks_per_image").get<double>(), 1)
+     << " per image)";
+  const auto& by_source = s.at("masks_by_source");
+  if (by_source.contains("prefill")) os << ", " << by_source.at("prefill").get<int64_t>() << " pre-filled";
+  if (annotated > 0) {
+    os << "; annotated " << annotated << ": " << fmt(100 * s.at("accepted_share").get<double>(), 0)
+       << "% accepted at the target IoU, " << fmt(s.at("clicks_per_mask").get<double>(), 1) << " clicks and "
+       << fmt(s.at("seconds_per_mask").get<double>(), 1) << " s per mask";
+    // First and last model round with annotated masks: the trend a person looks for.
+    const nlohmann::json* first = nullptr;
+    const nlohmann::json* last = nullptr;
+    for (const auto& r : s.at("per_model_round"))
+      if (r.at("annotated_masks").get<int64_t>() > 0) {
+        if (!first) first = &r;
+        last = &r;
+      }
+    if (first && last && first != last)
+      os << " (model round " << first->at("model_round").get<int>() << " -> " << last->at("model_round").get<int>()
+         << ": accepted " << fmt(100 * first->at("accepted_share").get<double>(), 0) << "% -> "
+         << fmt(100 * last->at("accepted_share").get<double>(), 0) << "%, "
+         << fmt(first->at("seconds_per_mask").get<double>(), 1) << " -> "
+         << fmt(last->at("seconds_per_mask").get<double>(), 1) << " s per mask)";
+  }
+  const auto& gt = s.at("ground_truth");
+  if (gt.at("gt_masks").get<int64_t>() > 0) {
+    os << "; GT: " << fmt(100 * gt.at("masks_matched_frac").get<double>(), 0) << "% of masks match at IoU "
+       << fmt(gt.at("match_iou").get<double>()) << ", recall " << fmt(gt.at("gt_recall").get<double>());
+    if (gt.at("gt_prefilled").get<int64_t>() > 0)
+      os << ", " << fmt(100.0 * double(gt.at("gt_prefilled").get<int64_t>()) / double(gt.at("gt_masks").get<int64_t>()), 0)
+         << "% pre-filled";
+  }
+  return os.str();
 }
 
 std::string stage_report_html(const nlohmann::json& s, const std::vector<ImageRecord>& images,
@@ -333,20 +402,58 @@ std::string stage_report_html(const nlohmann::json& s, const std::vector<ImageRe
     body.push_back(eval::svg_line_plot({ss, sa}, ps));
   }
   if (s.at("per_model_round").size() > 0) {
-    PlotSeries rs{"seconds per mask"}, rc{"clicks per mask"};
+    // The engine by model round, as the paper's Figure 5 view: effort per mask, masks per
+    // image, and the shares the model took over (accepted without the brush, pre-filled or
+    // generated masks).
+    PlotSeries rs{"seconds per annotated mask"}, rc{"clicks per annotated mask"}, rm{"masks per image"};
+    PlotSeries ra{"accepted at the target IoU (share of annotated)"}, rmo{"done by the model (share of masks)"};
     for (const auto& r : s.at("per_model_round")) {
-      rs.x.push_back(r.at("model_round").get<double>());
-      rs.y.push_back(r.at("seconds_per_mask").get<double>());
-      rc.x.push_back(r.at("model_round").get<double>());
-      rc.y.push_back(r.at("clicks_per_mask").get<double>());
+      const double x = r.at("model_round").get<double>();
+      if (r.at("annotated_masks").get<int64_t>() > 0) {
+        rs.x.push_back(x);
+        rs.y.push_back(r.at("seconds_per_mask").get<double>());
+        rc.x.push_back(x);
+        rc.y.push_back(r.at("clicks_per_mask").get<double>());
+        ra.x.push_back(x);
+        ra.y.push_back(r.at("accepted_share").get<double>());
+      }
+      rm.x.push_back(x);
+      rm.y.push_back(r.at("masks_per_image").get<double>());
+      rmo.x.push_back(x);
+      rmo.y.push_back(r.at("model_share").get<double>());
     }
-    rs.markers = rc.markers = true;
+    rs.markers = rc.markers = rm.markers = ra.markers = rmo.markers = true;
     PlotOptions pr;
-    pr.title = "Annotation effort by retraining round of the model";
     pr.x_label = "retraining rounds before the image";
-    pr.y_label = "mean per mask";
     pr.y_min = 0;
-    body.push_back(eval::svg_line_plot({rs, rc}, pr));
+    if (!rs.x.empty()) {
+      pr.title = "Annotation effort by retraining round of the model";
+      pr.y_label = "mean per mask";
+      body.push_back(eval::svg_line_plot({rs, rc}, pr));
+    }
+    pr.title = "Masks per image by retraining round";
+    pr.y_label = "masks";
+    body.push_back(eval::svg_line_plot({rm}, pr));
+    pr.title = "The model's share of the work by retraining round";
+    pr.y_label = "share";
+    pr.y_max = 1;
+    std::vector<PlotSeries> shares{rmo};
+    if (!ra.x.empty()) shares.insert(shares.begin(), ra);
+    body.push_back(eval::svg_line_plot(shares, pr));
+    std::vector<std::vector<std::string>> rt;
+    for (const auto& r : s.at("per_model_round"))
+      rt.push_back({std::to_string(r.at("model_round").get<int>()), std::to_string(r.at("images").get<int64_t>()),
+                    fmt(r.at("masks_per_image").get<double>(), 1),
+                    std::to_string(r.at("annotated_masks").get<int64_t>()),
+                    fmt(100 * r.at("accepted_share").get<double>(), 0) + "%",
+                    fmt(r.at("clicks_per_mask").get<double>(), 1), fmt(r.at("seconds_per_mask").get<double>(), 1),
+                    fmt(100 * r.at("model_share").get<double>(), 0) + "%",
+                    fmt(100 * r.at("gt_prefilled_share").get<double>(), 0) + "%"});
+    body.push_back("<h2>By model round</h2>" +
+                   eval::html_table({"model round", "images", "masks per image", "annotated", "accepted",
+                                     "clicks per mask", "seconds per mask", "done by the model",
+                                     "GT pre-filled"},
+                                    rt));
   }
   if (!rounds.empty()) {
     std::vector<std::vector<std::string>> rr;

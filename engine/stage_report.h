@@ -60,9 +60,16 @@ struct RetrainRound {
 
 /// The stage's figures: images (done, skipped), masks (total, per image, by source), clicks and
 /// modelled seconds per annotated mask (mean, median), acceptance, ground-truth matches at
-/// match_iou, retraining rounds, wall time; per model round: mean seconds and clicks per mask.
+/// match_iou, retraining rounds, wall time; per model round (per_model_round): images, masks per
+/// image, annotated masks with their accepted share, clicks and seconds, the share of masks made by
+/// the model (pre-filled or generated), and the share of ground-truth objects pre-filled.
 nlohmann::json stage_summary(const std::string& stage, const std::vector<ImageRecord>& images,
                              const std::vector<RetrainRound>& rounds, double match_iou);
+
+/// One line a person reads at a glance: images, masks per image, pre-filled masks, the annotated
+/// masks' accepted share, clicks and seconds (with the first and last model round's when they
+/// differ), and the ground-truth figures.
+std::string stage_summary_line(const nlohmann::json& summary);
 
 /// A self-contained HTML page: the summary table, plots (masks per image, clicks and modelled
 /// seconds per annotated mask in annotation order, seconds per mask by model round, GT matches),
