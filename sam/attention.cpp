@@ -47,7 +47,7 @@ struct RelTerms {
 };
 
 // Row-wise softmax of s [Nq, Nk] in place, after adding the relative terms when there are any.
-SAM_MULTIVERSION
+SAM_MULTIVERSION_TRAIN
 void rel_softmax_rows(float* s, int64_t Nq, int64_t Nk, RelTerms rel) {
   for (int64_t i = 0; i < Nq; ++i) {
     float* pi = s + i * Nk;
@@ -91,7 +91,7 @@ inline void rel_grads_row(const float* ds, float* gh, float* gw, int64_t H, int6
   }
 }
 
-SAM_MULTIVERSION
+SAM_MULTIVERSION_TRAIN
 void slice_forward(const float* q, const float* kt, const float* vt, float* out, float* p,
                    const float* drop, int64_t Nq, int64_t Nk, int64_t c, int64_t cv, float scale,
                    RelTerms rel) {
@@ -123,7 +123,7 @@ void slice_forward(const float* q, const float* kt, const float* vt, float* out,
 // Gradients of one slice from the saved probabilities p [Nq, Nk] and dO [Nq, cv]:
 // dV = P'^T dO, dP' = dO V^T, dS = P (dP - rowsum(dP P)), dQ = scale dS K, dK = scale dS^T Q.
 // Outputs transposed where that keeps the loops in j: gkt [c, Nk], gvt [cv, Nk]; gq [Nq, c].
-SAM_MULTIVERSION
+SAM_MULTIVERSION_TRAIN
 void slice_backward(const float* q, const float* kt, const float* vt, const float* p,
                     const float* drop, const float* go, float* gq, float* gkt, float* gvt,
                     float* ds, int64_t Nq, int64_t Nk, int64_t c, int64_t cv, float scale,
@@ -186,7 +186,7 @@ void slice_forward_gemm(const float* q, const float* k, const float* v, float* o
 
 // dV = P'^T dO, dP' = dO V^T, dS = P (dP - rowsum(dP P)) (dP = dP' * dropout), the relative terms'
 // gradients from dS, dQ = scale dS K, dK = scale dS^T Q. ds and pd: scratch [Nq, Nk].
-SAM_MULTIVERSION
+SAM_MULTIVERSION_TRAIN
 void slice_backward_gemm(const float* q, const float* k, const float* v, const float* p,
                          const float* drop, const float* go, float* gq, float* gk, float* gv,
                          float* ds, float* pd, int64_t Nq, int64_t Nk, int64_t c, int64_t cv,

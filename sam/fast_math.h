@@ -11,12 +11,17 @@
 // -fno-trapping-math (with the default it will not turn the clamp's comparisons into blends when
 // floating-point operations follow): the CMake files give that flag to the files that use them.
 
-/// Marks a kernel to be compiled for AVX2 and for baseline x86-64, chosen at run time (GCC's
-/// target_clones); elsewhere a plain function.
+/// Marks a kernel to be compiled for AVX-512, AVX2 and baseline x86-64, chosen at run time
+/// (GCC's target_clones); elsewhere a plain function. SAM_MULTIVERSION_TRAIN: AVX2 and baseline
+/// only, for the kernels that training runs (the attention's forward and backward): their AVX-512
+/// clones made a resumed run's losses differ from the uninterrupted run's in the last bits
+/// (tools/sam_train's kill-and-resume test), and training promises the same bits.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define SAM_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#define SAM_MULTIVERSION_TRAIN __attribute__((target_clones("avx2", "default")))
 #else
 #define SAM_MULTIVERSION
+#define SAM_MULTIVERSION_TRAIN
 #endif
 
 namespace sam::fastmath {
