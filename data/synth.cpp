@@ -160,7 +160,7 @@ struct Texture {
 };
 
 Texture random_texture(Rng& rng, Rgb c1, double cx, double cy, double extent, bool allow_fancy,
-                       double contrast = 1.0) {
+                       double contrast = 1.0, double pattern_prob = 1.0) {
   Texture t;
   t.c1 = c1;
   t.cx = cx;
@@ -179,6 +179,8 @@ Texture random_texture(Rng& rng, Rgb c1, double cx, double cy, double extent, bo
   const double r = rng.uniform();
   if (!allow_fancy || extent < 6) {
     t.type = r < 0.7 ? Tex::solid : Tex::gradient;
+  } else if (r >= pattern_prob) {
+    t.type = rng.chance(0.7) ? Tex::solid : Tex::gradient;
   } else {
     static const Tex kinds[] = {Tex::solid, Tex::solid, Tex::gradient, Tex::stripes, Tex::checker,
                                 Tex::dots,  Tex::noise, Tex::noise,    Tex::rings};
@@ -264,7 +266,7 @@ struct Shape {
   }
 };
 
-Shape random_shape(Rng& rng, double cx, double cy, double r, bool allow_hole) {
+Shape random_shape(Rng& rng, double cx, double cy, double r, double hole_prob) {
   Shape s;
   s.cx = cx;
   s.cy = cy;
@@ -315,7 +317,7 @@ Shape random_shape(Rng& rng, double cx, double cy, double r, bool allow_hole) {
       s.ph[k] = rng.uniform(0, 2 * kPi);
     }
   }
-  if (allow_hole && r > 12 && rng.chance(0.18)) {
+  if (hole_prob > 0 && r > 12 && rng.chance(hole_prob)) {
     s.hole = true;
     s.hole_rect = rng.chance(0.35);
     s.ha = rng.uniform(0.25, 0.5);
@@ -361,8 +363,8 @@ void build_scene(Rng& rng, const SynthOptions& o, std::vector<Prim>& prims, Text
   const double W = o.width, H = o.height, short_side = std::min(W, H);
   // Background: broad texture with muted colours.
   const Rgb bg1 = hsv(rng.uniform(0, 360), rng.uniform(0.0, 0.5), rng.uniform(0.3, 0.9));
-  background =
-      random_texture(rng, bg1, W / 2, H / 2, std::max(W, H) / 2, true, rng.uniform(0.2, 0.5));
+  background = random_texture(rng, bg1, W / 2, H / 2, std::max(W, H) / 2, true,
+                              rng.uniform(0.2, 0.5), o.pattern_prob);
   background.shade = 0;
   if (background.type == Tex::dots || background.type == Tex::rings) background.type = Tex::noise;
   background.period = std::max(8.0, std::max(W, H) * rng.uniform(0.05, 0.2));
@@ -374,7 +376,7 @@ void build_scene(Rng& rng, const SynthOptions& o, std::vector<Prim>& prims, Text
     return static_cast<int>(prims.size()) - 1;
   };
 
-  if (rng.chance(0.35)) {  // ground region along the bottom
+  if (rng.chance(o.ground_prob)) {  // ground region along the bottom
     Prim g;
     g.shape.type = ShapeType::ground;
     g.shape.g_y0 = H * rng.uniform(0.55, 0.85);
@@ -385,7 +387,7 @@ void build_scene(Rng& rng, const SynthOptions& o, std::vector<Prim>& prims, Text
     g.shape.g_f2 = 2 * kPi / (W * rng.uniform(0.05, 0.2));
     g.shape.g_p2 = rng.uniform(0, 2 * kPi);
     const Rgb c = distinct_colour(rng, {bg_mean}, 90);
-    g.tex = random_texture(rng, c, W / 2, H, W / 2, true);
+    g.tex = random_texture(rng, c, W / 2, H, W / 2, true, 1.0, o.pattern_prob);
     g.x0 = 0, g.x1 = o.width;
     g.y0 = std::max(0, static_cast<int>(g.shape.g_y0 - g.shape.g_a1 - g.shape.g_a2) - 1);
     g.y1 = o.height;
@@ -397,11 +399,15 @@ void build_scene(Rng& rng, const SynthOptions& o, std::vector<Prim>& prims, Text
   };
   const int n = static_cast<int>(rng.range(o.min_objects, o.max_objects));
   std::vector<Whole> wholes(static_cast<size_t>(n));
-  // Sizes: a third large (8-42% of the short side), the rest log-uniform from tiny to medium.
-  const double rmin = std::max(2.5, short_side * 0.008);
+  // Sizes (defaults): a third large (8-42% of the short side), the rest log-uniform from tiny
+  // (0.8%) to medium (15%); size_min and size_max move the ends, the large and medium bounds
+  // stay inside them.
+  const double rmin = std::max(2.5, short_side * o.size_min);
+  const double large_lo = std::clamp(0.08, o.size_min, o.size_max);
+  const double medium = std::max(rmin, short_side * std::clamp(0.15, o.size_min, o.size_max));
   for (auto& w : wholes) {
-    w.r = rng.chance(0.33) ? short_side * rng.uniform(0.08, 0.42)
-                           : rng.log_uniform(rmin, std::max(rmin, short_side * 0.15));
+    w.r = rng.chance(0.33) ? short_side * rng.uniform(large_lo, o.size_max)
+                           : rng.log_uniform(rmin, medium);
     w.key = w.r * rng.uniform(0.5, 1.5);  // mostly large behind small, not strictly
   }
   std::sort(wholes.begin(), wholes.end(),
@@ -416,8 +422,9 @@ void build_scene(Rng& rng, const SynthOptions& o, std::vector<Prim>& prims, Text
   };
   auto style = [&](Prim& p, std::vector<Rgb> avoid, bool fancy) {
     const Rgb c = distinct_colour(rng, avoid, 80);
-    p.tex = random_texture(rng, c, p.shape.cx, p.shape.cy, std::max(p.shape.a, p.shape.b), fancy);
-    if (p.shape.a > 5 && rng.chance(0.5)) {
+    p.tex = random_texture(rng, c, p.shape.cx, p.shape.cy, std::max(p.shape.a, p.shape.b), fancy,
+                           1.0, o.pattern_prob);
+    if (p.shape.a > 5 && rng.chance(o.outline_prob)) {
       p.outline = p.shape.a > 40 && rng.chance(0.4) ? 2 : 1;
       p.outline_gain = rng.chance(0.75) ? rng.uniform(0.3, 0.6) : rng.uniform(1.3, 1.7);
     }
@@ -426,7 +433,7 @@ void build_scene(Rng& rng, const SynthOptions& o, std::vector<Prim>& prims, Text
   for (const Whole& w : wholes) {
     const double cx = rng.uniform(-0.08 * W, 1.08 * W), cy = rng.uniform(-0.08 * H, 1.08 * H);
     Prim p;
-    p.shape = random_shape(rng, cx, cy, w.r, true);
+    p.shape = random_shape(rng, cx, cy, w.r, o.hole_prob);
     p.level = 0;
     bbox_of(p);
     style(p, {bg_mean}, true);
@@ -438,7 +445,7 @@ void build_scene(Rng& rng, const SynthOptions& o, std::vector<Prim>& prims, Text
       double px, py;
       point_inside(rng, prims[wi].shape, px, py);
       const double pr = prims[wi].shape.b * rng.uniform(0.15, 0.45);
-      part.shape = random_shape(rng, px, py, pr, false);
+      part.shape = random_shape(rng, px, py, pr, 0.0);
       part.parent = wi;
       part.level = 1;
       part.clip = rng.chance(0.7);
@@ -451,7 +458,7 @@ void build_scene(Rng& rng, const SynthOptions& o, std::vector<Prim>& prims, Text
       for (int s = 0; s < nsub; ++s) {
         Prim sub;
         point_inside(rng, prims[pi].shape, px, py);
-        sub.shape = random_shape(rng, px, py, prims[pi].shape.b * rng.uniform(0.2, 0.45), false);
+        sub.shape = random_shape(rng, px, py, prims[pi].shape.b * rng.uniform(0.2, 0.45), 0.0);
         sub.parent = pi;
         sub.level = 2;
         sub.clip = rng.chance(0.8);
@@ -488,6 +495,17 @@ void SynthOptions::validate() const {
         std::to_string(max_objects));
   if (!(part_prob >= 0 && part_prob <= 1)) bad("part_prob must be in [0, 1]");
   if (min_area < 1) bad("min_area must be >= 1");
+  if (!(size_min > 0 && size_min <= size_max && size_max <= 2))
+    bad("need 0 < size_min <= size_max <= 2, got " + std::to_string(size_min) + ".." +
+        std::to_string(size_max));
+  const std::pair<const char*, double> probs[] = {{"pattern_prob", pattern_prob},
+                                                  {"outline_prob", outline_prob},
+                                                  {"hole_prob", hole_prob},
+                                                  {"ground_prob", ground_prob},
+                                                  {"blur_prob", blur_prob}};
+  for (const auto& [name, v] : probs)
+    if (!(v >= 0 && v <= 1)) bad(std::string(name) + " must be in [0, 1], got " + std::to_string(v));
+  if (!(noise >= 0 && noise <= 64)) bad("noise must be in [0, 64], got " + std::to_string(noise));
 }
 
 SynthImage synth_image(const SynthOptions& o, int64_t index) {
@@ -514,7 +532,7 @@ SynthImage synth_image(const SynthOptions& o, int64_t index) {
   SynthImage out;
   out.rgb.create(H, W, CV_8UC3);
   const uint64_t noise_key = rng.next();
-  const double noise_amp = rng.uniform(1.0, 6.0);
+  const double noise_amp = rng.uniform(std::min(1.0, o.noise), o.noise);
   for (int y = 0; y < H; ++y) {
     const int32_t* row = owner.data() + size_t(y) * W;
     uint8_t* px = out.rgb.ptr<uint8_t>(y);
@@ -544,7 +562,7 @@ SynthImage synth_image(const SynthOptions& o, int64_t index) {
       px[3 * x + 2] = static_cast<uint8_t>(std::clamp(std::lround(c.b + n2), 0L, 255L));
     }
   }
-  if (rng.chance(0.6)) {
+  if (rng.chance(o.blur_prob)) {
     const double sigma = rng.uniform(0.4, 1.0);
     cv::GaussianBlur(out.rgb, out.rgb, cv::Size(0, 0), sigma, sigma, cv::BORDER_REFLECT_101);
   }

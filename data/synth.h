@@ -35,6 +35,17 @@ struct SynthOptions {
   int min_objects = 6, max_objects = 16;  // top-level objects per image (parts come on top)
   double part_prob = 0.5;                 // chance that an object has parts
   int min_area = 16;                      // fewer visible pixels: not annotated
+  // How hard the scenes are (the defaults give the full mix above; the demo's model of a few CPU
+  // minutes learns simpler ones, configs/demo_engine.yaml):
+  double size_min = 0.008;    // whole objects' radius, as a fraction of the short side: at least
+  double size_max = 0.42;     // and at most (a third drawn large, the rest log-uniform)
+  double pattern_prob = 1.0;  // chance that an object may get a patterned texture (stripes, checks,
+                              // dots, noise, rings); otherwise solid or a gradient
+  double outline_prob = 0.5;  // chance that an object has a darker or lighter outline
+  double hole_prob = 0.18;    // chance that a whole object has a hole
+  double ground_prob = 0.35;  // chance of a ground region along the bottom
+  double noise = 6.0;         // sensor noise: per-image amplitude drawn from [min(1, noise), noise]
+  double blur_prob = 0.6;     // chance of a mild Gaussian blur over the image
   uint64_t seed = 0;
   /// Throws std::invalid_argument naming the field when a value is out of range.
   void validate() const;

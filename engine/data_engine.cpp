@@ -337,6 +337,7 @@ struct DataEngine::Impl {
     nlohmann::json specs = nlohmann::json::array();
     for (const auto& sd : stage_dirs)
       if (fs::exists(sd / "data")) specs.push_back("sa1b:" + (sd / "data").string());
+    for (const auto& spec : cfg.retrain.extra_data) specs.push_back(spec);
     doc["data"]["train"] = specs;
     doc["data"]["val"] = "";
     doc["data"]["max_masks"] = cfg.retrain.max_masks;
@@ -349,13 +350,14 @@ struct DataEngine::Impl {
     // that still leans on the starting point.
     tr["ema_decay"] = 0.0;
     tr["iterations"] = cfg.retrain.iterations;
+    tr["time_limit_min"] = cfg.retrain.minutes;
     tr["batch_size"] = cfg.retrain.batch_size;
     tr["seed"] = cfg.seed + uint64_t(round);
     tr["device"] = cfg.device;
     tr["threads"] = cfg.threads;
     tr["val_every"] = 0;
     tr["ckpt_every"] = cfg.retrain.iterations;
-    tr["log_every"] = std::max<int64_t>(1, cfg.retrain.iterations / 4);
+    tr["log_every"] = std::clamp<int64_t>(cfg.retrain.iterations / 4, 1, 50);
     doc["optim"]["lr"] = cfg.retrain.lr;
     doc["optim"]["warmup_iters"] = cfg.retrain.warmup_iters;
     doc["optim"]["decay_steps"] = nlohmann::json::array();
@@ -367,7 +369,9 @@ struct DataEngine::Impl {
         train::train_config_from_json(doc, "retrain round " + std::to_string(round));
     log("retrain round " + std::to_string(round) + " after " + std::to_string(after_images) +
         " image(s): " + std::to_string(rr.masks) + " masks, " + std::to_string(rr.iterations) +
-        " iterations -> " + run_dir.string());
+        " iterations" +
+        (cfg.retrain.minutes > 0 ? " or " + std::to_string(cfg.retrain.minutes) + " min" : "") +
+        " -> " + run_dir.string());
     const auto t0 = std::chrono::steady_clock::now();
     train::Trainer trainer(tc, train::DistEnv{});
     const int rc = trainer.run();
@@ -375,6 +379,14 @@ struct DataEngine::Impl {
     if (rc != 0)
       throw std::runtime_error("retrain round " + std::to_string(round) + " in " +
                                run_dir.string() + " stopped with status " + std::to_string(rc));
+    // The steps the round ran (fewer than `iterations` when its time ran out first).
+    {
+      std::ifstream mf(run_dir / "metrics.jsonl");
+      for (std::string line; std::getline(mf, line);) {
+        const auto j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_object() && j.value("event", "") == "end") rr.iterations = j.value("step", rr.iterations);
+      }
+    }
     const fs::path out = run_dir / "model.pth";
     if (!fs::exists(out))
       throw std::runtime_error(out.string() + ": the training run wrote no model");

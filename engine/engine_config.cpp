@@ -66,6 +66,8 @@ nlohmann::json engine_config_defaults() {
         {"lr", 1e-4},
         {"warmup_iters", 2},
         {"prompt_rounds", 4},
+        {"minutes", 0.0},
+        {"extra_data", nlohmann::json::array()},
         {"overrides", nlohmann::json::array()}}},
   };
 }
@@ -133,6 +135,8 @@ EngineConfig engine_config_from_json(const nlohmann::json& doc, const std::strin
   cfg::read(re, "lr", r.lr, w("retrain"));
   cfg::read(re, "warmup_iters", r.warmup_iters, w("retrain"));
   cfg::read(re, "prompt_rounds", r.prompt_rounds, w("retrain"));
+  cfg::read(re, "minutes", r.minutes, w("retrain"));
+  cfg::read(re, "extra_data", r.extra_data, w("retrain"));
   cfg::read(re, "overrides", r.overrides, w("retrain"));
 
   // Validation: every message names the key.
@@ -158,6 +162,7 @@ EngineConfig engine_config_from_json(const nlohmann::json& doc, const std::strin
   if (!(r.lr > 0)) bad("retrain.lr", "must be > 0");
   if (r.warmup_iters < 0) bad("retrain.warmup_iters", "must be >= 0");
   if (r.prompt_rounds < 1) bad("retrain.prompt_rounds", "must be >= 1");
+  if (!(r.minutes >= 0)) bad("retrain.minutes", "must be >= 0");
   try {
     a.validate();
     o.validate();

@@ -24,6 +24,12 @@ struct RetrainConfig {
   double lr = 1e-4;
   int64_t warmup_iters = 2;
   int prompt_rounds = 4;               ///< simulated interactive rounds per mask (paper: 11)
+  /// Minutes per round, at most (0: `iterations` alone decide): a round stops at whichever comes
+  /// first, so a slower host trains fewer steps in the same time.
+  double minutes = 0;
+  /// Dataset specs trained on beside the stages' annotated masks (e.g. the data the starting
+  /// model was trained on, so a round adds to it rather than replaces it).
+  std::vector<std::string> extra_data;
   std::vector<std::string> overrides;  ///< more training-config key=value overrides, applied last
 };
 

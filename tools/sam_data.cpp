@@ -87,6 +87,17 @@ int main(int argc, char** argv) {
   syn->add_option("--part-prob", so.part_prob, "chance that an object has parts");
   syn->add_option("--min-area", so.min_area,
                   "instances with fewer visible pixels are not annotated");
+  syn->add_option("--size-min", so.size_min,
+                  "whole objects' smallest radius, a fraction of the short side");
+  syn->add_option("--size-max", so.size_max,
+                  "whole objects' largest radius, a fraction of the short side");
+  syn->add_option("--pattern-prob", so.pattern_prob,
+                  "chance that an object may be patterned (else solid or a gradient)");
+  syn->add_option("--outline-prob", so.outline_prob, "chance that an object has an outline");
+  syn->add_option("--hole-prob", so.hole_prob, "chance that a whole object has a hole");
+  syn->add_option("--ground-prob", so.ground_prob, "chance of a ground region along the bottom");
+  syn->add_option("--noise", so.noise, "sensor noise amplitude, at most (0: none)");
+  syn->add_option("--blur-prob", so.blur_prob, "chance of a mild blur over the image");
   syn->add_option("--first-index", syn_first, "n of the first sa_<n>");
   syn->add_flag("--png", syn_png,
                 "also write lossless sa_<n>.png (read them with sa1b:DIR?ext=png)");

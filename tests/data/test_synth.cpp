@@ -161,6 +161,74 @@ TEST_CASE("synth: options are validated") {
   o.min_objects = 5;
   o.max_objects = 2;
   CHECK_THROWS_WITH(synth_image(o, 1), Catch::Contains("min_objects"));
+  o = SynthOptions{};
+  o.size_min = 0.3;
+  o.size_max = 0.2;
+  CHECK_THROWS_WITH(synth_image(o, 1), Catch::Contains("size_min"));
+  o = SynthOptions{};
+  o.pattern_prob = 1.5;
+  CHECK_THROWS_WITH(synth_image(o, 1), Catch::Contains("pattern_prob"));
+  o = SynthOptions{};
+  o.noise = -1;
+  CHECK_THROWS_WITH(synth_image(o, 1), Catch::Contains("noise"));
+}
+
+TEST_CASE("synth: the difficulty options change what they name") {
+  // One object, no parts, no ground: its mask's area follows size_min/size_max.
+  SynthOptions one;
+  one.min_objects = one.max_objects = 1;
+  one.part_prob = 0;
+  one.ground_prob = 0;
+  one.hole_prob = 0;
+  one.width = 320;
+  one.height = 240;
+  auto mean_area = [&](double lo, double hi) {
+    SynthOptions o = one;
+    o.size_min = lo;
+    o.size_max = hi;
+    double sum = 0;
+    int n = 0;
+    for (int i = 1; i <= 12; ++i) {
+      const SynthImage im = synth_image(o, i);
+      for (const auto& a : im.annotations) sum += a.area, ++n;
+      // A radius of at most hi * 240 (blobs bulge by up to 42 %): the mask fits in that circle.
+      for (const auto& a : im.annotations)
+        CHECK(std::max(a.bbox[2], a.bbox[3]) <= 2 * 1.42 * hi * 240 + 3);
+    }
+    return n ? sum / n : 0.0;
+  };
+  const double small = mean_area(0.03, 0.06), large = mean_area(0.25, 0.3);
+  CHECK(small > 0);
+  CHECK(small < 0.25 * large);
+
+  // No noise, no blur, no patterns and no objects: the image is the background alone, solid or a
+  // gradient over the whole image, so neighbouring pixels differ by at most 2 levels per channel;
+  // with the default noise (amplitude 1-6) they do not.
+  auto max_step = [](const SynthOptions& o, int index) {
+    const SynthImage im = synth_image(o, index);
+    int worst = 0;
+    for (int y = 0; y < o.height; ++y) {
+      const uint8_t* p = im.rgb.ptr<uint8_t>(y);
+      for (int i = 0; i + 3 < 3 * o.width; ++i) worst = std::max(worst, std::abs(p[i] - p[i + 3]));
+    }
+    return worst;
+  };
+  SynthOptions plain = one;
+  plain.width = 160;
+  plain.height = 120;
+  plain.min_objects = plain.max_objects = 0;
+  plain.noise = 0;
+  plain.blur_prob = 0;
+  plain.pattern_prob = 0;
+  SynthOptions busy = plain;
+  busy.noise = SynthOptions{}.noise;
+  int plain_worst = 0, busy_worst = 0;
+  for (int i = 1; i <= 6; ++i) {
+    plain_worst = std::max(plain_worst, max_step(plain, i));
+    busy_worst = std::max(busy_worst, max_step(busy, i));
+  }
+  CHECK(plain_worst <= 2);
+  CHECK(busy_worst > 4);
 }
 
 TEST_CASE("synth: default 640x480 scenes have a useful number of masks") {

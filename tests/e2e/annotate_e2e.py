@@ -291,11 +291,22 @@ def run(driver, server, downloads):
         """Clicks the link `selector` and waits for the browser to finish a download; returns the
         file's name and content."""
         before = set(os.listdir(downloads))
+        sizes = {}
 
         def done(_):
-            new = [f for f in os.listdir(downloads) if f not in before and not f.endswith(".crdownload")
-                   and not f.startswith(".")]
-            return new[0] if new else None
+            # Finished: a new file under its final name, no partial download left, and a size that
+            # is not zero and did not change since the previous poll (Chromium may show the final
+            # name before the bytes are all written).
+            names = os.listdir(downloads)
+            if any(f.endswith(".crdownload") for f in names):
+                return None
+            new = [f for f in names if f not in before and not f.startswith(".")]
+            if not new:
+                return None
+            size = os.path.getsize(os.path.join(downloads, new[0]))
+            stable = size > 0 and sizes.get(new[0]) == size
+            sizes[new[0]] = size
+            return new[0] if stable else None
         driver.find_element(By.CSS_SELECTOR, selector).click()
         try:
             got = WebDriverWait(driver, 30, poll_frequency=0.05).until(done)

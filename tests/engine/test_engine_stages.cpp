@@ -223,4 +223,13 @@ TEST_CASE("engine configuration is strict and names the key at fault", "[engine]
   CHECK(c.autom.generator.crop_n_layers == 2);
   CHECK(c.autom.generator.crop_n_points_downscale_factor == 2);
   CHECK(c.autom.generator.min_mask_region_area == 100);
+  CHECK_THROWS_WITH(load_engine_config("", {"retrain.minutes=-1"}), Catch::Contains("retrain.minutes"));
+  // The demo's file: the paper's thresholds, rounds on a time budget beside the training set.
+  const auto demo = load_engine_config((sam_test::source_dir() / "configs" / "demo_engine.yaml").string(), {});
+  CHECK(demo.autom.generator.pred_iou_thresh == 0.88);
+  CHECK(demo.autom.generator.stability_score_thresh == 0.95);
+  CHECK(demo.semi.prefill_iou_thresh == 0.8);
+  CHECK(demo.retrain.minutes == 1.0);
+  REQUIRE(demo.retrain.extra_data.size() == 1);
+  CHECK(demo.retrain.extra_data[0] == "sa1b:runs/demo/synth");
 }

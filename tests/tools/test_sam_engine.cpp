@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -140,5 +141,68 @@ TEST_CASE("sam_engine rejects bad configurations with the key at fault", "[tools
   REQUIRE(sam_test::run_command(kTool + " --config " + cfg + " --dump-config manual.images=3",
                                 &log) == 0);
   CHECK(log.find("\"images\": 3") != std::string::npos);
+  fs::remove_all(root);
+}
+
+TEST_CASE("the demo, reduced (scripts/demo.sh): its three stages at the paper's thresholds, accepted shares "
+          "counted per model round", "[tools][engine][demo]") {
+  // The README's first command on fewer images and minutes: its own synthetic data, the tiny model
+  // trained from random weights, then sam_engine --stage all with configs/demo_engine.yaml, whose
+  // thresholds are the paper's (checked here, not assumed).
+  const auto root = sam_test::temp_dir("demo_reduced");
+  const std::string cmd = "DEMO_NO_BUILD=1 BUILD_DIR=" + sam_test::bin_dir().parent_path().string() +
+                          " DEMO_DIR=" + root.string() +
+                          " DEMO_TRAIN_MIN=1 DEMO_RETRAIN_MIN=0.2 DEMO_TRAIN_IMAGES=30 DEMO_ENGINE_IMAGES=7 " +
+                          (sam_test::source_dir() / "scripts" / "demo.sh").string() +
+                          " manual.images=4 manual.retrain_rounds=2 semi.images=1 semi.detector.epochs=20";
+  std::string log;
+  const int rc = sam_test::run_command(cmd, &log);
+  INFO(log);
+  REQUIRE(rc == 0);
+  const fs::path out = root / "engine";
+  const auto generator = read_json(out / "auto" / "manifest.json")["config"]["auto"]["generator"];
+  CHECK(generator["pred_iou_thresh"] == 0.88);
+  CHECK(generator["stability_score_thresh"] == 0.95);
+  CHECK(read_json(out / "semi" / "manifest.json")["config"]["semi"]["prefill_iou_thresh"] == 0.8);
+  // The auto stage ran over every image (7) and its report counts what its records hold. (That a
+  // model of these minutes keeps masks at those thresholds is the demo's target, issue 18: not
+  // yet reached, docs/ENGINE.md.)
+  const auto autorep = read_json(out / "auto" / "report.json");
+  CHECK(autorep["images_done"] == 7);
+  int auto_masks = 0;
+  for (const auto& e : fs::directory_iterator(out / "auto" / "records"))
+    auto_masks += int(read_json(e.path())["masks"].size());
+  CHECK(autorep["masks"] == auto_masks);
+
+  // Manual stage: model rounds 0 and 1 annotate 2 images each; each round's accepted share is its
+  // accepted masks over its annotated masks, counted here from the per-image records.
+  const auto manual = read_json(out / "manual" / "report.json");
+  std::map<int, std::pair<int, int>> counted;  // model round -> (annotated, accepted)
+  for (const auto& e : fs::directory_iterator(out / "manual" / "records")) {
+    const auto rec = read_json(e.path());
+    for (const auto& m : rec["masks"]) {
+      if (m["source"] != "manual") continue;
+      ++counted[rec["model_round"].get<int>()].first;
+      counted[rec["model_round"].get<int>()].second += m["accepted"].get<bool>() ? 1 : 0;
+    }
+  }
+  // The rounds stopped on their time budget (0.2 min), not on retrain.iterations (100000), and
+  // report the steps they ran.
+  const auto rounds = read_json(out / "manual" / "rounds.json");
+  REQUIRE(rounds.size() == 2);
+  for (const auto& r : rounds) {
+    CHECK(r["iterations"].get<int64_t>() > 0);
+    CHECK(r["iterations"].get<int64_t>() < 100000);
+  }
+  REQUIRE(manual["per_model_round"].size() == 2);
+  for (const auto& r : manual["per_model_round"]) {
+    const int round = r["model_round"].get<int>();
+    INFO("model round " << round);
+    CHECK(r["images"] == 2);
+    CHECK(r["annotated_masks"] == counted[round].first);
+    CHECK(r["accepted"] == counted[round].second);
+    REQUIRE(counted[round].first > 0);
+    CHECK(r["accepted_share"].get<double>() == Approx(double(counted[round].second) / counted[round].first));
+  }
   fs::remove_all(root);
 }
