@@ -1,7 +1,11 @@
 #pragma once
 // Config documents: one JSON/YAML loader for every config in the project (model architectures,
 // training runs, the data engine), `key.sub=value` overrides, and strict key checking.
+#include <cmath>
+#include <limits>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -27,11 +31,24 @@ void merge_strict(nlohmann::json& defaults, const nlohmann::json& user, const st
 void check_keys(const nlohmann::json& obj, const std::vector<std::string>& valid,
                 const std::string& where);
 
-/// Typed field access with a message naming `where` and the key on a type mismatch.
+/// Typed field access with a message naming `where` and the key on a type mismatch. An integer
+/// key takes a whole number only: 3 or 1e5 (YAML reads it as a float) but not 2.5, which would
+/// otherwise be truncated silently.
 template <typename T>
 void read(const nlohmann::json& obj, const char* key, T& out, const std::string& where) {
   auto it = obj.find(key);
   if (it == obj.end()) return;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (it->is_number_float()) {
+      const double v = it->template get<double>();
+      if (!(v == std::floor(v)) || v < double(std::numeric_limits<T>::min()) ||
+          v > double(std::numeric_limits<T>::max()))
+        throw std::invalid_argument(where + ": key '" + key + "' needs a whole number, got " +
+                                    it->dump());
+      out = static_cast<T>(v);
+      return;
+    }
+  }
   try {
     out = it->template get<T>();
   } catch (const nlohmann::json::exception& e) {
