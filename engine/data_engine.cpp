@@ -367,11 +367,12 @@ struct DataEngine::Impl {
     cfg::apply_overrides(doc, cfg.retrain.overrides);
     const train::TrainConfig tc =
         train::train_config_from_json(doc, "retrain round " + std::to_string(round));
+    std::ostringstream budget;
+    budget << rr.iterations << " iterations";
+    if (cfg.retrain.minutes > 0) budget << " or " << cfg.retrain.minutes << " min";
     log("retrain round " + std::to_string(round) + " after " + std::to_string(after_images) +
-        " image(s): " + std::to_string(rr.masks) + " masks, " + std::to_string(rr.iterations) +
-        " iterations" +
-        (cfg.retrain.minutes > 0 ? " or " + std::to_string(cfg.retrain.minutes) + " min" : "") +
-        " -> " + run_dir.string());
+        " image(s): " + std::to_string(rr.masks) + " masks, " + budget.str() + " -> " +
+        run_dir.string());
     const auto t0 = std::chrono::steady_clock::now();
     train::Trainer trainer(tc, train::DistEnv{});
     const int rc = trainer.run();
@@ -379,14 +380,7 @@ struct DataEngine::Impl {
     if (rc != 0)
       throw std::runtime_error("retrain round " + std::to_string(round) + " in " +
                                run_dir.string() + " stopped with status " + std::to_string(rc));
-    // The steps the round ran (fewer than `iterations` when its time ran out first).
-    {
-      std::ifstream mf(run_dir / "metrics.jsonl");
-      for (std::string line; std::getline(mf, line);) {
-        const auto j = nlohmann::json::parse(line, nullptr, false);
-        if (j.is_object() && j.value("event", "") == "end") rr.iterations = j.value("step", rr.iterations);
-      }
-    }
+    rr.iterations = trainer.step();  // fewer than `iterations` when its time ran out first
     const fs::path out = run_dir / "model.pth";
     if (!fs::exists(out))
       throw std::runtime_error(out.string() + ": the training run wrote no model");

@@ -674,4 +674,6 @@ int Trainer::run() {
   return impl_->loop();
 }
 
+int64_t Trainer::step() const { return impl_->step; }
+
 }  // namespace sam::train

@@ -30,6 +30,9 @@ class Trainer {
   /// Trains until `train.iterations` (or the time limit). Returns 0 on success, 2 when stopped for
   /// repeated non-finite losses. Throws on setup errors (bad data spec, checkpoint mismatch).
   int run();
+  /// The last step reached: `train.iterations` after a full run, fewer when the time limit (or a
+  /// stop) came first; the resumed step before run().
+  int64_t step() const;
 
  private:
   struct Impl;
