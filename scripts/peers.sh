@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The tests' Python peers from PyPI: Meta's `segment-anything` (the reference SAM) and `pycocotools`
-# (COCO's RLE and COCOeval), unpacked as site-packages into a cache outside the repository. They
-# run on Debian's python3 (3.11) with Debian's torch 1.13, torchvision 0.14 and numpy
-# (scripts/setup.sh installs those); the tests start them with PYTHONPATH=<cache>/site.
+# The tests' Python peers from PyPI: Meta's `segment-anything` (the reference SAM), `pycocotools`
+# (COCO's RLE and COCOeval) and `tensorboard` (its event-file reader, with protobuf and absl-py),
+# unpacked as site-packages into a cache outside the repository. They run on Debian's python3
+# (3.11) with Debian's torch 1.13, torchvision 0.14 and numpy (scripts/setup.sh installs those);
+# the tests start them with PYTHONPATH=<cache>/site.
 #
 # Usage: scripts/peers.sh [--print]   fetches once (reused afterwards); --print writes the site
 #        folder on stdout.
@@ -11,7 +12,7 @@ set -euo pipefail
 cache=${SAM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sam-cpp}
 dest=$cache/peers
 # Pinned: the tests' tolerances were checked with these.
-wheels=(segment-anything==1.0 pycocotools==2.0.11)
+wheels=(segment-anything==1.0 pycocotools==2.0.11 tensorboard==2.21.0 protobuf==6.33.1 absl-py==2.5.1)
 die() { echo "peers: error: $*" >&2; exit 1; }
 
 stamp="${wheels[*]}"

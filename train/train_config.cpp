@@ -41,6 +41,7 @@ nlohmann::json train_config_defaults() {
         {"ckpt_every", 500},
         {"time_limit_min", 0.0},
         {"ema_decay", 0.0},
+        {"tensorboard", true},
         {"inject_nonfinite", nlohmann::json::array()}}},
       {"optim",
        {{"lr", 8e-4},
@@ -132,6 +133,7 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
   cfg::read(tr, "ckpt_every", c.train.ckpt_every, w("train"));
   cfg::read(tr, "time_limit_min", c.train.time_limit_min, w("train"));
   cfg::read(tr, "ema_decay", c.train.ema_decay, w("train"));
+  cfg::read(tr, "tensorboard", c.train.tensorboard, w("train"));
   if (c.train.ema_decay < 0 || c.train.ema_decay >= 1)
     throw std::invalid_argument(where + ": train.ema_decay must be in [0, 1) (0 = no weight average)");
   cfg::read(tr, "inject_nonfinite", c.train.inject_nonfinite, w("train"));

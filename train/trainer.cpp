@@ -26,6 +26,7 @@
 #include "train/interactive.h"
 #include "train/optim.h"
 #include "train/run_state.h"
+#include "train/tensorboard.h"
 
 namespace sam::train {
 
@@ -218,8 +219,11 @@ struct Trainer::Impl {
     std::cout << line << std::endl;
     if (log_file) log_file << line << std::endl;
   }
+  std::unique_ptr<EventWriter> events;  // rank 0, when train.tensorboard
   void metric(const nlohmann::json& j) {
-    if (is_root() && metrics_file) metrics_file << j.dump() << std::endl;
+    if (!is_root()) return;
+    if (metrics_file) metrics_file << j.dump() << std::endl;
+    if (events && j.contains("step")) events->scalars(j["step"].get<int64_t>(), tensorboard_scalars(j));
   }
 
   void setup();
@@ -284,6 +288,7 @@ void Trainer::Impl::setup() {
     write_file_atomic((dir / "config.json").string(), cfg.resolved.dump(2) + "\n");
     log_file.open(dir / "train.log", std::ios::app);
     metrics_file.open(dir / "metrics.jsonl", std::ios::app);
+    if (cfg.train.tensorboard) events = std::make_unique<EventWriter>(dir.string());
   }
   comm->barrier();
 

@@ -1,6 +1,6 @@
 // sam_train end to end on a small synthetic SA-1B folder with the tiny architecture: exact resume
 // after SIGKILL, 2 Gloo processes under torchrun against 1 process with the same global batch,
-// non-finite steps, bad samples, config errors and export.
+// non-finite steps, bad samples, config errors and export, TensorBoard event files.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "peers.h"
 #include "sam/pth_io.h"
 #include "test_util.h"
 
@@ -265,4 +266,49 @@ TEST_CASE("sam_train: config errors name the key, and export writes the official
   bool differs = false;
   for (size_t i = 0; i < raw.size(); ++i) differs = differs || !torch::equal(raw[i].second, model[i].second);
   CHECK(differs);
+}
+
+TEST_CASE("sam_train: TensorBoard event files hold metrics.jsonl's numbers, read by tensorboard's reader",
+          "[tools][train][peers]") {
+  SAM_REQUIRE_PEERS(py);
+  const auto root = sam_test::temp_dir("train_tensorboard");
+  std::string out;
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "r") + " data.val=sa1b:" + synth_dir() +
+                                    " data.val_max_samples=2 train.iterations=4 train.val_every=2 train.ckpt_every=0",
+                                &out) == 0);
+  REQUIRE(sam_test::run_command(py + " " + (sam_test::source_dir() / "tests" / "peers" / "tb_events.py").string() +
+                                    " " + (root / "r").string(),
+                                &out) == 0);
+  INFO(out);
+  const auto tb = nlohmann::json::parse(out.substr(out.find('{')));
+  // Every number of every train and val line, at its step, as float32.
+  size_t compared = 0;
+  for (const char* ev : {"train", "val"}) {
+    const auto lines = events(root / "r", ev);
+    REQUIRE(lines.size() == (std::string(ev) == "train" ? 4u : 2u));
+    for (const auto& j : lines) {
+      for (const auto& [key, v] : j.items()) {
+        if (!v.is_number() || key == "step") continue;
+        const std::string tag = std::string(ev) + "/" + key;
+        INFO(tag << " at step " << j["step"]);
+        REQUIRE(tb.contains(tag));
+        bool found = false;
+        for (const auto& sv : tb[tag])
+          if (sv[0] == j["step"]) {
+            found = true;
+            CHECK(sv[1].get<double>() == Approx(static_cast<float>(v.get<double>())).epsilon(1e-7).margin(1e-30));
+          }
+        CHECK(found);
+        ++compared;
+      }
+    }
+  }
+  CHECK(compared >= 4 * 8 + 2 * 2);
+  CHECK(tb.contains("train/iou_round_3"));  // prompt.rounds=3: one curve per round
+  // train.tensorboard=false writes none.
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "off") +
+                                    " train.iterations=1 train.ckpt_every=0 train.tensorboard=false",
+                                &out) == 0);
+  for (const auto& e : fs::directory_iterator(root / "off"))
+    CHECK(e.path().filename().string().rfind("events.out.tfevents", 0) != 0);
 }
