@@ -1,8 +1,8 @@
 #pragma once
 // The tests' Python peers (scripts/peers.sh): Meta's segment-anything, pycocotools and tensorboard's
-// event reader, from PyPI,
-// on Debian's python3 with its torch 1.13, torchvision and numpy. A test that needs them starts
-// with SAM_REQUIRE_PEERS(py); without them it is reported as skipped (a failure under CI=true).
+// event reader, from PyPI, on Debian's python3 with its torch 1.13, torchvision and numpy. A test
+// that needs them starts with SAM_REQUIRE_PEERS(py); without them it is reported as skipped (a
+// failure under CI=true).
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -30,7 +30,9 @@ inline std::optional<std::string> peer_python(std::string* why) {
   const std::string python = env && *env ? env : "/usr/bin/python3";
   const std::string cmd = "PYTHONPATH=" + peers_site().string() + " " + python;
   std::string out;
-  if (run_command(cmd + " -c 'import segment_anything, pycocotools.mask, torchvision, tensorboard.backend.event_processing.event_accumulator'", &out) != 0) {
+  const std::string modules =
+      "segment_anything, pycocotools.mask, torchvision, tensorboard.backend.event_processing.event_accumulator";
+  if (run_command(cmd + " -c 'import " + modules + "'", &out) != 0) {
     *why = "the Python peers cannot be imported (run scripts/setup.sh, or scripts/peers.sh; looked in " +
            peers_site().string() + " with " + python + "): " + out.substr(0, 300);
     return std::nullopt;

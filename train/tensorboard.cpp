@@ -2,38 +2,23 @@
 
 #include <unistd.h>
 
-#include <array>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "data/checksum.h"
+
 namespace sam::train {
 namespace {
 
-// Reflected CRC-32C table (polynomial 0x1EDC6F41, reversed 0x82F63B78).
-const std::array<uint32_t, 256>& crc_table() {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  return table;
-}
+using data::put_le;
 
 // TFRecord's masking of a CRC (so that CRCs of data holding CRCs stay well distributed).
 uint32_t masked_crc(const void* data, size_t size) {
-  const uint32_t c = crc32c(data, size);
+  const uint32_t c = sam::data::crc32c(data, size);
   return ((c >> 15) | (c << 17)) + 0xa282ead8u;
-}
-
-void put_le(std::string& s, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
 
 // Protocol buffers' wire format: varints, and fields as (number << 3 | wire type) then the value.
@@ -80,14 +65,6 @@ double now_seconds() {
 }
 
 }  // namespace
-
-uint32_t crc32c(const void* data, size_t size, uint32_t crc) {
-  const auto& t = crc_table();
-  const auto* p = static_cast<const unsigned char*>(data);
-  crc = ~crc;
-  for (size_t i = 0; i < size; ++i) crc = t[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-  return ~crc;
-}
 
 std::string tfrecord(const std::string& data) {
   std::string r, len;

@@ -14,11 +14,8 @@
 
 namespace sam::train {
 
-/// CRC-32C (Castagnoli), the checksum of TFRecord; `crc` continues an earlier one.
-uint32_t crc32c(const void* data, size_t size, uint32_t crc = 0);
-
-/// `data` framed as one TFRecord: its length (uint64, little endian), the masked CRC-32C of the
-/// length, the bytes, the masked CRC-32C of the bytes.
+/// `data` framed as one TFRecord: its length (uint64, little endian), the masked CRC-32C
+/// (data/checksum.h) of the length, the bytes, the masked CRC-32C of the bytes.
 std::string tfrecord(const std::string& data);
 
 /// The serialised tensorflow.Event with `wall_time` (seconds since the epoch), `step` and a

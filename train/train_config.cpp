@@ -133,9 +133,9 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
   cfg::read(tr, "ckpt_every", c.train.ckpt_every, w("train"));
   cfg::read(tr, "time_limit_min", c.train.time_limit_min, w("train"));
   cfg::read(tr, "ema_decay", c.train.ema_decay, w("train"));
-  cfg::read(tr, "tensorboard", c.train.tensorboard, w("train"));
   if (c.train.ema_decay < 0 || c.train.ema_decay >= 1)
     throw std::invalid_argument(where + ": train.ema_decay must be in [0, 1) (0 = no weight average)");
+  cfg::read(tr, "tensorboard", c.train.tensorboard, w("train"));
   cfg::read(tr, "inject_nonfinite", c.train.inject_nonfinite, w("train"));
   if (c.train.batch_size < 1 || c.train.grad_accum < 1 || c.train.iterations < 0)
     throw std::invalid_argument(where + ": train.batch_size and train.grad_accum must be >= 1, iterations >= 0");

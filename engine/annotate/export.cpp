@@ -1,16 +1,19 @@
 #include "engine/annotate/export.h"
 
 #include <algorithm>
-#include <array>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <stdexcept>
 
+#include "data/checksum.h"
+
 namespace sam::annotate {
 
 namespace {
+
+using data::put_le;
 
 nlohmann::json coco_segmentation(const mask::Rle& r) {
   return mask::rle_to_json(r, true);
@@ -29,30 +32,6 @@ nlohmann::json positive_points(const nlohmann::json& clicks) {
 
 nlohmann::json iou_or_null(double iou) {
   return iou < 0 ? nlohmann::json() : nlohmann::json(iou);
-}
-
-uint32_t crc32(const std::string& data) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  uint32_t c = 0xFFFFFFFFu;
-  for (unsigned char b : data) c = table[(c ^ b) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
-
-void put16(std::string& s, uint32_t v) {
-  s.push_back(static_cast<char>(v & 0xFF));
-  s.push_back(static_cast<char>((v >> 8) & 0xFF));
-}
-void put32(std::string& s, uint32_t v) {
-  put16(s, v & 0xFFFF);
-  put16(s, v >> 16);
 }
 
 }  // namespace
@@ -168,51 +147,47 @@ std::string zip_store(const std::vector<std::pair<std::string, std::string>>& fi
       throw std::invalid_argument("zip entry name '" + name + "' is not a plain relative name");
     if (data.size() >= 0xFFFFFFFFull || out.size() + data.size() >= 0xFFFFFFFFull)
       throw std::invalid_argument("zip archive over 4 GiB (no ZIP64 support)");
-    const uint32_t crc = crc32(data), offset = static_cast<uint32_t>(out.size());
+    const uint32_t crc = sam::data::crc32(data.data(), data.size()), offset = static_cast<uint32_t>(out.size());
     const auto size = static_cast<uint32_t>(data.size());
     const auto nlen = static_cast<uint32_t>(name.size());
-    put32(out, 0x04034b50);  // local file header
-    put16(out, 20);          // version needed
-    put16(out, 0x0800);      // UTF-8 names
-    put16(out, 0);           // stored
-    put16(out, dos_time);
-    put16(out, dos_date);
-    put32(out, crc);
-    put32(out, size);
-    put32(out, size);
-    put16(out, nlen);
-    put16(out, 0);
+    // The fields the local header and the central directory's header share, from "version
+    // needed" to the extra field's length.
+    auto shared_fields = [&](std::string& s) {
+      put_le(s, 20, 2);      // version needed
+      put_le(s, 0x0800, 2);  // UTF-8 names
+      put_le(s, 0, 2);       // stored
+      put_le(s, dos_time, 2);
+      put_le(s, dos_date, 2);
+      put_le(s, crc, 4);
+      put_le(s, size, 4);
+      put_le(s, size, 4);
+      put_le(s, nlen, 2);
+      put_le(s, 0, 2);
+    };
+    put_le(out, 0x04034b50, 4);  // local file header
+    shared_fields(out);
     out += name;
     out += data;
-    put32(central, 0x02014b50);  // central directory header
-    put16(central, 20);
-    put16(central, 20);
-    put16(central, 0x0800);
-    put16(central, 0);
-    put16(central, dos_time);
-    put16(central, dos_date);
-    put32(central, crc);
-    put32(central, size);
-    put32(central, size);
-    put16(central, nlen);
-    put16(central, 0);
-    put16(central, 0);
-    put16(central, 0);
-    put16(central, 0);
-    put32(central, 0);
-    put32(central, offset);
+    put_le(central, 0x02014b50, 4);  // central directory header
+    put_le(central, 20, 2);          // version made by
+    shared_fields(central);
+    put_le(central, 0, 2);  // comment length
+    put_le(central, 0, 2);  // disk number
+    put_le(central, 0, 2);  // internal attributes
+    put_le(central, 0, 4);  // external attributes
+    put_le(central, offset, 4);
     central += name;
   }
   const auto cd_offset = static_cast<uint32_t>(out.size());
   out += central;
-  put32(out, 0x06054b50);  // end of central directory
-  put16(out, 0);
-  put16(out, 0);
-  put16(out, static_cast<uint32_t>(files.size()));
-  put16(out, static_cast<uint32_t>(files.size()));
-  put32(out, static_cast<uint32_t>(central.size()));
-  put32(out, cd_offset);
-  put16(out, 0);
+  put_le(out, 0x06054b50, 4);  // end of central directory
+  put_le(out, 0, 2);
+  put_le(out, 0, 2);
+  put_le(out, static_cast<uint32_t>(files.size()), 2);
+  put_le(out, static_cast<uint32_t>(files.size()), 2);
+  put_le(out, static_cast<uint32_t>(central.size()), 4);
+  put_le(out, cd_offset, 4);
+  put_le(out, 0, 2);
   return out;
 }
 

@@ -1,6 +1,6 @@
-// TensorBoard event files (train/tensorboard.h): CRC-32C against published check values, an
-// event's bytes hand-assembled from the protobuf wire format, the tags of a metrics line, and files
-// read back by the tensorboard package's own reader (PyPI, tests/peers/tb_events.py).
+// TensorBoard event files (train/tensorboard.h): an event's bytes hand-assembled from the protobuf
+// wire format, TFRecord framing, the tags of a metrics line, and files read back by the
+// tensorboard package's own reader (PyPI, tests/peers/tb_events.py).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -10,25 +10,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/checksum.h"
 #include "peers.h"
 #include "test_util.h"
 #include "train/tensorboard.h"
 
-using sam::train::crc32c;
-
-TEST_CASE("crc32c: the check values of RFC 3720 (iSCSI) and the CRC catalogue", "[tensorboard]") {
-  const std::string digits = "123456789";
-  CHECK(crc32c(digits.data(), digits.size()) == 0xE3069283u);
-  unsigned char buf[32];
-  std::memset(buf, 0, 32);
-  CHECK(crc32c(buf, 32) == 0x8A9136AAu);
-  std::memset(buf, 0xff, 32);
-  CHECK(crc32c(buf, 32) == 0x62A8AB43u);
-  for (int i = 0; i < 32; ++i) buf[i] = static_cast<unsigned char>(i);
-  CHECK(crc32c(buf, 32) == 0x46DD794Eu);
-  // Continued over two pieces, the same as over the whole.
-  CHECK(crc32c(digits.data() + 4, 5, crc32c(digits.data(), 4)) == 0xE3069283u);
-}
+using sam::data::crc32c;
 
 TEST_CASE("scalar_event: the bytes of a tensorflow.Event, assembled by hand", "[tensorboard]") {
   // wall_time 1.5 (field 1, 64-bit), step 3 (field 2, varint), summary (field 5) holding one value
