@@ -12,6 +12,7 @@ packages=(
   libtorch-dev libopenblas0-openmp          # libtorch (CPU) and a fast BLAS for it
   libopencv-dev libjpeg-dev libpng-dev zlib1g-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev catch2 libcli11-dev
   libcpp-httplib-dev libsqlite3-dev libgloo-dev
+  libonnx-dev                               # sam_export onnx (sam/onnx)
   python3-torch python3-numpy               # torchrun, and interop checks with torch.load
   python3-torchvision                       # the reference SAM's generator (scripts/peers.sh)
   python3-scipy                             # scipy.io.savemat: the MAT-files of tests/data/test_matfile

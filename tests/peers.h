@@ -1,6 +1,6 @@
 #pragma once
-// The tests' Python peers (scripts/peers.sh): Meta's segment-anything, pycocotools and tensorboard's
-// event reader, from PyPI, on Debian's python3 with its torch 1.13, torchvision and numpy. A test
+// The tests' Python peers (scripts/peers.sh): Meta's segment-anything, pycocotools, tensorboard's
+// event reader, onnx and onnxruntime, from PyPI, on Debian's python3 with its torch 1.13, torchvision and numpy. A test
 // that needs them starts with SAM_REQUIRE_PEERS(py); without them it is reported as skipped (a
 // failure under CI=true).
 #include <cstdlib>
@@ -31,7 +31,8 @@ inline std::optional<std::string> peer_python(std::string* why) {
   const std::string cmd = "PYTHONPATH=" + peers_site().string() + " " + python;
   std::string out;
   const std::string modules =
-      "segment_anything, pycocotools.mask, torchvision, tensorboard.backend.event_processing.event_accumulator";
+      "segment_anything, pycocotools.mask, torchvision, tensorboard.backend.event_processing.event_accumulator, "
+      "onnx, onnxruntime";
   if (run_command(cmd + " -c 'import " + modules + "'", &out) != 0) {
     *why = "the Python peers cannot be imported (run scripts/setup.sh, or scripts/peers.sh; looked in " +
            peers_site().string() + " with " + python + "): " + out.substr(0, 300);
