@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "data/log.h"
 #include "data/rng.h"
 #include "data/transforms.h"
 
@@ -271,7 +272,7 @@ Loader::Loader(std::shared_ptr<Dataset> dataset, LoaderOptions options, LoaderSt
   if (start.position == m.len) start = {start.epoch + 1, 0};
   m.start = start;
   m.last = start;
-  if (!m.o.log) m.o.log = [](const std::string& s) { std::cerr << s << "\n"; };
+  if (!m.o.log) m.o.log = [](const std::string& s) { log::warn(s); };
   for (int t = 0; t < m.o.workers; ++t) m.threads.emplace_back([&m] { m.worker(); });
 }
 

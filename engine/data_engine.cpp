@@ -17,6 +17,7 @@
 
 #include "data/config_file.h"
 #include "data/dataset.h"
+#include "data/log.h"
 #include "data/tar.h"
 #include "engine/amg/amg_io.h"
 #include "engine/amg/generator.h"
@@ -200,7 +201,7 @@ struct DataEngine::Impl {
   fs::path stage_dir(const std::string& st) const { return fs::path(cfg.out_dir) / st; }
 
   void log(const std::string& s) const {
-    if (env.rank == 0 || env.world_size == 1) std::cout << "[engine] " << s << std::endl;
+    if (env.rank == 0 || env.world_size == 1) log::info("[engine] " + s);
   }
 
   void ensure_model() {
@@ -818,9 +819,11 @@ struct DataEngine::Impl {
       const auto doc = amg::amg_to_sa1b(masks, amg::sa1b_image_id(stem, int64_t(i) + 1), rgb.cols,
                                         rgb.rows, stem + image_ext(s.image));
       write_image_outputs(dir, s, stem, doc, rec);
-      std::cout << "[engine] auto " << (i + 1) << "/" << count << " " << rec.id << " (rank "
-                << env.rank << "): " << masks.size() << " masks, " << rec.wall_s << " s"
-                << eta_text(since(loop_t0), ++ran, (count - 1 - i) / size_t(env.world_size)) << std::endl;
+      std::ostringstream line;
+      line << "[engine] auto " << (i + 1) << "/" << count << " " << rec.id << " (rank " << env.rank
+           << "): " << masks.size() << " masks, " << rec.wall_s << " s"
+           << eta_text(since(loop_t0), ++ran, (count - 1 - i) / size_t(env.world_size));
+      log::info(line.str());
     }
     if (comm) comm->barrier();
     if (env.rank != 0) return nlohmann::json::object();

@@ -8,6 +8,8 @@
 #include <optional>
 #include <stdexcept>
 
+#include "data/log.h"
+
 namespace sam::eval {
 
 const std::vector<std::string>& coco_stat_names() {
@@ -108,7 +110,7 @@ InstancesResult evaluate_instances(sam::Sam model, const sam::data::Dataset& ds,
       try {
         gts.push_back({s.image_id, a.category_id, a.rle(), a.area, a.iscrowd});
       } catch (const std::exception& e) {
-        std::cerr << "sam::eval instances: ground truth left out: " << e.what() << "\n";
+        log::warn(std::string("sam::eval instances: ground truth left out: ") + e.what());
       }
     }
   }

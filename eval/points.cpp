@@ -8,6 +8,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "data/log.h"
 #include "data/rng.h"
 #include "eval/common.h"
 
@@ -276,7 +277,6 @@ PointsResult evaluate_points(sam::Sam model, const sam::data::Dataset& ds, const
 
   const bool coco = !ds.categories().empty();  // objects named <image>#<annotation id>
   std::vector<std::optional<PointsSample>> slots(n_objects);
-  std::mutex log_mu;
   run_workers(
       static_cast<int64_t>(items.size()), workers,
       [&](int64_t item, int worker) {
@@ -297,11 +297,9 @@ PointsResult evaluate_points(sam::Sam model, const sam::data::Dataset& ds, const
             s.id = id;
             slots[it.first_object + k] = std::move(s);
           } catch (const std::invalid_argument& e) {
-            std::lock_guard<std::mutex> lock(log_mu);
-            std::cerr << "sam::eval points: skipping " << id << ": " << e.what() << "\n";
+            log::warn("sam::eval points: skipping " + id + ": " + e.what());
           } catch (const data::DataError& e) {
-            std::lock_guard<std::mutex> lock(log_mu);
-            std::cerr << "sam::eval points: skipping " << id << ": " << e.what() << "\n";
+            log::warn("sam::eval points: skipping " + id + ": " + e.what());
           }
         }
       },

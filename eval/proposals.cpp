@@ -6,6 +6,8 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "data/log.h"
+
 namespace sam::eval {
 
 nlohmann::json ProposalsResult::to_json() const {
@@ -39,7 +41,7 @@ ProposalsResult evaluate_proposals(sam::Sam model, const sam::data::Dataset& ds,
       try {
         gts.push_back({s.image_id, a.category_id, a.rle(), a.area, a.iscrowd});
       } catch (const std::exception& e) {
-        std::cerr << "sam::eval proposals: ground truth left out: " << e.what() << "\n";
+        log::warn(std::string("sam::eval proposals: ground truth left out: ") + e.what());
       }
       if (ds.categories().empty() &&
           std::find(cat_ids.begin(), cat_ids.end(), a.category_id) == cat_ids.end())

@@ -3,12 +3,14 @@
 # here from this Debian 12 machine's packages (a GPU machine has python3 with PyTorch 2.x, CMake,
 # ninja and nvcc, but no network and none of Debian's -dev packages). DIR gets, under usr/ in
 # Debian's own layout:
-#   headers: nlohmann-json, CLI11, Catch2, yaml-cpp, gloo, OpenCV core and imgproc, libjpeg, libpng
-#   libraries: yaml-cpp, OpenCV core and imgproc (without imgcodecs, whose package pulls 141
+#   headers: nlohmann-json, CLI11, Catch2, yaml-cpp, gloo, spdlog, fmt, OpenCV core and imgproc,
+#     libjpeg, libpng
+#   libraries: yaml-cpp, spdlog and fmt (the logger, data/log.h), OpenCV core and imgproc (without imgcodecs, whose package pulls 141
 #     libraries: images go through libjpeg-turbo and libpng, data/codec.h), libjpeg, libpng, and
 #     every library these load that a bare system lacks (the reference BLAS/LAPACK instead of
 #     OpenBLAS: the project's own products use libtorch's)
-#   CMake packages: Debian's for yaml-cpp, nlohmann_json and Catch2 (relocatable), one for OpenCV
+#   CMake packages: Debian's for yaml-cpp, spdlog, fmt, nlohmann_json and Catch2 (relocatable), one
+#     for OpenCV
 # and under shared/ the golden tiny fixtures (../shared/golden/tiny) the [cuda] parity test reads.
 # At most 60 MiB (checked). Usage: scripts/gpu_bundle.sh DIR   (DIR is replaced)
 set -euo pipefail
@@ -18,7 +20,7 @@ out=$1
 shared=${SAM_SHARED_DIR:-$root/../shared}
 arch=x86_64-linux-gnu
 die() { echo "gpu_bundle: error: $*" >&2; exit 1; }
-for p in nlohmann-json3-dev libcli11-dev catch2 libyaml-cpp-dev libgloo-dev libopencv-core-dev \
+for p in nlohmann-json3-dev libcli11-dev catch2 libyaml-cpp-dev libgloo-dev libspdlog-dev libfmt-dev libopencv-core-dev \
          libopencv-imgproc-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev libblas3 liblapack3; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
     die "package $p is missing (scripts/setup.sh installs what the project needs; apt-get install $p)"
@@ -30,7 +32,8 @@ inc=$out/usr/include
 lib=$out/usr/lib/$arch
 
 # Headers.
-cp -a /usr/include/nlohmann /usr/include/CLI /usr/include/catch2 /usr/include/yaml-cpp /usr/include/gloo "$inc/"
+cp -a /usr/include/nlohmann /usr/include/CLI /usr/include/catch2 /usr/include/yaml-cpp /usr/include/gloo \
+  /usr/include/spdlog /usr/include/fmt "$inc/"
 mkdir -p "$inc/opencv4/opencv2"
 cp -a /usr/include/opencv4/opencv2/{core,core.hpp,imgproc,imgproc.hpp,opencv_modules.hpp} "$inc/opencv4/opencv2/"
 cp -L /usr/include/{jpeglib.h,jmorecfg.h,jerror.h,png.h,pngconf.h,pnglibconf.h,zlib.h,zconf.h} "$inc/"  # png.h and co. are links
@@ -38,7 +41,7 @@ mkdir -p "$inc/$arch"
 cp -a /usr/include/$arch/jconfig.h "$inc/$arch/" 2>/dev/null || cp -a /usr/include/jconfig.h "$inc/"
 
 # Libraries: the ones linked, then everything they load, less what every Linux system has.
-direct=(/usr/lib/$arch/libyaml-cpp.so.0.7 /usr/lib/$arch/libopencv_core.so.406 /usr/lib/$arch/libopencv_imgproc.so.406
+direct=(/usr/lib/$arch/libyaml-cpp.so.0.7 /usr/lib/$arch/libspdlog.so.1.10 /usr/lib/$arch/libopencv_core.so.406 /usr/lib/$arch/libopencv_imgproc.so.406
         /usr/lib/$arch/libjpeg.so.62 /usr/lib/$arch/libpng16.so.16 /usr/lib/$arch/libz.so.1)
 system_libs='^(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|ld-linux-x86-64)\.so'
 declare -A seen=()
@@ -65,6 +68,10 @@ for l in "${direct[@]}"; do copy_lib "$l"; done
 # The link-time names (what -l and CMake's find modules look for).
 ln -s libyaml-cpp.so.0.7 "$lib/libyaml-cpp.so.0.7.0"
 ln -s libyaml-cpp.so.0.7 "$lib/libyaml-cpp.so"
+ln -s libspdlog.so.1.10 "$lib/libspdlog.so"
+ln -s libspdlog.so.1.10 "$lib/libspdlog.so.1.10.0"  # the names their CMake packages give
+ln -s libfmt.so.9 "$lib/libfmt.so"
+ln -s libfmt.so.9 "$lib/libfmt.so.9.1.0"
 ln -s libjpeg.so.62 "$lib/libjpeg.so"
 ln -s libpng16.so.16 "$lib/libpng16.so"
 ln -s libpng16.so.16 "$lib/libpng.so"
@@ -73,7 +80,7 @@ ln -s libopencv_core.so.406 "$lib/libopencv_core.so"
 ln -s libopencv_imgproc.so.406 "$lib/libopencv_imgproc.so"
 
 # CMake packages. Debian's are relocatable exports (paths relative to their own folder).
-cp -a /usr/lib/$arch/cmake/yaml-cpp "$lib/cmake/"
+cp -a /usr/lib/$arch/cmake/yaml-cpp /usr/lib/$arch/cmake/spdlog /usr/lib/$arch/cmake/fmt "$lib/cmake/"
 cp -a /usr/share/cmake/nlohmann_json "$out/usr/share/cmake/"
 mkdir -p "$out/usr/lib/cmake"
 cp -a /usr/lib/cmake/Catch2 "$out/usr/lib/cmake/"
@@ -108,7 +115,7 @@ printf 'set(PACKAGE_VERSION 4.6.0)\nset(PACKAGE_VERSION_COMPATIBLE TRUE)\n' >"$l
 # The fixtures of the [cuda] golden parity test.
 cp -a "$shared/golden/tiny" "$out/shared/golden/"
 echo "Debian 12 packages: $(dpkg-query -W -f='${Package}=${Version} ' nlohmann-json3-dev libcli11-dev catch2 \
-  libyaml-cpp-dev libgloo-dev libopencv-core-dev libjpeg62-turbo-dev libpng-dev)" >"$out/SOURCES"
+  libyaml-cpp-dev libgloo-dev libspdlog-dev libfmt-dev libopencv-core-dev libjpeg62-turbo-dev libpng-dev)" >"$out/SOURCES"
 
 size=$(du -sm "$out" | cut -f1)
 echo "gpu_bundle: $out: ${size} MiB ($(find "$out" -type f | wc -l) files)"

@@ -13,12 +13,14 @@
 #include "engine/amg/amg_cli.h"
 #include "engine/amg/amg_io.h"
 #include "engine/amg/generator.h"
+#include "data/log.h"
 #include "tools/tool_common.h"
 
 namespace fs = std::filesystem;
 
 int main(int argc, char** argv) {
   CLI::App app{"Generate masks for every object in an image with SAM's grid of point prompts"};
+  sam::tools::add_log_level_option(app);
   std::string model_name, checkpoint, input, output, device = "cpu", timings_path;
   bool png = false;
   int threads = 0;
@@ -62,7 +64,7 @@ int main(int argc, char** argv) {
       try {
         rgb = sam::data::image_read_rgb(t.string());
       } catch (const std::exception& e) {
-        std::cerr << "sam_amg: skipping " << e.what() << "\n";
+        sam::log::warn(std::string("sam_amg: skipping ") + e.what());
         ++skipped;
         continue;
       }

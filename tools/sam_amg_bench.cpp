@@ -27,6 +27,7 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Time the automatic mask generator on one image"};
+  sam::tools::add_log_level_option(app);
   std::string model_name, checkpoint, image_path, device = "cpu", json_path, dtype = "fp32";
   int threads = 0, repeat = 3, warmup = 1, seed = 0;
   sam::amg::AmgOptions opts;

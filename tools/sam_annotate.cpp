@@ -14,6 +14,7 @@
 #include "engine/annotate/image_folder.h"
 #include "engine/annotate/server.h"
 #include "engine/annotate/store.h"
+#include "data/log.h"
 #include "tools/tool_common.h"
 
 namespace {
@@ -40,11 +41,11 @@ int run_export(const std::string& db, const std::string& images, const std::stri
     std::ofstream f(out);
     f << doc.dump() << "\n";
     if (!f) throw std::runtime_error("--out " + out + ": cannot write");
-    std::cout << "sam_annotate: wrote " << doc["images"].size() << " images and "
-              << doc["annotations"].size() << " annotations to " << out << "\n";
+    sam::log::info("sam_annotate: wrote " + std::to_string(doc["images"].size()) + " images and " +
+                   std::to_string(doc["annotations"].size()) + " annotations to " + out);
   } else if (format == "sa1b") {
     const int64_t n = ann::export_sa1b_folder(store, out);
-    std::cout << "sam_annotate: wrote " << n << " SA-1B files to " << out << "\n";
+    sam::log::info("sam_annotate: wrote " + std::to_string(n) + " SA-1B files to " + out);
   } else {
     throw std::invalid_argument("--format " + format + ": expected coco or sa1b");
   }
@@ -56,6 +57,7 @@ int run_export(const std::string& db, const std::string& images, const std::stri
 int main(int argc, char** argv) {
   CLI::App app{
       "Assisted-manual annotation with SAM: a browser page over the model and a SQLite store"};
+  sam::tools::add_log_level_option(app);
   sam::annotate::ServerOptions opt;
   int threads = 0;
   double cache_mb = 1024, max_body_mb = 32;
@@ -119,7 +121,7 @@ int main(int argc, char** argv) {
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
     if (opt.checkpoint.empty())
-      std::cerr << "sam_annotate: warning: no --checkpoint, the model has random weights\n";
+      sam::log::warn("sam_annotate: warning: no --checkpoint, the model has random weights");
     sam::annotate::AnnotateServer server(opt);
     server.bind();
     std::thread([&server, stop_signals] {
@@ -127,10 +129,10 @@ int main(int argc, char** argv) {
       sigwait(&stop_signals, &sig);
       server.stop();
     }).detach();
-    std::cout << "sam_annotate: " << opt.images_dir << " -> " << opt.db_path << "\n"
-              << "sam_annotate: listening on " << server.url() << std::endl;
+    sam::log::info("sam_annotate: " + opt.images_dir + " -> " + opt.db_path);
+    sam::log::info("sam_annotate: listening on " + server.url());
     server.serve();
-    std::cout << "sam_annotate: stopped" << std::endl;
+    sam::log::info("sam_annotate: stopped");
     return 0;
   });
 }

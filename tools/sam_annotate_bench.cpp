@@ -17,6 +17,7 @@
 #include "data/mask/rle.h"
 #include "engine/annotate/http.h"
 #include "engine/annotate/server.h"
+#include "data/log.h"
 #include "tools/tool_common.h"
 
 namespace {
@@ -66,6 +67,7 @@ json random_prompt(std::mt19937& rng, const ImageInfo& im) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Benchmark sam_annotate's click latency through its HTTP API"};
+  sam::tools::add_log_level_option(app);
   sam::annotate::ServerOptions opt;
   std::string url, token, json_out;
   int clients = 8, requests = 400, single = 40, threads = 0;
@@ -85,6 +87,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   return sam::tools::run_main("sam_annotate_bench", [&]() {
+    sam::log::messages_to_stderr();  // stdout carries the JSON report
     std::unique_ptr<sam::annotate::AnnotateServer> server;
     std::thread serving;
     // Stops the in-process server on every way out, errors included.
@@ -141,8 +144,7 @@ int main(int argc, char** argv) {
       im.name = i["name"];
       auto info = c0->Get(("/api/images/" + httplib::detail::encode_query_param(im.name)).c_str());
       if (!info || info->status != 200) {
-        std::cerr << "skipping " << im.name << ": "
-                  << (info ? info->body : httplib::to_string(info.error())) << "\n";
+        sam::log::warn("skipping " + im.name + ": " + (info ? info->body : httplib::to_string(info.error())));
         continue;
       }
       auto j = json::parse(info->body);
@@ -154,12 +156,11 @@ int main(int argc, char** argv) {
                    json{{"image", im.name}, {"points", {{im.w / 2.0, im.h / 2.0, 1}}}}.dump(),
                    "application/json");
       if (!first || first->status != 200) {
-        std::cerr << "skipping " << im.name << ": "
-                  << (first ? first->body : httplib::to_string(first.error())) << "\n";
+        sam::log::warn("skipping " + im.name + ": " + (first ? first->body : httplib::to_string(first.error())));
         continue;
       }
-      std::cerr << "embedded " << im.name << " (" << im.w << "x" << im.h << ") in "
-                << std::chrono::duration<double>(Clock::now() - t0).count() << " s\n";
+      sam::log::info("embedded " + im.name + " (" + std::to_string(im.w) + "x" + std::to_string(im.h) + ") in " +
+                     std::to_string(std::chrono::duration<double>(Clock::now() - t0).count()) + " s");
       images.push_back(im);
     }
     if (images.empty()) throw std::runtime_error("no usable image in " + opt.images_dir);

@@ -97,6 +97,7 @@ nlohmann::json bench_train_step(const sam::ModelConfig& config, const torch::Dev
 
 int main(int argc, char** argv) {
   CLI::App app{"Benchmark SAM inference: embedding time, per-prompt latency, peak memory"};
+  sam::tools::add_log_level_option(app);
   std::string model_name = "vit_b", checkpoint, json_out;
   int threads = 0, embeds = 1, prompts = 20, orig_h = 1500, orig_w = 2250, breakdown = 0;
   app.add_option("--model", model_name, "vit_b, vit_l, vit_h or an architecture file");

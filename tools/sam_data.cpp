@@ -13,6 +13,7 @@
 #include "data/bench.h"
 #include "data/convert.h"
 #include "data/synth.h"
+#include "data/log.h"
 #include "tools/tool_common.h"
 
 namespace {
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "Dataset tools: COCO RLE, SA-1B / COCO conversion and validation, synthetic scenes, loader "
       "benchmark"};
+  sam::tools::add_log_level_option(app);
   app.require_subcommand(1);
 
   auto* rle =
@@ -206,9 +208,10 @@ int main(int argc, char** argv) {
       std::cout << "export-coco: wrote " << exp_out << "\n";
       return problems.empty() ? 0 : 1;
     } else if (ben->parsed()) {
+      sam::log::messages_to_stderr();  // stdout carries the JSON report
       parse_size(bench_size, bo.width, bo.height);
       const auto out =
-          d::run_bench(bo, [](const std::string& m) { std::cerr << "bench: " << m << "\n"; });
+          d::run_bench(bo, [](const std::string& m) { sam::log::info("bench: " + m); });
       std::cout << out.dump(2) << "\n";
       if (!bench_json.empty()) std::ofstream(bench_json) << out.dump(2) << "\n";
     }

@@ -9,11 +9,13 @@
 
 #include "engine/data_engine.h"
 #include "engine/engine_config.h"
+#include "data/log.h"
 #include "tools/tool_common.h"
 #include "train/distributed.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Run SAM's data engine: assisted-manual, semi-automatic and fully automatic stages"};
+  sam::tools::add_log_level_option(app);
   std::string config_path, stage, out_dir;
   std::vector<std::string> overrides;
   bool dump = false;
@@ -41,8 +43,9 @@ int main(int argc, char** argv) {
     sam::engine::DataEngine engine(cfg, sam::train::dist_env_from_environment());
     const auto summary = engine.run(stage);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::cout << "sam_engine: stage " << stage << " done in " << s << " s; outputs in "
-              << cfg.out_dir << "\n";
+    std::ostringstream line;
+    line << "sam_engine: stage " << stage << " done in " << s << " s; outputs in " << cfg.out_dir;
+    sam::log::info(line.str());
     (void)summary;
     return 0;
   });

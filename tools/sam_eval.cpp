@@ -71,6 +71,7 @@ void finish(const std::string& text, const Common& o, const nlohmann::json& resu
 
 int main(int argc, char** argv) {
   CLI::App app{"SAM zero-shot evaluation suite (paper section 7)"};
+  sam::tools::add_log_level_option(app);
   app.require_subcommand(1);
   Common c;
   std::string dataset, bsds = "../shared/data/BSDS500", split = "test", save_edges, detections,

@@ -5,9 +5,10 @@
 #include <CLI/CLI.hpp>
 
 #include <iomanip>
-#include <iostream>
+#include <sstream>
 
 #include "sam/onnx/onnx_export.h"
+#include "data/log.h"
 #include "tools/tool_common.h"
 
 namespace {
@@ -15,15 +16,18 @@ namespace {
 namespace ox = sam::onnx_export;
 
 void report(const char* what, const std::string& path, const ox::ExportSummary& s) {
-  std::cout << what << ": " << path << " (" << s.nodes << " nodes, " << s.initializers << " initializers, "
-            << std::fixed << std::setprecision(1) << s.weight_bytes / 1048576.0 << " MiB of weights"
-            << (s.external_data ? " in " + path + ".data" : std::string()) << ", opset " << s.opset << ")\n";
+  std::ostringstream line;
+  line << what << ": " << path << " (" << s.nodes << " nodes, " << s.initializers << " initializers, "
+       << std::fixed << std::setprecision(1) << s.weight_bytes / 1048576.0 << " MiB of weights"
+       << (s.external_data ? " in " + path + ".data" : std::string()) << ", opset " << s.opset << ")";
+  sam::log::info(line.str());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Export a SAM model (any architecture) for other tools"};
+  sam::tools::add_log_level_option(app);
   app.require_subcommand(1);
   auto* onnx = app.add_subcommand("onnx", "ONNX files: the decoder with Meta's signature, the image encoder");
   std::string model_name, checkpoint, decoder, encoder, external = "auto";

@@ -43,6 +43,7 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Segment an object with SAM from point, box and mask prompts"};
+  sam::tools::add_log_level_option(app);
   std::string model_name, checkpoint, image_path, mask_input, emb_in, emb_out, out_dir, device = "cpu";
   std::vector<std::string> points;
   std::string box;

@@ -7,10 +7,12 @@
 
 #include "data/config_file.h"
 #include "train/trainer.h"
+#include "data/log.h"
 #include "tools/tool_common.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Train SAM with simulated interactive prompting"};
+  sam::tools::add_log_level_option(app);
   app.require_subcommand(0, 1);
   std::string config_path, run_dir;
   std::vector<std::string> overrides;
@@ -30,7 +32,7 @@ int main(int argc, char** argv) {
   return sam::tools::run_main("sam_train", [&]() {
     if (exp->parsed()) {
       sam::train::export_run(exp_dir, exp_out, exp_raw);
-      std::cout << "exported " << exp_dir << " -> " << exp_out << "\n";
+      sam::log::info("exported " + exp_dir + " -> " + exp_out);
       return 0;
     }
     if (!run_dir.empty()) overrides.push_back("run_dir=" + run_dir);

@@ -13,7 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <torch/torch.h>
+
+#include "data/log.h"
 
 namespace sam::tools {
 
@@ -86,15 +89,25 @@ inline torch::Device parse_device(const std::string& s) {
   return d;
 }
 
+/// --log-level on a program's command line (CLI::App; given after a subcommand too): the messages
+/// shown, debug, info, warn, error or off; without it $SAM_LOG_LEVEL, else info (data/log.h).
+inline void add_log_level_option(CLI::App& app) {
+  app.fallthrough();
+  app.add_option_function<std::string>(
+         "--log-level", [](const std::string& v) { sam::log::set_level(sam::log::parse_level(v)); },
+         "messages shown: debug, info, warn, error, off (default: $SAM_LOG_LEVEL, else info)")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
+}
+
 /// Runs `body`, turning any exception into "<program>: error: <message>" and exit code 1.
 template <typename F>
 int run_main(const char* program, F&& body) {
   try {
     return body();
   } catch (const c10::Error& e) {
-    std::cerr << program << ": error: " << e.what_without_backtrace() << "\n";
+    sam::log::error(std::string(program) + ": error: " + e.what_without_backtrace());
   } catch (const std::exception& e) {
-    std::cerr << program << ": error: " << e.what() << "\n";
+    sam::log::error(std::string(program) + ": error: " + e.what());
   }
   return 1;
 }

@@ -19,6 +19,7 @@
 #include "data/bench.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "data/log.h"
 #include "eval/plot.h"
 #include "eval/points.h"
 #include "sam/sam_model.h"
@@ -209,15 +210,19 @@ struct Trainer::Impl {
   std::shared_ptr<data::Dataset> train_set, val_set;
   std::unique_ptr<data::Loader> loader;
   fs::path dir;
-  std::ofstream log_file, metrics_file;
+  std::unique_ptr<log::FileSink> log_file;  // rank 0: the run's train.log
+  std::ofstream metrics_file;
   int64_t step = 0;
   int nonfinite_streak = 0;
   bool is_root() const { return comm->rank() == 0; }
 
+  // Rank 0's messages (the other ranks' would repeat them), through the logger: the console and
+  // train.log.
   void log(const std::string& line) {
-    if (!is_root()) return;
-    std::cout << line << std::endl;
-    if (log_file) log_file << line << std::endl;
+    if (is_root()) log::info(line);
+  }
+  void log_warning(const std::string& line) {
+    if (is_root()) log::warn(line);
   }
   std::unique_ptr<EventWriter> events;  // rank 0, when train.tensorboard
   void metric(const nlohmann::json& j) {
@@ -286,7 +291,7 @@ void Trainer::Impl::setup() {
   if (is_root()) {
     fs::create_directories(dir);
     write_file_atomic((dir / "config.json").string(), cfg.resolved.dump(2) + "\n");
-    log_file.open(dir / "train.log", std::ios::app);
+    log_file = std::make_unique<log::FileSink>((dir / "train.log").string());
     metrics_file.open(dir / "metrics.jsonl", std::ios::app);
     if (cfg.train.tensorboard) events = std::make_unique<EventWriter>(dir.string());
   }
@@ -319,7 +324,7 @@ void Trainer::Impl::setup() {
     for (const auto& kv : state.rng)
       if (kv.first.rfind(key + ".", 0) == 0) mine.emplace_back(kv.first.substr(key.size() + 1), kv.second);
     if (!restore_rng_states(mine, device))
-      log("resume: warning: the checkpoint holds no generator state for " + device.str() +
+      log_warning("resume: warning: the checkpoint holds no generator state for " + device.str() +
           " (written on another device type): drop path draws differ from an uninterrupted run");
     log("resume: " + ck.string() + " at step " + std::to_string(step));
   } else {
@@ -338,7 +343,7 @@ void Trainer::Impl::setup() {
   }
 
   train_set = open_train_datasets(cfg.data.train);
-  for (const auto& w : train_set->warnings()) log("data warning: " + w);
+  for (const auto& w : train_set->warnings()) log_warning("data warning: " + w);
   data::LoaderOptions lo;
   lo.image_size = cfg.model.img_size;
   lo.max_masks = cfg.data.max_masks;
@@ -354,7 +359,7 @@ void Trainer::Impl::setup() {
   lo.seed = cfg.train.seed;
   lo.rank = comm->rank();
   lo.world_size = comm->world_size();
-  lo.log = [this](const std::string& line) { std::cerr << "rank " << comm->rank() << ": " << line << std::endl; };
+  lo.log = [](const std::string& line) { log::warn(line); };
   loader = std::make_unique<data::Loader>(train_set, lo, start);
   if (!cfg.data.val.empty()) val_set = data::make_dataset(cfg.data.val);
   log("train: " + train_set->describe() + ", " + std::to_string(loader->shard_size()) + " samples per epoch on each of " +
@@ -595,13 +600,13 @@ int Trainer::Impl::loop() {
         const int run = static_cast<int>(std::lround(runs[i].item<double>()));
         if (run == 0) continue;
         const int64_t at = win_flags[i].first;
-        log("step " + std::to_string(at) + ": non-finite loss, step skipped (" + std::to_string(run) + " in a row)");
+        log_warning("step " + std::to_string(at) + ": non-finite loss, step skipped (" + std::to_string(run) + " in a row)");
         metric({{"event", "nonfinite"}, {"step", at}, {"streak", run}});
       }
       win_flags.clear();
       read_streak();
       if (nonfinite_streak >= tc.max_nonfinite) {
-        log("stopping: " + std::to_string(nonfinite_streak) + " non-finite losses in a row (train.max_nonfinite)");
+        log_warning("stopping: " + std::to_string(nonfinite_streak) + " non-finite losses in a row (train.max_nonfinite)");
         save_checkpoint();
         return 2;
       }

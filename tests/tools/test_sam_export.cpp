@@ -481,6 +481,21 @@ TEST_CASE("sam_export: bad arguments fail with a message", "[tools][onnx]") {
                    &log) != 0);
   CHECK(log.find(ckpt.string()) != std::string::npos);
   CHECK(!fs::exists(tmp.path / "d.onnx"));
+  // Messages go through the logger: the error on stderr (nothing on stdout), with the rank prefix
+  // under torchrun; --log-level off silences it (the exit code still says).
+  std::string out_only;
+  CHECK(sam_test::run_command("(" + kTool + " onnx --model " + kTinyArch + " --checkpoint " + ckpt.string() +
+                                  " 2>/dev/null)",
+                              &out_only) != 0);
+  CHECK(out_only.empty());
+  CHECK(sam_test::run_command("WORLD_SIZE=2 RANK=1 " + kTool + " onnx --model " + kTinyArch + " --checkpoint " +
+                                  ckpt.string(),
+                              &log) != 0);
+  CHECK(log.rfind("[rank 1] sam_export: error: give --decoder and/or --encoder", 0) == 0);
+  CHECK(export_run("--model " + kTinyArch + " --checkpoint " + ckpt.string() + " --log-level off", &log) != 0);
+  CHECK(log.empty());
+  CHECK(export_run("--model " + kTinyArch + " --checkpoint " + ckpt.string() + " --log-level loud", &log) != 0);
+  CHECK(log.find("--log-level") != std::string::npos);
   // An unwritable destination.
   CHECK(export_run("--model " + kTinyArch + " --checkpoint " + ckpt.string() + " --decoder /proc/nope/d.onnx",
                    &log) != 0);
