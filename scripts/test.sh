@@ -7,7 +7,8 @@
 #                (golden parity and bf16, .pth I/O against Python's torch.load/torch.save of the
 #                same 2.x, attention through scaled_dot_product_attention, the fused AdamW, the
 #                training step, the distributed collectives and gradient reducer, sam_train's
-#                kill-and-resume and 2-rank Gloo runs). Their [cuda] cases report themselves
+#                kill-and-resume and 2-rank Gloo runs, the ONNX export linked against Debian's
+#                libonnx and protobuf beside libtorch 2.x). Their [cuda] cases report themselves
 #                skipped where no GPU is present.
 # Tests read ../shared (golden fixtures, datasets) next to the repository, or $SAM_SHARED_DIR.
 # Extra arguments go to both ctest runs. SAM_SKIP_CUDA_BUILD=1 leaves the cluster build out.
@@ -23,7 +24,8 @@ t0=$(date +%s)
 "$root/scripts/build.sh"
 t1=$(date +%s)
 # The suites as ctest names them (<folder>/<name>); their programs are test_<folder>_<name>.
-suites=(sam/golden_parity sam/pth_io sam/attention train/interactive_step train/optim train/distributed tools/sam_train)
+suites=(sam/golden_parity sam/pth_io sam/attention train/interactive_step train/optim train/distributed tools/sam_train
+        tools/sam_export)
 if [ "$cuda" = 1 ]; then
   programs=$(cd "$root/tools" && ls sam_*.cpp | sed 's/\.cpp$//' | tr '\n' ' ')
   tests=("${suites[@]//\//_}")
