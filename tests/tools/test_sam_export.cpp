@@ -46,6 +46,18 @@ sam::Sam random_model(const sam::ModelConfig& c, uint64_t seed) {
   return m;
 }
 
+// random_model(cfg, seed), saved as <dir>/<name> (our .pth writer): the file sam_export reads.
+struct SavedModel {
+  sam::Sam model;
+  fs::path checkpoint;
+};
+SavedModel saved_random_model(const sam::ModelConfig& c, uint64_t seed, const fs::path& dir,
+                              const std::string& name = "tiny.pth") {
+  SavedModel m{random_model(c, seed), dir / name};
+  sam::save_checkpoint(m.model, m.checkpoint.string());
+  return m;
+}
+
 std::string peers_run(const std::string& py, const fs::path& model, const fs::path& cases, bool check) {
   std::string out;
   const std::string cmd = py + " " + (sam_test::source_dir() / "tests" / "peers" / "onnx_run.py").string() +
@@ -230,9 +242,7 @@ TEST_CASE("sam_export onnx: the tiny architecture's decoder in onnxruntime gives
   sam_test::ScratchDir tmp("sam_export_decoder");
   WorstReport report_worst("decoder, tiny architecture");
   const auto cfg = sam::model_config_resolve(kTinyArch);
-  auto model = random_model(cfg, 7);
-  const auto ckpt = tmp.path / "tiny.pth";
-  sam::save_checkpoint(model, ckpt.string());
+  auto [model, ckpt] = saved_random_model(cfg, 7, tmp.path);
   const int64_t G = cfg.grid_size(), lowres = cfg.low_res_size(), S = cfg.img_size;
   const int64_t H = 300, W = 451;  // resized to 170 x 256: a crop, then a resize up
   torch::manual_seed(3);
@@ -327,9 +337,7 @@ TEST_CASE("sam_export onnx --batch-prompts: B prompts on one embedding in one ca
   sam_test::ScratchDir tmp("sam_export_batch");
   WorstReport report_worst("decoder --batch-prompts");
   const auto cfg = sam::model_config_resolve(kTinyArch);
-  auto model = random_model(cfg, 8);
-  const auto ckpt = tmp.path / "tiny.pth";
-  sam::save_checkpoint(model, ckpt.string());
+  auto [model, ckpt] = saved_random_model(cfg, 8, tmp.path);
   const auto file = tmp.path / "decoder_batch.onnx";
   std::string log;
   REQUIRE(export_run("--model " + kTinyArch + " --checkpoint " + ckpt.string() + " --decoder " + file.string() +
@@ -370,9 +378,7 @@ TEST_CASE("sam_export onnx: the tiny architecture's image encoder in onnxruntime
   sam_test::ScratchDir tmp("sam_export_encoder");
   WorstReport report_worst("encoder, tiny architecture");
   const auto cfg = sam::model_config_resolve(kTinyArch);
-  auto model = random_model(cfg, 9);
-  const auto ckpt = tmp.path / "tiny.pth";
-  sam::save_checkpoint(model, ckpt.string());
+  auto [model, ckpt] = saved_random_model(cfg, 9, tmp.path);
   torch::manual_seed(5);
   const auto x = torch::randn({2, 3, cfg.img_size, cfg.img_size});
   torch::Tensor ref;
@@ -408,11 +414,7 @@ TEST_CASE("sam_export onnx: Meta's own export of the same ViT-B checkpoint gives
   sam_test::ScratchDir tmp("sam_export_meta");
   WorstReport report_worst("decoder against Meta's export, ViT-B");
   const auto cfg = sam::model_config_preset("vit_b");
-  const auto ckpt = tmp.path / "vit_b.pth";
-  {
-    auto model = random_model(cfg, 10);
-    sam::save_checkpoint(model, ckpt.string());
-  }
+  const auto ckpt = saved_random_model(cfg, 10, tmp.path, "vit_b.pth").checkpoint;
   // The size of the reference export's dummy input: segment-anything 1.0 (PyPI) traces the crop of
   // mask_postprocessing as constants (Meta's issue #56, fixed after that release), so its file is
   // right only for images of that aspect ratio. Other sizes: the tiny decoder's case above.
@@ -467,8 +469,7 @@ TEST_CASE("sam_export onnx: Meta's own export of the same ViT-B checkpoint gives
 TEST_CASE("sam_export: bad arguments fail with a message", "[tools][onnx]") {
   sam_test::ScratchDir tmp("sam_export_errors");
   const auto cfg = sam::model_config_resolve(kTinyArch);
-  const auto ckpt = tmp.path / "tiny.pth";
-  sam::save_checkpoint(random_model(cfg, 1), ckpt.string());
+  const auto ckpt = saved_random_model(cfg, 1, tmp.path).checkpoint;
   std::string log;
   CHECK(export_run("--model " + kTinyArch + " --checkpoint " + ckpt.string(), &log) != 0);
   CHECK(log.find("give --decoder and/or --encoder") != std::string::npos);
