@@ -61,27 +61,9 @@ void rel_softmax_rows(float* s, int64_t Nq, int64_t Nk, RelTerms rel) {
         for (int64_t kx = 0; kx < rel.W; ++kx) row[kx] += h + rwi[kx];
       }
     }
-    // The maximum in 8 lanes too: GCC does not vectorise a float max reduction without
-    // -ffinite-math-only, and one running maximum waits on its compare at every key (a third of
-    // a global block's attention time). The result is the same in any order.
-    float mlanes[8];
-    for (int l = 0; l < 8; ++l) mlanes[l] = pi[0];
-    int64_t m = 0;
-    for (; m + 8 <= Nk; m += 8)
-      for (int l = 0; l < 8; ++l) mlanes[l] = pi[m + l] > mlanes[l] ? pi[m + l] : mlanes[l];
-    float mx = pi[0];
-    for (; m < Nk; ++m) mx = pi[m] > mx ? pi[m] : mx;
-    for (int l = 0; l < 8; ++l) mx = mlanes[l] > mx ? mlanes[l] : mx;
+    const float mx = fastmath::max8(pi, Nk);
     for (int64_t j = 0; j < Nk; ++j) pi[j] = fastmath::exp(pi[j] - mx);
-    // The sum in 8 lanes, so that it vectorises (one running float sum cannot).
-    float lanes[8] = {};
-    int64_t j = 0;
-    for (; j + 8 <= Nk; j += 8)
-      for (int l = 0; l < 8; ++l) lanes[l] += pi[j + l];
-    float sum = 0.f;
-    for (; j < Nk; ++j) sum += pi[j];
-    for (int l = 0; l < 8; ++l) sum += lanes[l];
-    const float inv = 1.f / sum;
+    const float inv = 1.f / fastmath::sum8(pi, Nk);
     for (int64_t k = 0; k < Nk; ++k) pi[k] *= inv;
   }
 }

@@ -60,20 +60,12 @@ void convt_epilogue_rows(const float* y, float* out, int64_t r0, int64_t r1, int
           const float* s = src + (di * 2 + dj) * O;
           float* d = out + ((b * 2 * h + 2 * i + di) * 2 * w + 2 * j + dj) * O;
           if (lw) {
-            float mean = 0.f;
-            for (int64_t o = 0; o < O; ++o) {
-              v[o] = s[o] + bias[o];
-              mean += v[o];
-            }
-            mean /= static_cast<float>(O);
-            float var = 0.f;
-            for (int64_t o = 0; o < O; ++o) {
-              v[o] -= mean;
-              var += v[o] * v[o];
-            }
-            var /= static_cast<float>(O);
+            for (int64_t o = 0; o < O; ++o) v[o] = s[o] + bias[o];
+            const float mean = fastmath::sum8(v.data(), O) / static_cast<float>(O);
+            const float var = fastmath::sum_sq_dev8(v.data(), O, mean) / static_cast<float>(O);
             const float inv = 1.f / std::sqrt(var + eps);
-            for (int64_t o = 0; o < O; ++o) d[o] = fastmath::gelu(v[o] * inv * lw[o] + lb[o]);
+            for (int64_t o = 0; o < O; ++o)
+              d[o] = fastmath::gelu((v[o] - mean) * inv * lw[o] + lb[o]);
           } else {
             for (int64_t o = 0; o < O; ++o) d[o] = fastmath::gelu(s[o] + bias[o]);
           }

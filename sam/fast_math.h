@@ -74,6 +74,50 @@ inline float erf(float x) {
   return x < 0.f ? -r : r;
 }
 
+/// sum of x[0..n) in 8 interleaved partial sums, then those added: GCC vectorises this (one
+/// running float sum it does not: its order is fixed without -fassociative-math, and each add
+/// waits on the previous one, four cycles an element). The order differs from a plain loop's.
+inline float sum8(const float* x, int64_t n) {
+  float lanes[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) lanes[l] += x[i + l];
+  float s = 0.f;
+  for (; i < n; ++i) s += x[i];
+  for (int l = 0; l < 8; ++l) s += lanes[l];
+  return s;
+}
+
+/// max of x[0..n), n >= 1, in 8 running maxima (GCC vectorises no float max reduction without
+/// -ffinite-math-only; one running maximum waits on its compare at every element). The result
+/// is the same in any order.
+inline float max8(const float* x, int64_t n) {
+  float lanes[8];
+  for (int l = 0; l < 8; ++l) lanes[l] = x[0];
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) lanes[l] = x[i + l] > lanes[l] ? x[i + l] : lanes[l];
+  float m = x[0];
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  for (int l = 0; l < 8; ++l) m = lanes[l] > m ? lanes[l] : m;
+  return m;
+}
+
+/// sum of (x[i] - mean)^2 over [0, n), in 8 partial sums as sum8.
+inline float sum_sq_dev8(const float* x, int64_t n, float mean) {
+  float lanes[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) {
+      const float v = x[i + l] - mean;
+      lanes[l] += v * v;
+    }
+  float s = 0.f;
+  for (; i < n; ++i) s += (x[i] - mean) * (x[i] - mean);
+  for (int l = 0; l < 8; ++l) s += lanes[l];
+  return s;
+}
+
 /// GELU with the exact (erf) form, x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, as torch's default.
 inline float gelu(float x) {
   return 0.5f * x * (1.f + erf(x * 0.70710678118654752f));

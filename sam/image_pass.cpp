@@ -47,18 +47,9 @@ void residual_norm(const float* keys, const float* o, const float* bo, const flo
     const float* k = keys + t * D;
     const float* ot = o + t * D;
     float* y = out + t * D;
-    float mean = 0.f;
-    for (int64_t d = 0; d < D; ++d) {
-      y[d] = k[d] + (ot[d] + bo[d]);
-      mean += y[d];
-    }
-    mean /= static_cast<float>(D);
-    float var = 0.f;
-    for (int64_t d = 0; d < D; ++d) {
-      const float v = y[d] - mean;
-      var += v * v;
-    }
-    var /= static_cast<float>(D);
+    for (int64_t d = 0; d < D; ++d) y[d] = k[d] + (ot[d] + bo[d]);
+    const float mean = fastmath::sum8(y, D) / static_cast<float>(D);
+    const float var = fastmath::sum_sq_dev8(y, D, mean) / static_cast<float>(D);
     const float inv = 1.f / std::sqrt(var + eps);
     for (int64_t d = 0; d < D; ++d) y[d] = (y[d] - mean) * inv * w[d] + b[d];
   }
@@ -79,8 +70,7 @@ void online_softmax_tile(float* s, int64_t R2, int64_t T, float scale, float* m,
   std::vector<float> factor(static_cast<size_t>(R2));
   for (int64_t r = 0; r < R2; ++r) {
     float* x = s + r * T;
-    float tm = x[0];
-    for (int64_t j = 1; j < T; ++j) tm = x[j] > tm ? x[j] : tm;
+    const float tm = fastmath::max8(x, T);
     const float nm = std::max(m[r], tm * scale);
     factor[r] = m[r] == -std::numeric_limits<float>::infinity() ? 0.f : fastmath::exp(m[r] - nm);
     m[r] = nm;
@@ -88,10 +78,7 @@ void online_softmax_tile(float* s, int64_t R2, int64_t T, float scale, float* m,
   }
   for (int64_t i = 0; i < R2 * T; ++i) s[i] = fastmath::exp(s[i]);
   for (int64_t r = 0; r < R2; ++r) {
-    const float* x = s + r * T;
-    float sum = 0.f;
-    for (int64_t j = 0; j < T; ++j) sum += x[j];
-    l[r] = l[r] * factor[r] + sum;
+    l[r] = l[r] * factor[r] + fastmath::sum8(s + r * T, T);
     if (factor[r] != 1.f) {
       float* a = acc + r * D;
       const float f = factor[r];
