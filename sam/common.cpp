@@ -39,7 +39,10 @@ torch::Tensor linear(torch::nn::LinearImpl& l, const torch::Tensor& x) {
 
 torch::Tensor MLPBlockImpl::forward(const torch::Tensor& x) {
   auto h = linear(*lin1, x);
-  h = relu ? torch::relu(h) : torch::gelu(h);
+  if (!relu && decoder_kernels_apply(h) && h.is_contiguous())
+    gelu_inplace(h);  // in place: the hidden activations (48 MiB in a ViT-B block) written once
+  else
+    h = relu ? torch::relu(h) : torch::gelu(h);
   if (dropout > 0 && is_training()) h = torch::dropout(h, dropout, true);
   return linear(*lin2, h);
 }

@@ -173,6 +173,21 @@ torch::Tensor softmax_last_dim(const torch::Tensor& x, double scale) {
   return out;
 }
 
+namespace {
+SAM_MULTIVERSION
+void gelu_range(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = fastmath::gelu(x[i]);
+}
+}  // namespace
+
+torch::Tensor gelu_inplace(torch::Tensor x) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat && x.is_contiguous(),
+              "gelu_inplace: a contiguous float32 CPU tensor");
+  float* p = x.data_ptr<float>();
+  at::parallel_for(0, x.numel(), 1 << 14, [&](int64_t i0, int64_t i1) { gelu_range(p + i0, i1 - i0); });
+  return x;
+}
+
 torch::Tensor convt2x2_epilogue(const torch::Tensor& y, int64_t B, int64_t h, int64_t w, int64_t O,
                                 const torch::Tensor& bias, const torch::Tensor& ln_weight,
                                 const torch::Tensor& ln_bias, double eps) {

@@ -18,6 +18,10 @@ void set_decoder_kernels_enabled(bool on);
 /// copy is made when needed). Equal to torch::softmax(x * scale, -1) up to float rounding.
 torch::Tensor softmax_last_dim(const torch::Tensor& x, double scale);
 
+/// GELU (the exact erf form) in place over a contiguous float32 CPU tensor; returns x. Equal to
+/// torch::gelu up to float rounding; one pass, no new tensor (the encoder's MLP in inference).
+torch::Tensor gelu_inplace(torch::Tensor x);
+
 /// The epilogue of a ConvTranspose2d(kernel 2, stride 2) computed as one matrix product on
 /// channels-last input: y [B*h*w, 4*O] holds, per input pixel (b, i, j), the O outputs of each
 /// sub-pixel (di, dj) in (di, dj, o) order. Returns out [B, 2h, 2w, O] with

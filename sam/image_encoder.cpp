@@ -3,9 +3,13 @@
 #include "sam/amp.h"
 #include "sam/attention.h"
 #include "sam/common.h"
+#include "sam/decoder_kernels.h"
+
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace sam {
 
@@ -76,6 +80,13 @@ torch::Tensor EncoderAttentionImpl::forward(const torch::Tensor& x) {
   // [B, L, 3, nH, hd] -> [3, B*nH, L, hd]
   auto qkv_t = qkv->forward(x).reshape({B, L, 3, num_heads, hd}).permute({2, 0, 3, 1, 4}).reshape(
       {3, BH, L, hd});
+  auto o = attend(qkv_t, H, W);  // [BH, L, hd]
+  o = o.view({B, num_heads, H, W, hd}).permute({0, 2, 3, 1, 4}).reshape({B, H, W, C});
+  return proj->forward(o);
+}
+
+torch::Tensor EncoderAttentionImpl::attend(const torch::Tensor& qkv_t, int64_t H, int64_t W) {
+  const int64_t BH = qkv_t.size(1), hd = head_dim;
   auto q = qkv_t[0], k = qkv_t[1], v = qkv_t[2];
 
   // Decomposed relative positions, computed from the unscaled q as in the reference:
@@ -90,9 +101,49 @@ torch::Tensor EncoderAttentionImpl::forward(const torch::Tensor& x) {
                    .view({W, BH, H, W})
                    .permute({1, 2, 0, 3});  // [BH, H, W, kw]
 
-  auto o = rel_pos_attention(q, k, v, rel_h, rel_w, scale, H, W);  // [BH, L, hd]
-  o = o.view({B, num_heads, H, W, hd}).permute({0, 2, 3, 1, 4}).reshape({B, H, W, C});
-  return proj->forward(o);
+  return rel_pos_attention(q, k, v, rel_h, rel_w, scale, H, W);  // [BH, L, hd]
+}
+
+torch::Tensor EncoderAttentionImpl::forward_windows(const torch::Tensor& x, int64_t ws) {
+  const int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3), nH = num_heads,
+                hd = head_dim;
+  const int64_t Hp = H + (ws - H % ws) % ws, Wp = W + (ws - W % ws) % ws;
+  const int64_t wy = Hp / ws, wx = Wp / ws, nW = B * wy * wx, L = ws * ws;
+  // The projections of the real tokens only: a padding token is a zero vector after the norm, so
+  // its q, k and v are the projection's bias (exactly), and its outputs are dropped.
+  const auto qkv_rows = qkv->forward(x).contiguous();  // [B, H, W, 3C]
+  const auto bias = qkv->bias.contiguous();
+  auto qkv_t = torch::empty({3, nW * nH, L, hd}, x.options());
+  const float* src = qkv_rows.data_ptr<float>();
+  const float* bp = bias.data_ptr<float>();
+  float* dst = qkv_t.data_ptr<float>();
+  const int64_t plane = nW * nH * L * hd;
+  // Window n = (b, iy, ix), position p = (r, c) <- token (iy * ws + r, ix * ws + c) or the bias.
+  at::parallel_for(0, nW * L, 64, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t n = i / L, p = i % L, b = n / (wy * wx), iy = n / wx % wy, ix = n % wx;
+      const int64_t y = iy * ws + p / ws, xx = ix * ws + p % ws;
+      const float* row = (y < H && xx < W) ? src + ((b * H + y) * W + xx) * 3 * C : bp;
+      for (int64_t part = 0; part < 3; ++part)
+        for (int64_t h = 0; h < nH; ++h)
+          std::memcpy(dst + part * plane + ((n * nH + h) * L + p) * hd, row + part * C + h * hd,
+                      sizeof(float) * hd);
+    }
+  });
+  const auto o = attend(qkv_t, ws, ws).contiguous();  // [nW * nH, L, hd]
+  // The heads merged back into the token grid, the padding's rows skipped.
+  auto merged = torch::empty({B, H, W, C}, x.options());
+  const float* op = o.data_ptr<float>();
+  float* mp = merged.data_ptr<float>();
+  at::parallel_for(0, B * H * W, 64, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t b = t / (H * W), y = t / W % H, xx = t % W;
+      const int64_t n = (b * wy + y / ws) * wx + xx / ws, p = (y % ws) * ws + xx % ws;
+      for (int64_t h = 0; h < nH; ++h)
+        std::memcpy(mp + t * C + h * hd, op + ((n * nH + h) * L + p) * hd, sizeof(float) * hd);
+    }
+  });
+  return proj->forward(merged);
 }
 
 EncoderBlockImpl::EncoderBlockImpl(const ModelConfig& c, int64_t ws, double dpr)
@@ -159,12 +210,24 @@ torch::Tensor EncoderBlockImpl::forward(const torch::Tensor& x) {
 
 torch::Tensor EncoderBlockImpl::forward_impl(const torch::Tensor& x) {
   auto h = layer_norm(norm1, x);
-  if (window_size > 0) {
+  // The CPU inference kernels' conditions: no autograd, float32 on the CPU, no autocast.
+  const bool cpu_inference = decoder_kernels_apply(h) && !is_training() &&
+                             attn->qkv->weight.scalar_type() == torch::kFloat;
+  if (window_size > 0 && cpu_inference && attn->qkv->bias.defined()) {
+    h = attn->forward_windows(h, window_size);  // inference on the CPU: no work on the padding
+  } else if (window_size > 0) {
     const int64_t H = h.size(1), W = h.size(2);
     auto [win, padded] = window_partition(h, window_size);
     h = window_unpartition(attn->forward(win), window_size, padded, H, W);
   } else {
     h = attn->forward(h);
+  }
+  if (cpu_inference && h.scalar_type() == x.scalar_type()) {
+    // Inference: the residual sums in place, into tensors this block made (no new 12 MiB
+    // tensors per block; the same sums).
+    auto y = h.is_contiguous() ? h.add_(x) : x + h;
+    auto m = mlp->forward(layer_norm(norm2, y));
+    return m.add_(y);
   }
   auto y = x + drop_path(h, drop_path_rate, is_training());
   return y + drop_path(mlp->forward(layer_norm(norm2, y)), drop_path_rate, is_training());

@@ -15,6 +15,12 @@ struct EncoderAttentionImpl : torch::nn::Module {
   EncoderAttentionImpl(int64_t dim, int64_t num_heads, int64_t input_size);
   /// x: [B, H, W, C] -> [B, H, W, C]
   torch::Tensor forward(const torch::Tensor& x);
+  /// The attention of each ws x ws window of x [B, H, W, C] (the grid padded to multiples of ws,
+  /// as window_partition does) -> [B, H, W, C], equal to partitioning, forward and unpartitioning,
+  /// without projecting the padding's tokens (float32 on the CPU, no autograd).
+  torch::Tensor forward_windows(const torch::Tensor& x, int64_t ws);
+  /// The attention of qkv_t [3, B*heads, H*W, head_dim] over an H x W grid -> [B*heads, H*W, head_dim].
+  torch::Tensor attend(const torch::Tensor& qkv_t, int64_t H, int64_t W);
   int64_t num_heads, head_dim;
   double scale;
   torch::Tensor rel_pos_h, rel_pos_w;  ///< [2 * input_size - 1, head_dim]

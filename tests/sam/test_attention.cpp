@@ -129,14 +129,15 @@ TEST_CASE("relative-position attention equals the reference, forward and backwar
   for (auto kernel : kKernels) {
     KernelScope scope(kernel);
     INFO("kernel " << kernel_name(kernel));
-    // Grids under 1024 keys run in the sliced kernels (loops or BLAS per slice), 32 x 32 in the
-    // row-block one that calls libtorch's mm.
+    // Grids under 1024 keys run in the sliced kernels (loops or BLAS per slice), 32 x 32 and
+    // 40 x 27 in the one that takes chunks of query rows (the last chunk of 40 x 27 a short one).
     for (auto hw : std::vector<std::array<int64_t, 4>>{{6, 6, 5, 8},
                                                        {16, 16, 2, 8},
                                                        {4, 7, 3, 8},
                                                        {6, 6, 4, 32},
                                                        {16, 16, 2, 32},
-                                                       {32, 32, 2, 8}}) {
+                                                       {32, 32, 2, 8},
+                                                       {40, 27, 2, 8}}) {
       check_rel_pos_against_reference(sam::rel_pos_attention, hw[0], hw[1], hw[2], hw[3], 1e-6);
     }
   }
