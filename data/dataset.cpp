@@ -465,6 +465,52 @@ std::shared_ptr<Dataset> open_coco(const std::string& instances_json,
   return std::make_shared<CocoDataset>(instances_json, image_dir);
 }
 
+ConcatDataset::ConcatDataset(std::vector<std::shared_ptr<Dataset>> parts) : parts_(std::move(parts)) {
+  size_t total = 0;
+  for (const auto& p : parts_) {
+    if (!p) throw std::invalid_argument("ConcatDataset: a part is null");
+    ends_.push_back(total += p->size());
+  }
+}
+
+std::pair<size_t, size_t> ConcatDataset::locate(size_t i) const {
+  if (i >= size())
+    throw std::out_of_range("sample index " + std::to_string(i) + " >= " + std::to_string(size()));
+  // The first part whose end lies past i (empty parts have end == their start and are skipped).
+  const size_t p = static_cast<size_t>(std::upper_bound(ends_.begin(), ends_.end(), i) - ends_.begin());
+  return {p, i - (p == 0 ? 0 : ends_[p - 1])};
+}
+
+std::string ConcatDataset::sample_id(size_t i) const {
+  const auto [p, j] = locate(i);
+  return parts_[p]->sample_id(j);
+}
+
+Sample ConcatDataset::get(size_t i) const {
+  const auto [p, j] = locate(i);
+  return parts_[p]->get(j);
+}
+
+std::string ConcatDataset::describe() const {
+  std::string s;
+  for (const auto& p : parts_) s += (s.empty() ? "" : " + ") + p->describe();
+  return s;
+}
+
+std::vector<std::string> ConcatDataset::warnings() const {
+  std::vector<std::string> w;
+  for (const auto& p : parts_)
+    for (auto& x : p->warnings()) w.push_back(x);
+  return w;
+}
+
+std::shared_ptr<Dataset> make_datasets(const std::vector<std::string>& specs) {
+  if (specs.empty()) throw std::invalid_argument("no dataset given: at least one dataset spec");
+  std::vector<std::shared_ptr<Dataset>> parts;
+  for (const auto& s : specs) parts.push_back(make_dataset(s));
+  return parts.size() == 1 ? parts[0] : std::make_shared<ConcatDataset>(std::move(parts));
+}
+
 std::shared_ptr<Dataset> make_dataset(const std::string& spec) {
   const size_t colon = spec.find(':');
   const std::string kinds =

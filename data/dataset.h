@@ -112,6 +112,28 @@ class Dataset {
 /// naming the spec, kind, option or path at fault.
 std::shared_ptr<Dataset> make_dataset(const std::string& spec);
 
+/// Several datasets read as one, in order: sample i of the whole is sample i - offset of the part
+/// that holds it; ids, descriptions (joined by " + ") and warnings come from the parts. An index
+/// past the end throws std::out_of_range. Categories: none (the parts' ids may collide).
+class ConcatDataset : public Dataset {
+ public:
+  explicit ConcatDataset(std::vector<std::shared_ptr<Dataset>> parts);
+  size_t size() const override { return ends_.empty() ? 0 : ends_.back(); }
+  std::string sample_id(size_t i) const override;
+  Sample get(size_t i) const override;
+  std::string describe() const override;
+  std::vector<std::string> warnings() const override;
+  /// (part, index within it) of sample i.
+  std::pair<size_t, size_t> locate(size_t i) const;
+
+ private:
+  std::vector<std::shared_ptr<Dataset>> parts_;
+  std::vector<size_t> ends_;  ///< cumulative sizes: part p holds [ends_[p-1], ends_[p])
+};
+
+/// One dataset per spec (make_dataset), joined by ConcatDataset when there are several.
+std::shared_ptr<Dataset> make_datasets(const std::vector<std::string>& specs);
+
 /// SA-1B folder, .tar shard, or folder of shards. `prefer_png` tries <stem>.png before .jpg.
 std::shared_ptr<Dataset> open_sa1b(const std::string& path, bool prefer_png = false);
 

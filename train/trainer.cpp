@@ -33,48 +33,7 @@ namespace sam::train {
 
 namespace fs = std::filesystem;
 
-// ---------------------------------------------------------------------------------------------
-// Datasets
-
 namespace {
-
-class ConcatDataset : public data::Dataset {
- public:
-  explicit ConcatDataset(std::vector<std::shared_ptr<data::Dataset>> parts) : parts_(std::move(parts)) {
-    for (const auto& p : parts_) offsets_.push_back(total_ += p->size());
-  }
-  size_t size() const override { return total_; }
-  std::string sample_id(size_t i) const override {
-    auto [p, j] = locate(i);
-    return parts_[p]->sample_id(j);
-  }
-  data::Sample get(size_t i) const override {
-    auto [p, j] = locate(i);
-    return parts_[p]->get(j);
-  }
-  std::string describe() const override {
-    std::string s;
-    for (const auto& p : parts_) s += (s.empty() ? "" : " + ") + p->describe();
-    return s;
-  }
-  std::vector<std::string> warnings() const override {
-    std::vector<std::string> w;
-    for (const auto& p : parts_)
-      for (auto& x : p->warnings()) w.push_back(x);
-    return w;
-  }
-
- private:
-  std::pair<size_t, size_t> locate(size_t i) const {
-    if (i >= total_) throw std::out_of_range("sample index " + std::to_string(i) + " >= " + std::to_string(total_));
-    size_t p = 0;
-    while (i >= offsets_[p]) ++p;
-    return {p, i - (p == 0 ? 0 : offsets_[p - 1])};
-  }
-  std::vector<std::shared_ptr<data::Dataset>> parts_;
-  std::vector<size_t> offsets_;
-  size_t total_ = 0;
-};
 
 std::string fmt(double v, int prec = 4) {
   std::ostringstream o;
@@ -94,11 +53,12 @@ std::string fmt_duration(double s) {
 
 }  // namespace
 
+// ---------------------------------------------------------------------------------------------
+// Datasets
+
 std::shared_ptr<data::Dataset> open_train_datasets(const std::vector<std::string>& specs) {
   if (specs.empty()) throw std::invalid_argument("data.train is empty: give at least one dataset spec");
-  std::vector<std::shared_ptr<data::Dataset>> parts;
-  for (const auto& s : specs) parts.push_back(data::make_dataset(s));
-  return parts.size() == 1 ? parts[0] : std::make_shared<ConcatDataset>(std::move(parts));
+  return data::make_datasets(specs);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -569,3 +569,50 @@ TEST_CASE("natural_less orders numbered names by number") {
   std::sort(v.begin(), v.end(), natural_less);
   CHECK(v == std::vector<std::string>{"a9b", "a10b", "b", "sa_1", "sa_2", "sa_02", "sa_10"});
 }
+
+namespace {
+// n samples with ids "<name>/<i>" and image_id i: enough to see which part answered.
+class CountingDataset : public Dataset {
+ public:
+  CountingDataset(std::string name, size_t n, std::vector<std::string> warnings = {})
+      : name_(std::move(name)), n_(n), warnings_(std::move(warnings)) {}
+  size_t size() const override { return n_; }
+  std::string sample_id(size_t i) const override { return name_ + "/" + std::to_string(i); }
+  Sample get(size_t i) const override {
+    Sample s;
+    s.id = sample_id(i);
+    s.image_id = static_cast<int64_t>(i);
+    return s;
+  }
+  std::string describe() const override { return name_; }
+  std::vector<std::string> warnings() const override { return warnings_; }
+
+ private:
+  std::string name_;
+  size_t n_;
+  std::vector<std::string> warnings_;
+};
+}  // namespace
+
+TEST_CASE("ConcatDataset: indices map to the part that holds them, empty parts skipped") {
+  ConcatDataset all({std::make_shared<CountingDataset>("a", 3, std::vector<std::string>{"a: one bad"}),
+                     std::make_shared<CountingDataset>("empty", 0),
+                     std::make_shared<CountingDataset>("b", 1),
+                     std::make_shared<CountingDataset>("c", 2, std::vector<std::string>{"c: x", "c: y"})});
+  REQUIRE(all.size() == 6);
+  const std::vector<std::string> ids{"a/0", "a/1", "a/2", "b/0", "c/0", "c/1"};
+  for (size_t i = 0; i < ids.size(); ++i) {
+    INFO("sample " << i);
+    CHECK(all.sample_id(i) == ids[i]);
+    CHECK(all.get(i).id == ids[i]);
+  }
+  CHECK(all.locate(3) == std::pair<size_t, size_t>{2, 0});  // part 1 is empty
+  CHECK(all.locate(5) == std::pair<size_t, size_t>{3, 1});
+  CHECK(all.describe() == "a + empty + b + c");
+  CHECK(all.warnings() == std::vector<std::string>{"a: one bad", "c: x", "c: y"});
+  CHECK_THROWS_AS(all.get(6), std::out_of_range);
+  CHECK_THROWS_WITH(all.sample_id(99), Contains("99 >= 6"));
+  CHECK(ConcatDataset({}).size() == 0);
+  CHECK_THROWS_AS(ConcatDataset({nullptr}), std::invalid_argument);
+  CHECK_THROWS_AS(make_datasets({}), std::invalid_argument);
+}

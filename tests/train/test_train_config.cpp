@@ -1,0 +1,83 @@
+// The training configuration (train/train_config.h): defaults, files, overrides and their checks,
+// against the values stated in docs/CONFIG.md and configs/.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "train/train_config.h"
+#include "test_util.h"
+
+using namespace sam::train;
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+
+namespace {
+std::string write_yaml(const fs::path& dir, const std::string& name, const std::string& text) {
+  const auto p = dir / name;
+  std::ofstream(p) << text;
+  return p.string();
+}
+}  // namespace
+
+TEST_CASE("train config: the defaults are the paper's recipe") {
+  const auto c = load_train_config("", {});
+  CHECK(c.train.iterations == 90000);
+  CHECK(c.optim.lr == Approx(8e-4));
+  CHECK(c.optim.weight_decay == Approx(0.1));
+  CHECK(c.optim.layer_decay == Approx(0.8));
+  CHECK(c.optim.warmup_iters == 250);
+  CHECK(c.optim.decay_steps == std::vector<int64_t>{60000, 86666});
+  CHECK(c.prompt.rounds == 11);
+  CHECK(c.init.kind == "random");
+  CHECK(c.loss_resolution == "full");
+  // Every default key is in the resolved document, with the default's value.
+  const auto d = train_config_defaults();
+  CHECK(c.resolved["train"]["iterations"] == d["train"]["iterations"]);
+  CHECK(c.resolved["optim"]["lr"] == d["optim"]["lr"]);
+}
+
+TEST_CASE("train config: a file over the defaults, then overrides over the file") {
+  const auto dir = sam_test::temp_dir("train_config");
+  const auto path = write_yaml(dir, "run.yaml",
+                               "model:\n  arch: vit_b\ntrain:\n  iterations: 300\n  batch_size: 4\n"
+                               "optim:\n  lr: 1.0e-3\n");
+  const auto c = load_train_config(path, {"train.batch_size=2", "prompt.rounds=3", "run_dir=/tmp/x"});
+  CHECK(c.train.iterations == 300);
+  CHECK(c.train.batch_size == 2);
+  CHECK(c.optim.lr == Approx(1e-3));
+  CHECK(c.prompt.rounds == 3);
+  CHECK(c.run_dir == "/tmp/x");
+  CHECK(c.train.log_every == 10);  // untouched: the default
+  // The resolved document parses back to the same configuration (what a run dir keeps).
+  const auto again = train_config_from_json(c.resolved, "resolved");
+  CHECK(again.train.batch_size == 2);
+  CHECK(again.prompt.rounds == 3);
+  CHECK(again.resolved == c.resolved);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("train config: bad keys and values are errors naming the key") {
+  const auto dir = sam_test::temp_dir("train_config_bad");
+  const auto path = write_yaml(dir, "bad.yaml", "train:\n  iteratons: 5\n");
+  CHECK_THROWS_WITH(load_train_config(path, {}), Contains("iteratons") && Contains(path));
+  CHECK_THROWS_WITH(load_train_config("", {"train.batch_size=1.5"}), Contains("batch_size"));
+  CHECK_THROWS_WITH(load_train_config("", {"train.batch_size=0"}), Contains("batch_size"));
+  CHECK_THROWS_WITH(load_train_config("", {"prompt.rounds=0"}), Contains("prompt.rounds"));
+  CHECK_THROWS_WITH(load_train_config("", {"train.amp=fp8"}), Contains("train.amp"));
+  CHECK_THROWS_WITH(load_train_config("", {"train.ema_decay=1"}), Contains("ema_decay"));
+  CHECK_THROWS_WITH(load_train_config("", {"init.kind=sam"}), Contains("init.checkpoint"));
+  CHECK_THROWS_WITH(load_train_config("", {"init.kind=imagenet"}), Contains("init.kind"));
+  CHECK_THROWS_WITH(load_train_config("", {"optim.betas=[0.9]"}), Contains("betas"));
+  CHECK_THROWS_WITH(load_train_config("", {"loss.resolution=half"}), Contains("loss.resolution"));
+  CHECK_THROWS_WITH(load_train_config((dir / "missing.yaml").string(), {}), Contains("missing.yaml"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("train config: every shipped config loads") {
+  for (const char* name : {"tiny.yaml", "demo.yaml", "vit_b.yaml", "vit_l.yaml", "vit_h.yaml"}) {
+    INFO(name);
+    const auto path = (fs::path(SAM_SOURCE_DIR) / "configs" / name).string();
+    CHECK_NOTHROW(load_train_config(path, {}));
+  }
+}
