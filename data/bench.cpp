@@ -34,23 +34,7 @@ double process_cpu() {
   return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
 }
 
-double status_kib(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  const std::string k = std::string(key) + ":";
-  while (std::getline(f, line))
-    if (line.rfind(k, 0) == 0) return std::stod(line.substr(k.size()));
-  return 0;
-}
-
 }  // namespace
-
-double rss_mib() {
-  return status_kib("VmRSS") / 1024.0;
-}
-double peak_rss_mib() {
-  return status_kib("VmHWM") / 1024.0;
-}
 
 nlohmann::json LoaderBenchResult::to_json() const {
   return {{"samples", samples},

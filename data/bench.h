@@ -8,12 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include "data/loader.h"
+#include "data/process.h"
 
 namespace sam::data {
-
-/// Resident memory of this process in MiB (VmRSS), and its peak (VmHWM); 0 when unknown.
-double rss_mib();
-double peak_rss_mib();
 
 struct LoaderBenchResult {
   int64_t samples = 0;

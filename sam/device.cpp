@@ -6,7 +6,7 @@
 
 #include <torch/torch.h>
 
-#include "data/bench.h"
+#include "data/process.h"
 
 #ifdef SAM_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>

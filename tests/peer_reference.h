@@ -3,7 +3,6 @@
 // tests/peers.h) for the peer-reference suites: the script's run, its temporary folder, the thread
 // count both sides use and the clocks of the suites' reports.
 #include <signal.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -17,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "data/process.h"
 #include "test_util.h"
 
 namespace sam_test {
@@ -63,12 +63,8 @@ struct Clock {
   double cpu() const { return static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC; }
 };
 
-/// This process's peak resident memory, MiB.
-inline double peak_rss_mib() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_maxrss) / 1024.0;
-}
+/// This process's peak resident memory, MiB (data/process.h).
+inline double peak_rss_mib() { return sam::data::peak_rss_mib(); }
 
 /// Runs tests/peers/sam_reference.py for `preset` on `image` into `out` with `modes`
 /// ("--predictor", "--amg" or both) and peer_threads() threads. Returns the script's report (its

@@ -16,7 +16,7 @@
 
 #include <torch/torch.h>
 
-#include "data/bench.h"
+#include "data/process.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/log.h"
