@@ -408,10 +408,10 @@ struct RelPosAttention : torch::autograd::Function<RelPosAttention> {
     auto out = torch::empty({BH, L, cv}, q.options());
     torch::Tensor probs = keep ? torch::empty({BH, L, L}, q.options()) : torch::Tensor();
     if (cpu_sgemm_available()) {
-      // Per chunk of query rows: the scores with the scale in the product, the relative terms
-      // added and the softmax taken in place while they are in cache, then the product with v;
-      // BLAS calls and loops only (no tensor operations, allocations or thread wake-ups per
-      // chunk).
+      // Per chunk of query rows, the sliced kernel's BLAS form (slice_forward_gemm): the scores
+      // with the scale in the product, the relative terms added and the softmax taken in place
+      // while they are in cache, then the product with v (no tensor operations, allocations or
+      // thread wake-ups per chunk).
       const float* qp = q.data_ptr<float>();
       const float* kp = k.data_ptr<float>();
       const float* vp = v.data_ptr<float>();
@@ -426,11 +426,9 @@ struct RelPosAttention : torch::autograd::Function<RelPosAttention> {
           const int64_t b = t / chunks, i0 = (t % chunks) * R, rows = std::min(L, i0 + R) - i0;
           const int64_t r0 = b * L + i0;  // the chunk's first row over all slices
           float* s = keep ? pp + r0 * L : scratch.data();
-          gemm_rm(false, true, rows, L, c, static_cast<float>(scale), qp + r0 * c, c,
-                  kp + b * L * c, c, 0.f, s, L);
-          rel_softmax_rows(s, rows, L, RelTerms{rhp + r0 * H, rwp + r0 * W, H, W});
-          gemm_rm(false, false, rows, cv, L, 1.f, s, L, vp + b * L * cv, cv, 0.f, op + r0 * cv,
-                  cv);
+          slice_forward_gemm(qp + r0 * c, kp + b * L * c, vp + b * L * cv, op + r0 * cv, s,
+                             nullptr, nullptr, rows, L, c, cv, static_cast<float>(scale),
+                             RelTerms{rhp + r0 * H, rwp + r0 * W, H, W});
         }
       });
     } else {

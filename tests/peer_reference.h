@@ -63,9 +63,6 @@ struct Clock {
   double cpu() const { return static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC; }
 };
 
-/// This process's peak resident memory, MiB (data/process.h).
-inline double peak_rss_mib() { return sam::data::peak_rss_mib(); }
-
 /// Runs tests/peers/sam_reference.py for `preset` on `image` into `out` with `modes`
 /// ("--predictor", "--amg" or both) and peer_threads() threads. Returns the script's report (its
 /// last output line: timings, peak memory) with "wall_s", the whole run as this process saw it.

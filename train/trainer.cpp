@@ -16,10 +16,10 @@
 
 #include <torch/torch.h>
 
-#include "data/process.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/log.h"
+#include "data/process.h"
 #include "eval/plot.h"
 #include "eval/points.h"
 #include "sam/sam_model.h"

@@ -70,5 +70,5 @@ TEST_CASE("peer reference vit_b: the generator matches SamAutomaticMaskGenerator
             << " s in all (generate " << rt["amg"][0].get<double>() << " wall / " << rt["amg"][1].get<double>()
             << " CPU), peak " << ref_report["peak_rss_mib"].get<double>() << " MiB\n"
             << "  ours: generate " << ours_s << " wall / " << ours_cpu << " CPU (encoder " << t.encoder_s
-            << ", decoder " << t.decoder_s << "), peak " << sam_test::peak_rss_mib() << " MiB" << std::endl;
+            << ", decoder " << t.decoder_s << "), peak " << sam::data::peak_rss_mib() << " MiB" << std::endl;
 }

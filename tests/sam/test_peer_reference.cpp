@@ -168,7 +168,7 @@ void compare_preset(const std::string& preset) {
             << " wall / " << rt["embedding"][1].get<double>() << " CPU, prompts " << rt["prompts"][0].get<double>()
             << "), peak " << ref_report["peak_rss_mib"].get<double>() << " MiB\n"
             << "  ours: load " << load_s << " s, embedding " << embed_s << " wall / " << embed_cpu
-            << " CPU, prompts " << prompt_s << ", peak " << sam_test::peak_rss_mib() << " MiB" << std::endl;
+            << " CPU, prompts " << prompt_s << ", peak " << sam::data::peak_rss_mib() << " MiB" << std::endl;
 }
 
 }  // namespace

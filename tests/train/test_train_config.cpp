@@ -3,7 +3,6 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
-#include <fstream>
 
 #include "train/train_config.h"
 #include "test_util.h"
@@ -11,14 +10,6 @@
 using namespace sam::train;
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
-
-namespace {
-std::string write_yaml(const fs::path& dir, const std::string& name, const std::string& text) {
-  const auto p = dir / name;
-  std::ofstream(p) << text;
-  return p.string();
-}
-}  // namespace
 
 TEST_CASE("train config: the defaults are the paper's recipe") {
   const auto c = load_train_config("", {});
@@ -39,9 +30,9 @@ TEST_CASE("train config: the defaults are the paper's recipe") {
 
 TEST_CASE("train config: a file over the defaults, then overrides over the file") {
   const auto dir = sam_test::temp_dir("train_config");
-  const auto path = write_yaml(dir, "run.yaml",
-                               "model:\n  arch: vit_b\ntrain:\n  iterations: 300\n  batch_size: 4\n"
-                               "optim:\n  lr: 1.0e-3\n");
+  const auto path = sam_test::write_text(dir / "run.yaml",
+                                         "model:\n  arch: vit_b\ntrain:\n  iterations: 300\n  batch_size: 4\n"
+                                         "optim:\n  lr: 1.0e-3\n");
   const auto c = load_train_config(path, {"train.batch_size=2", "prompt.rounds=3", "run_dir=/tmp/x"});
   CHECK(c.train.iterations == 300);
   CHECK(c.train.batch_size == 2);
@@ -59,7 +50,7 @@ TEST_CASE("train config: a file over the defaults, then overrides over the file"
 
 TEST_CASE("train config: bad keys and values are errors naming the key") {
   const auto dir = sam_test::temp_dir("train_config_bad");
-  const auto path = write_yaml(dir, "bad.yaml", "train:\n  iteratons: 5\n");
+  const auto path = sam_test::write_text(dir / "bad.yaml", "train:\n  iteratons: 5\n");
   CHECK_THROWS_WITH(load_train_config(path, {}), Contains("iteratons") && Contains(path));
   CHECK_THROWS_WITH(load_train_config("", {"train.batch_size=1.5"}), Contains("batch_size"));
   CHECK_THROWS_WITH(load_train_config("", {"train.batch_size=0"}), Contains("batch_size"));
