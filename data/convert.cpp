@@ -165,7 +165,7 @@ cv::Mat read_mask_nonzero(const std::string& path) {
 }
 
 ConvertReport coco_to_sa1b(const std::string& instances_json, const std::string& image_dir,
-                           const std::string& out_dir, bool keep_names) {
+                           const std::string& out_dir, bool keep_names, const ProgressFn& progress) {
   auto ds = open_coco(instances_json, image_dir);
   std::error_code ec;
   fs::create_directories(out_dir, ec);
@@ -174,6 +174,7 @@ ConvertReport coco_to_sa1b(const std::string& instances_json, const std::string&
   ConvertReport rep;
   std::mutex mu;
   std::vector<std::vector<std::string>> problems(ds->size());
+  int64_t done = 0;
   parallel_for(static_cast<int64_t>(ds->size()), 0, [&](int64_t i) {
     const Sample s = ds->get(size_t(i));
     std::vector<Annotation> out;
@@ -219,13 +220,17 @@ ConvertReport coco_to_sa1b(const std::string& instances_json, const std::string&
       write_file(base.string() + ".json", text.data(), text.size());
     } catch (const DataError& e) {
       problems[size_t(i)].push_back(std::string(e.what()) + " (image " + s.id + " left out)");
-      return;
+      out.clear();
+      crowd = empty = -1;  // left out: not counted
     }
     std::lock_guard<std::mutex> lock(mu);
-    ++rep.images;
-    rep.masks += static_cast<int64_t>(out.size());
-    rep.crowd_skipped += crowd;
-    rep.empty_skipped += empty;
+    if (crowd >= 0) {
+      ++rep.images;
+      rep.masks += static_cast<int64_t>(out.size());
+      rep.crowd_skipped += crowd;
+      rep.empty_skipped += empty;
+    }
+    if (progress) progress(++done, static_cast<int64_t>(ds->size()));
   });
   for (auto& p : problems)
     for (auto& m : p) rep.problems.push_back(std::move(m));
@@ -286,7 +291,7 @@ std::vector<std::string> export_coco(const Dataset& ds, const std::string& out_j
 }
 
 ValidateReport validate_sa1b(const std::string& path, const ValidateOptions& o,
-                             const std::function<void(int64_t, int64_t)>& progress) {
+                             const ProgressFn& progress) {
   ValidateReport rep;
   std::vector<std::string> warnings;
   std::vector<Sa1bEntry> entries = list_sa1b(path, o.prefer_png, warnings);

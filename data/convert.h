@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "data/progress.h"
 
 namespace sam::data {
 
@@ -50,7 +51,8 @@ struct ConvertReport {
 /// (counted). Images that are missing or have a bad annotation are reported and left out; the
 /// rest is written.
 ConvertReport coco_to_sa1b(const std::string& instances_json, const std::string& image_dir,
-                           const std::string& out_dir, bool keep_names = false);
+                           const std::string& out_dir, bool keep_names = false,
+                           const ProgressFn& progress = {});
 
 /// Writes a COCO instances JSON for every sample of `ds` (see coco_instances_json); file_name is
 /// the image path relative to `image_root` when it lies under it, else the image's display name.
@@ -80,6 +82,6 @@ struct ValidateReport {
 /// for them is unconfirmed, SAM_SPEC section 8). `progress(done, total)` is called as samples
 /// finish. Throws std::invalid_argument when `path` cannot be listed.
 ValidateReport validate_sa1b(const std::string& path, const ValidateOptions& options = {},
-                             const std::function<void(int64_t, int64_t)>& progress = {});
+                             const ProgressFn& progress = {});
 
 }  // namespace sam::data

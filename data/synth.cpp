@@ -439,12 +439,12 @@ void build_scene(Rng& rng, const SynthOptions& o, std::vector<Prim>& prims, Text
     style(p, {bg_mean}, true);
     const int wi = add(std::move(p));
     if (w.r < 10 || !rng.chance(o.part_prob)) continue;
-    const int nparts = static_cast<int>(rng.range(1, 4));
+    const int nparts = static_cast<int>(rng.range(1, o.max_parts));
     for (int k = 0; k < nparts; ++k) {
       Prim part;
       double px, py;
       point_inside(rng, prims[wi].shape, px, py);
-      const double pr = prims[wi].shape.b * rng.uniform(0.15, 0.45);
+      const double pr = prims[wi].shape.b * rng.uniform(o.part_size_min, o.part_size_max);
       part.shape = random_shape(rng, px, py, pr, 0.0);
       part.parent = wi;
       part.level = 1;
@@ -453,7 +453,7 @@ void build_scene(Rng& rng, const SynthOptions& o, std::vector<Prim>& prims, Text
       style(part, {mean_colour(prims[wi].tex)}, true);
       const int pi = add(std::move(part));
       prims[wi].end = pi + 1;
-      if (pr < 6 || !rng.chance(0.5)) continue;
+      if (pr < 6 || !rng.chance(o.subpart_prob)) continue;
       const int nsub = static_cast<int>(rng.range(1, 2));
       for (int s = 0; s < nsub; ++s) {
         Prim sub;
@@ -494,6 +494,10 @@ void SynthOptions::validate() const {
     bad("need 0 <= min_objects <= max_objects <= 10000, got " + std::to_string(min_objects) + ".." +
         std::to_string(max_objects));
   if (!(part_prob >= 0 && part_prob <= 1)) bad("part_prob must be in [0, 1]");
+  if (max_parts < 1 || max_parts > 64) bad("max_parts must be in [1, 64], got " + std::to_string(max_parts));
+  if (!(part_size_min > 0 && part_size_min <= part_size_max && part_size_max <= 1))
+    bad("need 0 < part_size_min <= part_size_max <= 1, got " + std::to_string(part_size_min) + ".." +
+        std::to_string(part_size_max));
   if (min_area < 1) bad("min_area must be >= 1");
   if (!(size_min > 0 && size_min <= size_max && size_max <= 2))
     bad("need 0 < size_min <= size_max <= 2, got " + std::to_string(size_min) + ".." +
@@ -502,7 +506,8 @@ void SynthOptions::validate() const {
                                                   {"outline_prob", outline_prob},
                                                   {"hole_prob", hole_prob},
                                                   {"ground_prob", ground_prob},
-                                                  {"blur_prob", blur_prob}};
+                                                  {"blur_prob", blur_prob},
+                                                  {"subpart_prob", subpart_prob}};
   for (const auto& [name, v] : probs)
     if (!(v >= 0 && v <= 1)) bad(std::string(name) + " must be in [0, 1], got " + std::to_string(v));
   if (!(noise >= 0 && noise <= 64)) bad("noise must be in [0, 64], got " + std::to_string(noise));
@@ -640,7 +645,7 @@ SynthImage synth_image(const SynthOptions& o, int64_t index) {
 
 SynthStats synth_write(const std::string& out_dir, const SynthOptions& o, int64_t count,
                        int64_t first_index, bool png, int jobs,
-                       const std::function<void(int64_t, int64_t)>& progress) {
+                       const ProgressFn& progress) {
   o.validate();
   if (count < 0) throw std::invalid_argument("synth: image count must be >= 0");
   namespace fs = std::filesystem;

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "data/annotation.h"
+#include "data/progress.h"
 
 namespace sam::data {
 
@@ -34,6 +35,10 @@ struct SynthOptions {
   int width = 640, height = 480;
   int min_objects = 6, max_objects = 16;  // top-level objects per image (parts come on top)
   double part_prob = 0.5;                 // chance that an object has parts
+  int max_parts = 4;                      // parts of one object: 1..max_parts
+  double part_size_min = 0.15;            // a part's radius, a fraction of its whole's: at least
+  double part_size_max = 0.45;            // and at most
+  double subpart_prob = 0.5;              // chance that a part (radius >= 6 px) has sub-parts
   int min_area = 16;                      // fewer visible pixels: not annotated
   // How hard the scenes are (the defaults give the full mix above; the demo's model of a few CPU
   // minutes learns simpler ones, configs/demo_engine.yaml):
@@ -77,6 +82,6 @@ struct SynthStats {
 /// after each image when given. Throws std::runtime_error naming a file that cannot be written.
 SynthStats synth_write(const std::string& out_dir, const SynthOptions& options, int64_t count,
                        int64_t first_index = 1, bool png = false, int jobs = 0,
-                       const std::function<void(int64_t, int64_t)>& progress = {});
+                       const ProgressFn& progress = {});
 
 }  // namespace sam::data

@@ -18,6 +18,7 @@
 #include "data/config_file.h"
 #include "data/dataset.h"
 #include "data/log.h"
+#include "data/progress.h"
 #include "data/tar.h"
 #include "engine/amg/amg_io.h"
 #include "engine/amg/generator.h"
@@ -142,11 +143,12 @@ std::string now_iso() {
   return buf;
 }
 
-// ", ETA <s> s" for a loop that has spent `elapsed` seconds on `done` items of this run and has
-// `left` to go (nothing before the first item).
-std::string eta_text(double elapsed, size_t done, size_t left) {
-  if (done == 0) return "";
-  return ", ETA " + std::to_string(int64_t(elapsed / double(done) * double(left) + 0.5)) + " s";
+// ", ETA 3m07s" once `done` images of this run are finished and `left` are to go (the images a
+// resumed run skips count in neither).
+std::string eta_text(data::Progress& p, size_t done, size_t left) {
+  p.set_total(int64_t(done + left));
+  p.set_done(int64_t(done));
+  return ", " + p.eta_text();
 }
 
 double since(std::chrono::steady_clock::time_point t0) {
@@ -566,7 +568,7 @@ struct DataEngine::Impl {
       if (!r.skipped) current = r.checkpoint;
     std::vector<ImageRecord> recs;
     size_t round_idx = 0;  // next retraining point
-    const auto loop_t0 = std::chrono::steady_clock::now();
+    data::Progress progress(0);
     size_t ran = 0;  // images processed by this run (a resumed run skips the others)
     for (size_t k = 0; k < count; ++k) {
       const size_t i = first + k;
@@ -626,7 +628,7 @@ struct DataEngine::Impl {
               std::to_string(rec.masks.size()) + " masks (" + std::to_string(pre.size()) +
               " pre-filled of " + std::to_string(proposals) + " proposals), " +
               std::to_string(rec.attempted) + " annotated, " + std::to_string(rec.given_up) +
-              " given up, " + std::to_string(rec.wall_s) + " s" + eta_text(since(loop_t0), ++ran, count - k - 1));
+              " given up, " + std::to_string(rec.wall_s) + " s" + eta_text(progress, ++ran, count - k - 1));
           recs.push_back(rec);
         }
       }
@@ -781,7 +783,7 @@ struct DataEngine::Impl {
         " rank(s), model " + (ckpt_in.empty() ? "random weights" : ckpt_in));
     use_weights(ckpt_in);
     amg::MaskGenerator gen(*predictor, cfg.autom.generator);
-    const auto loop_t0 = std::chrono::steady_clock::now();
+    data::Progress progress(0);
     size_t ran = 0;
     for (size_t i = size_t(env.rank); i < count; i += size_t(env.world_size)) {
       const std::string stem = safe_stem(ds->sample_id(i));
@@ -822,7 +824,7 @@ struct DataEngine::Impl {
       std::ostringstream line;
       line << "[engine] auto " << (i + 1) << "/" << count << " " << rec.id << " (rank " << env.rank
            << "): " << masks.size() << " masks, " << rec.wall_s << " s"
-           << eta_text(since(loop_t0), ++ran, (count - 1 - i) / size_t(env.world_size));
+           << eta_text(progress, ++ran, (count - 1 - i) / size_t(env.world_size));
       log::info(line.str());
     }
     if (comm) comm->barrier();

@@ -57,20 +57,4 @@ torch::Tensor image_tensor(const cv::Mat& rgb) {
   return torch::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, torch::kUInt8);
 }
 
-ProgressFn stderr_progress(const std::string& label, double every_s) {
-  using clock = std::chrono::steady_clock;
-  auto start = std::make_shared<clock::time_point>(clock::now());
-  auto last = std::make_shared<clock::time_point>(clock::time_point{});
-  return [=](int64_t done, int64_t total) {
-    const auto now = clock::now();
-    if (done < total && std::chrono::duration<double>(now - *last).count() < every_s) return;
-    *last = now;
-    const double el = std::chrono::duration<double>(now - *start).count();
-    const double rate = el > 0 ? done / el : 0;
-    const double eta = rate > 0 ? (total - done) / rate : 0;
-    std::fprintf(stderr, "%s %lld/%lld (%.2f/s, %.0f s elapsed, ETA %.0f s)\n", label.c_str(),
-                 static_cast<long long>(done), static_cast<long long>(total), rate, el, eta);
-  };
-}
-
 }  // namespace sam::eval

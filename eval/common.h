@@ -8,11 +8,13 @@
 #include <torch/torch.h>
 #include <opencv2/core.hpp>
 
+#include "data/progress.h"
+
 namespace sam::eval {
 
-/// Called after each finished item: (done, total). May be called from any worker thread, one call
-/// at a time.
-using ProgressFn = std::function<void(int64_t done, int64_t total)>;
+/// Called after each finished item: (done, total), from any worker thread, one call at a time
+/// (data/progress.h; the programs pass data::log_progress).
+using ProgressFn = data::ProgressFn;
 
 /// Calls f(item, worker) for every item in [0, n) on `workers` threads (worker in [0, workers);
 /// the caller's thread is worker 0). Items are handed out one at a time in increasing order. With
@@ -24,9 +26,5 @@ void run_workers(int64_t n, int workers, const std::function<void(int64_t item, 
 /// An RGB CV_8UC3 image as a uint8 [H, W, 3] tensor sharing its memory (the Mat must be
 /// continuous and outlive the tensor).
 torch::Tensor image_tensor(const cv::Mat& rgb);
-
-/// A progress printer for programs: "<label> <done>/<total> (<rate>/s, ETA ..s)" to stderr at
-/// most every `every_s` seconds, and at the end.
-ProgressFn stderr_progress(const std::string& label, double every_s = 10.0);
 
 }  // namespace sam::eval

@@ -127,6 +127,7 @@ def main():
     ap.add_argument("--amg-runs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--embeds", type=int, default=2)
+    ap.add_argument("--embed-warmup", type=int, default=0, help="untimed embeddings first")
     ap.add_argument("--prompts", type=int, default=50)
     ap.add_argument("--steps", type=int, default=40)
     a = ap.parse_args()
@@ -141,6 +142,8 @@ def main():
         with torch.no_grad():
             if a.what == "embed":
                 x = torch.randn(1, 3, 1024, 1024)
+                for _ in range(a.embed_warmup):
+                    sam.image_encoder(x)
                 t = []
                 for _ in range(a.embeds):
                     t0 = time.perf_counter()

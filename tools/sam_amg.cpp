@@ -10,10 +10,11 @@
 #include <nlohmann/json.hpp>
 
 #include "data/image.h"
+#include "data/log.h"
+#include "data/progress.h"
 #include "engine/amg/amg_cli.h"
 #include "engine/amg/amg_io.h"
 #include "engine/amg/generator.h"
-#include "data/log.h"
 #include "tools/tool_common.h"
 
 namespace fs = std::filesystem;
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
 
     nlohmann::json timings = nlohmann::json::array();
     int processed = 0, skipped = 0;
+    sam::data::Progress progress(static_cast<int64_t>(targets.size()));
     for (size_t i = 0; i < targets.size(); ++i) {
       const fs::path& t = targets[i];
       cv::Mat rgb;
@@ -80,9 +82,10 @@ int main(int argc, char** argv) {
       auto tj = sam::amg::amg_timings_to_json(tm);
       tj["file"] = t.string();
       timings.push_back(tj);
-      std::printf("%s: %zu masks | encoder %.3f s | decoder %.3f s | post %.3f s | total %.3f s\n",
-                  t.filename().string().c_str(), masks.size(), tm.encoder_s, tm.decoder_s,
-                  tm.postprocess_s(), tm.total_s);
+      progress.set_done(static_cast<int64_t>(i) + 1);
+      std::printf("%zu/%zu %s: %zu masks | encoder %.3f s | decoder %.3f s | post %.3f s | total %.3f s | %s\n",
+                  i + 1, targets.size(), t.filename().string().c_str(), masks.size(), tm.encoder_s,
+                  tm.decoder_s, tm.postprocess_s(), tm.total_s, progress.eta_text().c_str());
       ++processed;
     }
     if (!timings_path.empty()) std::ofstream(timings_path) << timings.dump(2) << "\n";

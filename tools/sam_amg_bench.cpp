@@ -16,14 +16,7 @@
 #include "sam/device.h"
 #include "tools/tool_common.h"
 
-namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
-
-}  // namespace
+using sam::tools::median;
 
 int main(int argc, char** argv) {
   CLI::App app{"Time the automatic mask generator on one image"};

@@ -87,6 +87,10 @@ int main(int argc, char** argv) {
   syn->add_option("--min-objects", so.min_objects, "top-level objects per image, at least");
   syn->add_option("--max-objects", so.max_objects, "top-level objects per image, at most");
   syn->add_option("--part-prob", so.part_prob, "chance that an object has parts");
+  syn->add_option("--max-parts", so.max_parts, "parts of one object, at most");
+  syn->add_option("--part-size-min", so.part_size_min, "a part's smallest radius, a fraction of its whole's");
+  syn->add_option("--part-size-max", so.part_size_max, "a part's largest radius, a fraction of its whole's");
+  syn->add_option("--subpart-prob", so.subpart_prob, "chance that a part has sub-parts");
   syn->add_option("--min-area", so.min_area,
                   "instances with fewer visible pixels are not annotated");
   syn->add_option("--size-min", so.size_min,
@@ -157,7 +161,7 @@ int main(int argc, char** argv) {
       sam::mask::rle_decode(r, m.data);
       d::image_write(rle_out, m * 255);
     } else if (c2s->parsed()) {
-      const auto rep = d::coco_to_sa1b(coco_json, image_dir, out_dir, keep_names);
+      const auto rep = d::coco_to_sa1b(coco_json, image_dir, out_dir, keep_names, d::log_progress("coco-to-sa1b"));
       print_list("problem: ", rep.problems, all ? SIZE_MAX : 50);
       std::cout << "coco-to-sa1b: " << rep.images << " images, " << rep.masks
                 << " masks written to " << out_dir << " (" << rep.crowd_skipped
@@ -165,7 +169,7 @@ int main(int argc, char** argv) {
                 << rep.problems.size() << " problems)\n";
       return rep.problems.empty() ? 0 : 1;
     } else if (val->parsed()) {
-      const auto rep = d::validate_sa1b(val_path, vo);
+      const auto rep = d::validate_sa1b(val_path, vo, d::log_progress("validate"));
       print_list("problem: ", rep.problems, all ? SIZE_MAX : 100);
       print_list("warning: ", rep.warnings, all ? SIZE_MAX : 20);
       std::cout << "validate: " << val_path << ": " << rep.samples << " samples, " << rep.masks
@@ -175,7 +179,7 @@ int main(int argc, char** argv) {
       return rep.ok() ? 0 : 1;
     } else if (syn->parsed()) {
       parse_size(syn_size, so.width, so.height);
-      const auto st = d::synth_write(syn_out, so, syn_n, syn_first, syn_png, syn_jobs);
+      const auto st = d::synth_write(syn_out, so, syn_n, syn_first, syn_png, syn_jobs, d::log_progress("synth"));
       std::cout << "synth: " << st.images << " images, " << st.masks << " masks ("
                 << (st.images ? st.masks / double(st.images) : 0) << " per image) in " << syn_out
                 << "\n";

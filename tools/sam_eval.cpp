@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
     if (pts->parsed()) {
       const auto ds = sam::data::make_dataset(dataset);
       ev::PointsOptions o{clicks, random_point, c.seed, c.max_samples, c.workers, resize};
-      const auto r = ev::evaluate_points(model, *ds, o, dev, ev::stderr_progress("images"),
+      const auto r = ev::evaluate_points(model, *ds, o, dev, sam::data::log_progress("images"),
                                          ev::PointsProtocol{multimask_all});
       const auto m =
           meta("points", c,
@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
       eo.workers = c.workers;
       eo.resize = resize;
       eo.save_dir = save_edges;
-      const auto r = ev::evaluate_edges(model, bsds, split, eo, dev, ev::stderr_progress("images"));
+      const auto r = ev::evaluate_edges(model, bsds, split, eo, dev, sam::data::log_progress("images"));
       const auto m = meta("edges", c,
                           {{"bsds", bsds},
                            {"split", split},
@@ -157,7 +157,7 @@ int main(int argc, char** argv) {
       o.amg = amg;
       o.max_samples = c.max_samples;
       o.workers = c.workers;
-      const auto r = ev::evaluate_proposals(model, *ds, o, dev, ev::stderr_progress("images"));
+      const auto r = ev::evaluate_proposals(model, *ds, o, dev, sam::data::log_progress("images"));
       const auto m = meta("proposals", c,
                           {{"dataset", dataset},
                            {"points_per_side", amg.points_per_side},
@@ -175,7 +175,7 @@ int main(int argc, char** argv) {
       o.max_samples = c.max_samples;
       o.workers = c.workers;
       o.resize = resize;
-      const auto r = ev::evaluate_instances(model, *ds, o, dev, ev::stderr_progress("images"));
+      const auto r = ev::evaluate_instances(model, *ds, o, dev, sam::data::log_progress("images"));
       const auto m = meta("instances", c,
                           {{"dataset", dataset},
                            {"boxes", detections.empty() ? "ground truth" : detections},

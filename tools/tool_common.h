@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -19,6 +20,15 @@
 #include "data/log.h"
 
 namespace sam::tools {
+
+/// The median of `v` as numpy computes it (an even count gives the mean of the two middle
+/// values), so that the benchmarks' figures and the Python reference's are the same statistic.
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
 
 /// OpenMP waits. libgomp's default spins for about 300000 iterations at every barrier before
 /// sleeping; as soon as another process wants the cores those spins take its time: on this 2-core

@@ -20,6 +20,7 @@
 #include "data/loader.h"
 #include "data/log.h"
 #include "data/process.h"
+#include "data/progress.h"
 #include "eval/plot.h"
 #include "eval/points.h"
 #include "sam/sam_model.h"
@@ -38,16 +39,6 @@ namespace {
 std::string fmt(double v, int prec = 4) {
   std::ostringstream o;
   o << std::setprecision(prec) << v;
-  return o.str();
-}
-
-std::string fmt_duration(double s) {
-  if (!std::isfinite(s) || s < 0) return "?";
-  const int64_t t = static_cast<int64_t>(s + 0.5);
-  std::ostringstream o;
-  if (t >= 3600) o << t / 3600 << "h" << std::setw(2) << std::setfill('0') << (t % 3600) / 60 << "m";
-  else if (t >= 60) o << t / 60 << "m" << std::setw(2) << std::setfill('0') << t % 60 << "s";
-  else o << t << "s";
   return o.str();
 }
 
@@ -444,16 +435,12 @@ int Trainer::Impl::loop() {
   so.loss_full_resolution = cfg.loss_resolution == "full";
   so.seed = tc.seed;
   so.autocast_bf16 = autocast;
-  const auto t_start = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(); };
-  // Seconds left: by the iteration count, or by the time limit when that comes first.
-  auto eta = [&](double rate) {
-    double left = (tc.iterations - step) / std::max(rate, 1e-9);
-    if (tc.time_limit_min > 0) left = std::min(left, std::max(0.0, tc.time_limit_min * 60 - elapsed()));
-    return left;
-  };
+  // Rate and time left (data/progress.h): by the iteration count, or by the time limit when that
+  // comes first.
+  data::Progress progress(tc.iterations, step);
+  if (tc.time_limit_min > 0) progress.set_deadline(tc.time_limit_min * 60);
+  auto elapsed = [&] { return progress.elapsed_s(); };
   const bool tty = is_root() && isatty(STDERR_FILENO);
-  const int64_t first_step = step;
   const int64_t R = cfg.prompt.rounds;
   // The step's numbers stay on the device, summed over the logging window there; the host reads
   // them at logging steps only on a GPU (every step on the CPU, where a read costs nothing), so the
@@ -586,23 +573,23 @@ int Trainer::Impl::loop() {
         for (int64_t r = 0; r < R; ++r) ious.push_back(v[5 + r] / std::max(masks, 1.0));
         j["iou_round"] = ious;
         metric(j);
-        const double rate = (step - first_step) / std::max(elapsed(), 1e-9);
+        progress.set_done(step);
         if (tty) std::cerr << "\r" << std::string(100, ' ') << "\r";
         log("step " + std::to_string(step) + "/" + std::to_string(tc.iterations) + " | loss " + fmt(v[0] / n) +
             " | IoU r1 " + fmt(ious.front().get<double>(), 3) + " last " + fmt(ious.back().get<double>(), 3) +
             " | lr " + fmt(lr, 3) + " | " + fmt(win_images / std::max(win_time, 1e-9), 3) + " img/s | data " +
-            fmt(100.0 * win_data / std::max(win_time, 1e-9), 2) + "% | ETA " + fmt_duration(eta(rate)));
+            fmt(100.0 * win_data / std::max(win_time, 1e-9), 2) + "% | " + progress.eta_text());
       }
       win.zero_();
       win_steps.zero_();
       win_images = win_time = win_data = 0;
       win_host_steps = 0;
     } else if (tty) {
-      const double rate = (step - first_step) / std::max(elapsed(), 1e-9);
+      progress.set_done(step);
       const int width = 30;
       const int done = static_cast<int>(width * static_cast<double>(step) / std::max<int64_t>(1, tc.iterations));
       std::cerr << "\r[" << std::string(done, '#') << std::string(width - done, '.') << "] " << step << "/"
-                << tc.iterations << " ETA " << fmt_duration(eta(rate)) << std::flush;
+                << tc.iterations << " " << progress.eta_text() << std::flush;
     }
     kill_point("step", step);
     if (tc.ckpt_every > 0 && step % tc.ckpt_every == 0) {

@@ -231,6 +231,67 @@ TEST_CASE("synth: the difficulty options change what they name") {
   CHECK(busy_worst > 4);
 }
 
+TEST_CASE("synth: the part options bound the parts' number and size") {
+  // One large object that always has parts, no holes, no ground; count each image's level-1
+  // annotations and compare their area with their whole's.
+  SynthOptions o;
+  o.min_objects = o.max_objects = 1;
+  o.size_min = o.size_max = 0.3;
+  o.part_prob = 1;
+  o.ground_prob = 0;
+  o.hole_prob = 0;
+  o.width = 320;
+  o.height = 240;
+  o.min_area = 1;
+  auto stats = [&](const SynthOptions& opt, int& max_parts, int& subparts, double& ratio_sum, int& n) {
+    max_parts = subparts = n = 0;
+    ratio_sum = 0;
+    for (int i = 1; i <= 16; ++i) {
+      const SynthImage im = synth_image(opt, i);
+      int parts = 0;
+      for (size_t a = 0; a < im.annotations.size(); ++a) {
+        if (im.level[a] == 2) ++subparts;
+        if (im.level[a] != 1 || im.parent[a] < 0) continue;
+        ++parts;
+        ratio_sum += im.annotations[a].area / im.annotations[static_cast<size_t>(im.parent[a])].area;
+        ++n;
+      }
+      max_parts = std::max(max_parts, parts);
+    }
+  };
+  int max_default, sub_default, n_default, max_one, sub_none, n_big;
+  double r_default, r_big;
+  stats(o, max_default, sub_default, r_default, n_default);
+  SynthOptions one = o;
+  one.max_parts = 1;
+  one.subpart_prob = 0;
+  int n_one;
+  double r_one;
+  stats(one, max_one, sub_none, r_one, n_one);
+  CHECK(max_default > 1);
+  CHECK(sub_default > 0);
+  CHECK(max_one == 1);
+  CHECK(sub_none == 0);
+  SynthOptions big = one;
+  big.part_size_min = big.part_size_max = 0.6;
+  int max_big, sub_big;
+  stats(big, max_big, sub_big, r_big, n_big);
+  REQUIRE(n_one > 0);
+  REQUIRE(n_big > 0);
+  // Radius x4 (0.15-0.45 -> 0.6): the parts' share of their whole grows several times.
+  CHECK(r_big / n_big > 2 * (r_one / n_one));
+  SynthOptions bad = o;
+  bad.max_parts = 0;
+  CHECK_THROWS_WITH(synth_image(bad, 1), Catch::Contains("max_parts"));
+  bad = o;
+  bad.part_size_min = 0.5;
+  bad.part_size_max = 0.4;
+  CHECK_THROWS_WITH(synth_image(bad, 1), Catch::Contains("part_size_min"));
+  bad = o;
+  bad.subpart_prob = 2;
+  CHECK_THROWS_WITH(synth_image(bad, 1), Catch::Contains("subpart_prob"));
+}
+
 TEST_CASE("synth: default 640x480 scenes have a useful number of masks") {
   SynthOptions o;
   int64_t masks = 0;
