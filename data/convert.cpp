@@ -174,8 +174,7 @@ ConvertReport coco_to_sa1b(const std::string& instances_json, const std::string&
   ConvertReport rep;
   std::mutex mu;
   std::vector<std::vector<std::string>> problems(ds->size());
-  int64_t done = 0;
-  parallel_for(static_cast<int64_t>(ds->size()), 0, [&](int64_t i) {
+  parallel_for_workers(static_cast<int64_t>(ds->size()), 0, [&](int64_t i, int) {
     const Sample s = ds->get(size_t(i));
     std::vector<Annotation> out;
     int64_t crowd = 0, empty = 0;
@@ -230,8 +229,7 @@ ConvertReport coco_to_sa1b(const std::string& instances_json, const std::string&
       rep.crowd_skipped += crowd;
       rep.empty_skipped += empty;
     }
-    if (progress) progress(++done, static_cast<int64_t>(ds->size()));
-  });
+  }, {}, progress);
   for (auto& p : problems)
     for (auto& m : p) rep.problems.push_back(std::move(m));
   return rep;
@@ -299,9 +297,7 @@ ValidateReport validate_sa1b(const std::string& path, const ValidateOptions& o,
   const size_t n = entries.size();
   std::vector<std::vector<std::string>> problems(n), warns(n);
   std::vector<int64_t> masks(n, 0), decoded(n, 0);
-  std::atomic<int64_t> done{0};
-  std::mutex mu;
-  parallel_for(static_cast<int64_t>(n), o.jobs, [&](int64_t ii) {
+  parallel_for_workers(static_cast<int64_t>(n), o.jobs, [&](int64_t ii, int) {
     const size_t i = size_t(ii);
     auto& P = problems[i];
     auto& Wn = warns[i];
@@ -382,12 +378,7 @@ ValidateReport validate_sa1b(const std::string& path, const ValidateOptions& o,
     } catch (const DataError& e) {
       P.push_back(e.what());
     }
-    const int64_t d = ++done;
-    if (progress) {
-      std::lock_guard<std::mutex> lock(mu);
-      progress(d, static_cast<int64_t>(n));
-    }
-  });
+  }, {}, progress);
   rep.samples = static_cast<int64_t>(n);
   rep.warnings = std::move(warnings);
   for (size_t i = 0; i < n; ++i) {

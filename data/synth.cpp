@@ -9,7 +9,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <stdexcept>
 
 #include "data/convert.h"
@@ -654,8 +653,7 @@ SynthStats synth_write(const std::string& out_dir, const SynthOptions& o, int64_
   if (!fs::is_directory(out_dir, ec))
     throw std::runtime_error(out_dir + ": cannot create the output folder");
   std::atomic<int64_t> done{0}, masks{0};
-  std::mutex mu;
-  parallel_for(count, jobs, [&](int64_t k) {
+  parallel_for_workers(count, jobs, [&](int64_t k, int) {
     const int64_t index = first_index + k;
     SynthImage im = synth_image(o, index);
     const std::string stem = (fs::path(out_dir) / ("sa_" + std::to_string(index))).string();
@@ -668,12 +666,8 @@ SynthStats synth_write(const std::string& out_dir, const SynthOptions& o, int64_
     f << text;
     if (!f) throw std::runtime_error(stem + ".json: cannot write");
     masks += static_cast<int64_t>(im.annotations.size());
-    const int64_t d = ++done;
-    if (progress) {
-      std::lock_guard<std::mutex> lock(mu);
-      progress(d, count);
-    }
-  });
+    ++done;
+  }, {}, progress);
   return {done.load(), masks.load()};
 }
 

@@ -16,10 +16,11 @@ namespace sam::eval {
 /// (data/progress.h; the programs pass data::log_progress).
 using ProgressFn = data::ProgressFn;
 
-/// Calls f(item, worker) for every item in [0, n) on `workers` threads (worker in [0, workers);
-/// the caller's thread is worker 0). Items are handed out one at a time in increasing order. With
-/// more than one worker each sets libtorch's intra-op threads to max(1, cores / workers), and the
-/// caller's setting is restored afterwards. The first exception is rethrown after all workers stop.
+/// Calls f(item, worker) for every item in [0, n) on `workers` threads (data::parallel_for_workers:
+/// worker in [0, workers), the caller's thread is worker 0, items handed out one at a time in
+/// increasing order, the first exception rethrown after all workers stop). With more than one
+/// worker each sets libtorch's intra-op threads to max(1, cores / workers), and the caller's
+/// setting is restored afterwards.
 void run_workers(int64_t n, int workers, const std::function<void(int64_t item, int worker)>& f,
                  const ProgressFn& progress = nullptr);
 

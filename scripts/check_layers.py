@@ -41,7 +41,7 @@ def library_of(path):
     if parts[0] == "data":
         if len(parts) > 2 and parts[1] == "mask":
             return "samlib_mask"
-        if parts[1].split(".")[0] in ("log", "config_file", "process", "progress"):
+        if parts[1].split(".")[0] in ("log", "config_file", "process", "progress", "parallel"):
             return "samlib_base"
         return "samlib_data"
     if parts[0] == "sam":
