@@ -9,6 +9,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
+#include <sstream>
+#include <string>
 
 #include <torch/torch.h>
 
@@ -59,6 +62,18 @@ void kill_point(const char* point, int64_t step) {
     return std::string(v ? v : "");
   }();
   if (!want.empty() && want == std::string(point) + ":" + std::to_string(step)) ::kill(::getpid(), SIGKILL);
+}
+
+bool nonfinite_injected(int64_t step) {
+  static const std::set<int64_t> steps = [] {
+    std::set<int64_t> out;
+    const char* v = std::getenv("SAM_TRAIN_NONFINITE_AT");
+    std::stringstream in(v ? v : "");
+    for (std::string item; std::getline(in, item, ',');)
+      if (!item.empty()) out.insert(std::stoll(item));
+    return out;
+  }();
+  return steps.count(step) > 0;
 }
 
 void save_run_checkpoint(const std::string& path, const RunCheckpoint& ck) {

@@ -35,6 +35,10 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 /// written), "checkpoint" (the checkpoint of that step is written to its temporary file, not yet
 /// renamed over the last one). Unset: nothing happens.
 void kill_point(const char* point, int64_t step);
+/// Fault injection for the non-finite-loss tests: true when $SAM_TRAIN_NONFINITE_AT (a comma
+/// separated list of 0-based steps, e.g. "1,3") names `step`; the trainer then treats that step's
+/// loss as non-finite. Unset: always false.
+bool nonfinite_injected(int64_t step);
 /// The states of the generators a training process draws from: the CPU's default ("torch_cpu")
 /// and, when `device` is a GPU, that GPU's default ("torch_cuda"; drop path draws on the device).
 NamedTensors capture_rng_states(const torch::Device& device);

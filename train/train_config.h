@@ -46,7 +46,6 @@ struct RunConfig {
   double time_limit_min = 0;    ///< stop (with a checkpoint) after this many minutes; 0 = none
   double ema_decay = 0;         ///< weight average (train/optim.h WeightAverage) kept and exported; 0 = none
   bool tensorboard = true;      ///< TensorBoard event files beside metrics.jsonl (train/tensorboard.h)
-  std::vector<int64_t> inject_nonfinite;  ///< testing aid: treat the loss at these steps as non-finite
 };
 
 struct InitConfig {

@@ -502,8 +502,7 @@ int Trainer::Impl::loop() {
       sums += interactive_step_async(model, batch, so, device).sums;
     }
     if (reducer) reducer->finish();
-    bool injected = false;
-    for (int64_t s : cfg.train.inject_nonfinite) injected = injected || s == step;  // testing aid
+    const bool injected = nonfinite_injected(step);  // the tests' fault injection (run_state.h)
     // One device collective for the step's numbers and whether any rank's loss was not finite.
     auto local_bad = torch::logical_not(torch::isfinite(sums[0])).to(torch::kDouble) + (injected ? 1.0 : 0.0);
     auto packed = torch::cat({torch::nan_to_num(sums, 0.0, 0.0, 0.0), local_bad.view({1})});

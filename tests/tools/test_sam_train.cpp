@@ -192,8 +192,8 @@ TEST_CASE("sam_train: non-finite steps are skipped, logged, and stop the run aft
   const auto root = sam_test::temp_dir("train_nonfinite");
   std::string out;
   // Steps 1 and 3 are non-finite: skipped, the run goes on.
-  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "a") +
-                                    " train.iterations=5 train.ckpt_every=0 train.inject_nonfinite=[1,3]",
+  REQUIRE(sam_test::run_command("SAM_TRAIN_NONFINITE_AT=1,3 " + sam_train() + " " + base_args(root / "a") +
+                                    " train.iterations=5 train.ckpt_every=0",
                                 &out) == 0);
   auto nf = events(root / "a", "nonfinite");
   REQUIRE(nf.size() == 2);
@@ -201,9 +201,8 @@ TEST_CASE("sam_train: non-finite steps are skipped, logged, and stop the run aft
   CHECK(nf[1]["step"] == 3);
   CHECK(losses(root / "a").size() == 3);
   // Three in a row with max_nonfinite=3: the run stops with status 2 and keeps a checkpoint.
-  const int rc = sam_test::run_command(sam_train() + " " + base_args(root / "b") +
-                                           " train.iterations=9 train.ckpt_every=0 train.max_nonfinite=3"
-                                           " train.inject_nonfinite=[2,3,4]",
+  const int rc = sam_test::run_command("SAM_TRAIN_NONFINITE_AT=2,3,4 " + sam_train() + " " + base_args(root / "b") +
+                                           " train.iterations=9 train.ckpt_every=0 train.max_nonfinite=3",
                                        &out);
   INFO(out);
   CHECK(rc == 2);

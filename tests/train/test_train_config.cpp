@@ -72,3 +72,18 @@ TEST_CASE("train config: every shipped config loads") {
     CHECK_NOTHROW(load_train_config(path, {}));
   }
 }
+
+TEST_CASE("train config: run folders from before the test hook left the schema still read") {
+  // A resolved config.json of an older run holds train.inject_nonfinite: []; it reads, and the key
+  // is not in the resolved document any more. A non-empty list is refused, naming the new hook.
+  nlohmann::json old = train_config_defaults();
+  old["train"]["inject_nonfinite"] = nlohmann::json::array();
+  old["train"]["iterations"] = 7;
+  const auto c = train_config_from_json(old, "run/config.json");
+  CHECK(c.train.iterations == 7);
+  CHECK_FALSE(c.resolved["train"].contains("inject_nonfinite"));
+  old["train"]["inject_nonfinite"] = {1, 3};
+  CHECK_THROWS_WITH(train_config_from_json(old, "run/config.json"),
+                    Contains("run/config.json") && Contains("SAM_TRAIN_NONFINITE_AT"));
+  CHECK_FALSE(train_config_defaults()["train"].contains("inject_nonfinite"));
+}
