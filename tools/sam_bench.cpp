@@ -141,9 +141,12 @@ int main(int argc, char** argv) {
     r["torch"] = TORCH_VERSION;
     r["dtype"] = dtype;
     double gemm_tflops = 0;
+    const auto measure_gemm = [&] {
+      return device.is_cuda() ? sam::measure_gemm_tflops(device, torch::kBFloat16, 8192, 20)
+                              : sam::measure_gemm_tflops(device, torch::kFloat, 2048, 3);
+    };
     if (gemm) {
-      gemm_tflops = device.is_cuda() ? sam::measure_gemm_tflops(device, torch::kBFloat16, 8192, 20)
-                                     : sam::measure_gemm_tflops(device, torch::kFloat, 2048, 3);
+      gemm_tflops = measure_gemm();
       r["gemm_tflops"] = gemm_tflops;
       r["gemm"] = device.is_cuda() ? "bf16 8192^3" : "fp32 2048^3";
       std::cout << "GEMM: " << gemm_tflops << " TFLOP/s\n" << std::flush;
@@ -209,13 +212,18 @@ int main(int argc, char** argv) {
     // A deterministic image of the original size.
     auto image = torch::randint(0, 256, {orig_h, orig_w, 3}, torch::kUInt8);
     for (int i = 0; i < embed_warmup; ++i) predictor.set_image(image);
-    std::vector<double> embed_s;
+    // With --gemm the GEMM rate is measured again right before each timed embedding (0.3 s), so
+    // that each embedding is compared with the floor of its own minute (a shared machine's speed
+    // drifts by 10-20 % within minutes).
+    std::vector<double> embed_s, embed_floor_ratio;
     for (int i = 0; i < embeds; ++i) {
+      const double floor_s = gemm_tflops > 0 ? sam::encoder_forward_flops(config) / 1e12 / measure_gemm() : 0;
       sync();
       const double t0 = now_s();
       predictor.set_image(image);
       sync();
       embed_s.push_back(now_s() - t0);
+      if (floor_s > 0) embed_floor_ratio.push_back(embed_s.back() / floor_s);
       std::cout << "embed " << i + 1 << "/" << embeds << ": " << embed_s.back() << " s\n" << std::flush;
     }
     std::vector<double> prompt_ms;
@@ -270,6 +278,10 @@ int main(int argc, char** argv) {
     // The embedding's floor: its arithmetic at the dense GEMM rate of this run.
     r["embed_tflop"] = sam::encoder_forward_flops(config) / 1e12;
     if (gemm_tflops > 0) r["embed_gemm_floor_s"] = sam::encoder_forward_flops(config) / 1e12 / gemm_tflops;
+    if (!embed_floor_ratio.empty()) {
+      r["embed_floor_ratio"] = embed_floor_ratio;  // each embedding / the floor measured just before
+      r["embed_floor_ratio_median"] = median(embed_floor_ratio);
+    }
     r["prompt_ms_median"] = median(prompt_ms);
     r["prompt_ms_min"] = prompt_ms.empty() ? 0 : *std::min_element(prompt_ms.begin(), prompt_ms.end());
     if (breakdown > 0) {
