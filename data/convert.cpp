@@ -178,6 +178,7 @@ ConvertReport coco_to_sa1b(const std::string& instances_json, const std::string&
     const Sample s = ds->get(size_t(i));
     std::vector<Annotation> out;
     int64_t crowd = 0, empty = 0;
+    bool written = true;
     try {
       for (const Annotation& a : s.annotations) {
         if (a.iscrowd) {
@@ -219,11 +220,10 @@ ConvertReport coco_to_sa1b(const std::string& instances_json, const std::string&
       write_file(base.string() + ".json", text.data(), text.size());
     } catch (const DataError& e) {
       problems[size_t(i)].push_back(std::string(e.what()) + " (image " + s.id + " left out)");
-      out.clear();
-      crowd = empty = -1;  // left out: not counted
+      written = false;  // left out: not counted
     }
     std::lock_guard<std::mutex> lock(mu);
-    if (crowd >= 0) {
+    if (written) {
       ++rep.images;
       rep.masks += static_cast<int64_t>(out.size());
       rep.crowd_skipped += crowd;

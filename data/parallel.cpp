@@ -18,13 +18,16 @@ void parallel_for_workers(int64_t n, int jobs, const std::function<void(int64_t,
   std::atomic<bool> failed{false};
   std::exception_ptr error;
   std::mutex mu;
+  const auto keep_first_error = [&] {  // inside a catch block
+    std::lock_guard<std::mutex> lock(mu);
+    if (!error) error = std::current_exception();
+    failed = true;
+  };
   auto work = [&](int worker) {
     try {
       if (on_worker_start) on_worker_start(worker, workers);
     } catch (...) {
-      std::lock_guard<std::mutex> lock(mu);
-      if (!error) error = std::current_exception();
-      failed = true;
+      keep_first_error();
     }
     while (!failed) {
       const int64_t i = next++;
@@ -36,9 +39,7 @@ void parallel_for_workers(int64_t n, int jobs, const std::function<void(int64_t,
           progress(++done, n);
         }
       } catch (...) {
-        std::lock_guard<std::mutex> lock(mu);
-        if (!error) error = std::current_exception();
-        failed = true;
+        keep_first_error();
       }
     }
   };
