@@ -75,156 +75,6 @@ cv::Mat to_8u(const cv::Mat& m, const std::string& what) {
   }
 }
 
-// Coefficients of one 1-D pass of Pillow's resampler: output i reads `count[i]` inputs starting at
-// `start[i]`, weighted by k[i * stride + t] (22-bit fixed point).
-struct PassCoeffs {
-  std::vector<int> start, count;
-  std::vector<int32_t> k;
-  int stride = 0;
-};
-
-// The same weights as a fixed number of taps per output (zero weights padded in, windows shifted
-// left at the right edge so that they stay inside the row): exact in integer arithmetic, and lets
-// the horizontal loop run a compile-time tap count.
-struct FixedTaps {
-  std::vector<int> start;
-  std::vector<int32_t> k;
-  int taps = 0;
-};
-
-FixedTaps fixed_taps(const PassCoeffs& c, int in_size) {
-  FixedTaps f;
-  f.taps = *std::max_element(c.count.begin(), c.count.end());
-  const size_t n = c.start.size();
-  f.start.resize(n);
-  f.k.assign(n * f.taps, 0);
-  for (size_t i = 0; i < n; ++i) {
-    const int s = std::min(c.start[i], in_size - f.taps);
-    const int shift = c.start[i] - s;
-    for (int t = 0; t < c.count[i]; ++t) f.k[i * f.taps + shift + t] = c.k[i * c.stride + t];
-    f.start[i] = s;
-  }
-  return f;
-}
-
-constexpr int kPrecisionBits = 32 - 8 - 2;  // Pillow's PRECISION_BITS
-
-double triangle(double x) {
-  if (x < 0.0) x = -x;
-  return x < 1.0 ? 1.0 - x : 0.0;
-}
-
-// Pillow's precompute_coeffs + normalize_coeffs_8bpc for the bilinear filter (support 1) and the
-// whole-image box [0, in_size]. Every double operation is done in Pillow's order, so that the
-// rounded fixed-point weights are the same bit for bit.
-PassCoeffs pass_coeffs(int in_size, int out_size) {
-  const double scale = static_cast<double>(static_cast<float>(in_size) - 0.0f) / out_size;
-  const double filterscale = std::max(scale, 1.0);
-  const double support = 1.0 * filterscale;
-  const double ss = 1.0 / filterscale;
-  PassCoeffs c;
-  c.stride = static_cast<int>(std::ceil(support)) * 2 + 1;
-  c.start.resize(out_size);
-  c.count.resize(out_size);
-  c.k.assign(size_t(out_size) * c.stride, 0);
-  std::vector<double> w(c.stride);
-  for (int i = 0; i < out_size; ++i) {
-    const double center = 0.0 + (i + 0.5) * scale;
-    int lo = static_cast<int>(center - support + 0.5);
-    if (lo < 0) lo = 0;
-    int hi = static_cast<int>(center + support + 0.5);
-    if (hi > in_size) hi = in_size;
-    const int n = hi - lo;
-    double sum = 0.0;
-    for (int t = 0; t < n; ++t) {
-      w[t] = triangle((t + lo - center + 0.5) * ss);
-      sum += w[t];
-    }
-    int32_t* k = &c.k[size_t(i) * c.stride];
-    for (int t = 0; t < n; ++t) {
-      const double v = sum != 0.0 ? w[t] / sum : w[t];
-      k[t] = v < 0 ? static_cast<int32_t>(-0.5 + v * (1 << kPrecisionBits))
-                   : static_cast<int32_t>(0.5 + v * (1 << kPrecisionBits));
-    }
-    c.start[i] = lo;
-    c.count[i] = n;
-  }
-  return c;
-}
-
-inline uint8_t clip8(int32_t acc) {
-  const int32_t v = acc >> kPrecisionBits;  // arithmetic shift, as Pillow's table lookup
-  return static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
-}
-
-constexpr int32_t kHalf = 1 << (kPrecisionBits - 1);
-
-// Horizontal pass over source rows [row0, row0 + dst.rows), T taps known at compile time
-// (T = 0: run-time count).
-template <int C, int T>
-void horizontal_pass(const cv::Mat& src, cv::Mat& dst, int row0, const FixedTaps& f) {
-  const int out_w = dst.cols;
-  const int taps = T > 0 ? T : f.taps;
-  cv::parallel_for_(cv::Range(0, dst.rows), [&](const cv::Range& r) {
-    for (int y = r.start; y < r.end; ++y) {
-      const uint8_t* s = src.ptr<uint8_t>(row0 + y);
-      uint8_t* d = dst.ptr<uint8_t>(y);
-      for (int x = 0; x < out_w; ++x) {
-        const int32_t* k = &f.k[size_t(x) * taps];
-        const uint8_t* p = s + f.start[x] * C;
-        int32_t acc[C];
-        for (int ch = 0; ch < C; ++ch) acc[ch] = kHalf;
-        for (int t = 0; t < taps; ++t) {
-          for (int ch = 0; ch < C; ++ch) acc[ch] += int32_t(p[t * C + ch]) * k[t];
-        }
-        for (int ch = 0; ch < C; ++ch) d[x * C + ch] = clip8(acc[ch]);
-      }
-    }
-  });
-}
-
-template <int C>
-void horizontal_pass(const cv::Mat& src, cv::Mat& dst, int row0, const FixedTaps& f) {
-  // Tap counts of the bilinear filter: 2 when enlarging, about 2 * factor + 1 when shrinking by
-  // `factor` (at most 5 up to 2x, 7 up to 3x; 1500x2250 -> 683x1024 uses 5).
-  switch (f.taps) {
-    case 2:
-      return horizontal_pass<C, 2>(src, dst, row0, f);
-    case 3:
-      return horizontal_pass<C, 3>(src, dst, row0, f);
-    case 4:
-      return horizontal_pass<C, 4>(src, dst, row0, f);
-    case 5:
-      return horizontal_pass<C, 5>(src, dst, row0, f);
-    case 6:
-      return horizontal_pass<C, 6>(src, dst, row0, f);
-    case 7:
-      return horizontal_pass<C, 7>(src, dst, row0, f);
-    default:
-      return horizontal_pass<C, 0>(src, dst, row0, f);
-  }
-}
-
-// Vertical pass: output row y blends rows c.start[y] - row0 ... of src (all channels at once).
-void vertical_pass(const cv::Mat& src, cv::Mat& dst, int row0, const PassCoeffs& c) {
-  const int n_elems = dst.cols * dst.channels();
-  cv::parallel_for_(cv::Range(0, dst.rows), [&](const cv::Range& r) {
-    std::vector<int32_t> acc(n_elems);
-    for (int y = r.start; y < r.end; ++y) {
-      std::fill(acc.begin(), acc.end(), kHalf);
-      const int32_t* k = &c.k[size_t(y) * c.stride];
-      for (int t = 0; t < c.count[y]; ++t) {
-        const uint8_t* s = src.ptr<uint8_t>(c.start[y] - row0 + t);
-        const int32_t kt = k[t];
-        int32_t* a = acc.data();
-        for (int i = 0; i < n_elems; ++i) a[i] += int32_t(s[i]) * kt;
-      }
-      uint8_t* d = dst.ptr<uint8_t>(y);
-      for (int i = 0; i < n_elems; ++i) d[i] = clip8(acc[i]);
-    }
-  });
-}
-
 // The image in a file's bytes as stored (as IMREAD_UNCHANGED: 16-bit depth and alpha kept, EXIF
 // orientation ignored); throws "<what>: <problem>" for an empty, truncated or undecodable file.
 cv::Mat decode_checked(const std::vector<uint8_t>& bytes, const std::string& what) {
@@ -298,16 +148,6 @@ cv::Mat image_read_gray(const std::string& path) {
   return gray;
 }
 
-std::pair<int, int> preprocess_shape(int h, int w, int long_side) {
-  if (h <= 0 || w <= 0 || long_side <= 0) {
-    throw std::invalid_argument(
-        "preprocess_shape: sizes must be positive, got h=" + std::to_string(h) +
-        " w=" + std::to_string(w) + " long_side=" + std::to_string(long_side));
-  }
-  const double s = long_side * 1.0 / std::max(h, w);
-  return {static_cast<int>(h * s + 0.5), static_cast<int>(w * s + 0.5)};
-}
-
 cv::Mat resize_pil_bilinear(const cv::Mat& src, int newh, int neww) {
   if (src.empty() || src.depth() != CV_8U || src.channels() > 4) {
     throw std::invalid_argument(
@@ -318,42 +158,12 @@ cv::Mat resize_pil_bilinear(const cv::Mat& src, int newh, int neww) {
     throw std::invalid_argument("resize_pil_bilinear: target size must be positive, got " +
                                 std::to_string(newh) + "x" + std::to_string(neww));
   }
-  const int type = src.type();
-  const bool need_h = neww != src.cols;
-  const bool need_v = newh != src.rows;
-  if (!need_h && !need_v) return src.clone();
-
-  const PassCoeffs vert = pass_coeffs(src.rows, newh);
-  // Source rows the vertical pass reads: only those go through the horizontal pass.
-  const int row_first = vert.start.front();
-  const int row_last = vert.start.back() + vert.count.back();
-
-  cv::Mat tmp;
-  int tmp_row0 = 0;
-  if (need_h) {
-    const FixedTaps horiz = fixed_taps(pass_coeffs(src.cols, neww), src.cols);
-    tmp.create(row_last - row_first, neww, type);
-    tmp_row0 = row_first;
-    switch (src.channels()) {
-      case 1:
-        horizontal_pass<1>(src, tmp, row_first, horiz);
-        break;
-      case 2:
-        horizontal_pass<2>(src, tmp, row_first, horiz);
-        break;
-      case 3:
-        horizontal_pass<3>(src, tmp, row_first, horiz);
-        break;
-      default:
-        horizontal_pass<4>(src, tmp, row_first, horiz);
-        break;
-    }
-    if (!need_v) return tmp;  // no vertical pass: the rows read are all rows
-  } else {
-    tmp = src;
-  }
-  cv::Mat out(newh, tmp.cols, type);
-  vertical_pass(tmp, out, tmp_row0, vert);
+  cv::Mat out(newh, neww, src.type());
+  const RowLoop opencv_pool = [](int n, const std::function<void(int, int)>& body) {
+    cv::parallel_for_(cv::Range(0, n), [&](const cv::Range& r) { body(r.start, r.end); });
+  };
+  resize_pil_bilinear(PixelView{src.data, src.rows, src.cols, src.channels(), src.step[0]},
+                      PixelSpan{out.data, out.rows, out.cols, out.channels(), out.step[0]}, opencv_pool);
   return out;
 }
 

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "data/resample.h"
+
 namespace sam::data {
 
 /// Reads an image file as RGB uint8, HxWx3 (CV_8UC3, channel 0 = R), from anything OpenCV decodes
@@ -33,17 +35,8 @@ cv::Mat image_read_gray(const std::string& path);
 /// error messages ("<what>: <problem>").
 cv::Mat image_decode_rgb(const std::vector<uint8_t>& bytes, const std::string& what);
 
-/// The reference's ResizeLongestSide.get_preprocess_shape: s = long_side / max(h, w) (double),
-/// newh = int(h * s + 0.5), neww = int(w * s + 0.5). Returns {newh, neww}. Throws
-/// std::invalid_argument unless h, w, long_side are positive.
-std::pair<int, int> preprocess_shape(int h, int w, int long_side);
-
-/// Pillow's BILINEAR resize, bit-exact with Pillow 9.4 `Image.resize((neww, newh), BILINEAR)` on
-/// modes L / RGB / RGBX / CMYK (src/libImaging/Resample.c: triangle filter whose support widens
-/// with the downscale factor, 22-bit fixed-point coefficients, horizontal pass then vertical pass,
-/// rounding and clipping to uint8 after each). src: HxWxC uint8, C in 1..4, any row stride (ROIs
-/// fine); every channel is filtered independently (a 4th channel is NOT treated as premultiplied
-/// alpha, unlike Pillow's RGBA mode). Returns newh x neww x C, a fresh matrix. Throws
+/// Pillow's BILINEAR resize (data/resample.h) of a cv::Mat on OpenCV's threads. src: HxWxC uint8,
+/// C in 1..4, any row stride (ROIs fine). Returns newh x neww x C, a fresh matrix. Throws
 /// std::invalid_argument on an empty or non-uint8 input, C > 4, or a non-positive size.
 cv::Mat resize_pil_bilinear(const cv::Mat& src, int newh, int neww);
 

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 #include <opencv2/imgproc.hpp>
 
+#include "data/image_input.h"
 #include "sam/predictor.h"
 
 namespace sam::engine {
@@ -105,7 +106,7 @@ InteractiveSegmenter::InteractiveSegmenter(Predictor& predictor, bool mask_input
 void InteractiveSegmenter::set_image(const cv::Mat& rgb, bool exact_resize) {
   CV_Assert(rgb.type() == CV_8UC3 && rgb.isContinuous());
   auto t = torch::from_blob(const_cast<uint8_t*>(rgb.data), {rgb.rows, rgb.cols, 3}, torch::kUInt8);
-  predictor_.set_image(t, exact_resize ? ResizeMode::kPilExact : ResizeMode::kFast);
+  predictor_.set_image(t, data::resizer(exact_resize ? data::ResizeMode::kPilExact : data::ResizeMode::kFast));
   h_ = rgb.rows;
   w_ = rgb.cols;
   start_object();

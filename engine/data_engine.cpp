@@ -15,14 +15,17 @@
 #include <torch/torch.h>
 #include <opencv2/imgproc.hpp>
 
+#include "data/atomic_file.h"
 #include "data/config_file.h"
 #include "data/dataset.h"
+#include "data/image_input.h"
 #include "data/log.h"
 #include "data/progress.h"
 #include "data/tar.h"
 #include "engine/amg/amg_io.h"
 #include "engine/amg/generator.h"
 #include "engine/box_detector.h"
+#include "eval/report/training_curves.h"
 #include "sam/predictor.h"
 #include "sam/sam_model.h"
 #include "train/train_config.h"
@@ -260,15 +263,15 @@ struct DataEngine::Impl {
                            const nlohmann::json& sa1b, const ImageRecord& rec) {
     const std::string ext = image_ext(s.image);
     const auto bytes = s.image.read();
-    write_atomic((dir / "data" / (stem + ext)).string(),
+    data::write_file_atomic((dir / "data" / (stem + ext)).string(),
                  std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
-    write_atomic((dir / "data" / (stem + ".json")).string(), sa1b.dump() + "\n");
-    write_atomic((dir / "records" / (stem + ".json")).string(), rec.to_json().dump() + "\n");
+    data::write_file_atomic((dir / "data" / (stem + ".json")).string(), sa1b.dump() + "\n");
+    data::write_file_atomic((dir / "records" / (stem + ".json")).string(), rec.to_json().dump() + "\n");
   }
 
   void write_skip_record(const fs::path& dir, ImageRecord rec) {
     rec.skipped = true;
-    write_atomic((dir / "records" / (rec.stem + ".json")).string(), rec.to_json().dump() + "\n");
+    data::write_file_atomic((dir / "records" / (rec.stem + ".json")).string(), rec.to_json().dump() + "\n");
   }
 
   // Reads sample i and its image; on bad input fills `rec` as skipped and returns false.
@@ -303,7 +306,7 @@ struct DataEngine::Impl {
   void save_rounds(const fs::path& dir, const std::vector<RetrainRound>& rounds) const {
     nlohmann::json a = nlohmann::json::array();
     for (const auto& r : rounds) a.push_back(r.to_json());
-    write_atomic((dir / "rounds.json").string(), a.dump(2) + "\n");
+    data::write_file_atomic((dir / "rounds.json").string(), a.dump(2) + "\n");
   }
 
   int64_t count_masks(const fs::path& stage) const {
@@ -384,6 +387,7 @@ struct DataEngine::Impl {
       throw std::runtime_error("retrain round " + std::to_string(round) + " in " +
                                run_dir.string() + " stopped with status " + std::to_string(rc));
     rr.iterations = trainer.step();  // fewer than `iterations` when its time ran out first
+    eval::write_training_curves(run_dir.string());
     const fs::path out = run_dir / "model.pth";
     if (!fs::exists(out))
       throw std::runtime_error(out.string() + ": the training run wrote no model");
@@ -401,9 +405,9 @@ struct DataEngine::Impl {
                           {"images_skipped", summary["images_skipped"]},
                           {"masks", summary["masks"]},
                           {"retrain_rounds", summary["retrain_rounds"]}};
-    write_atomic((dir / "manifest.json").string(), manifest.dump(2) + "\n");
-    write_atomic((dir / "report.json").string(), summary.dump(2) + "\n");
-    write_atomic((dir / "report.html").string(), stage_report_html(summary, recs, rounds));
+    data::write_file_atomic((dir / "manifest.json").string(), manifest.dump(2) + "\n");
+    data::write_file_atomic((dir / "report.json").string(), summary.dump(2) + "\n");
+    data::write_file_atomic((dir / "report.html").string(), stage_report_html(summary, recs, rounds));
     log(stage_summary_line(summary) + "; report " + (dir / "report.html").string());
     return summary;
   }
@@ -465,7 +469,7 @@ struct DataEngine::Impl {
       auto t = torch::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, torch::kUInt8);
       {
         torch::NoGradGuard ng;
-        predictor->set_image(t, ResizeMode::kFast);
+        predictor->set_image(t, data::resize_longest_side_fast);
       }
       const double scale = S / double(std::max(rgb.rows, rgb.cols));
       std::vector<BoxXYXY> bs;
@@ -489,7 +493,7 @@ struct DataEngine::Impl {
                            {"losses", losses},
                            {"seconds", since(t0)}};
     save_detector(det, path.string());
-    write_atomic((dir / "detector.json").string(), info.dump(2) + "\n");
+    data::write_file_atomic((dir / "detector.json").string(), info.dump(2) + "\n");
     manifest["detector"] = info;
     log("semi: detector trained on " + std::to_string(embs.size()) + " image(s), " +
         std::to_string(n_boxes) + " boxes, loss " +
@@ -751,7 +755,7 @@ struct DataEngine::Impl {
     archives.clear();
     if (fs::exists(shards)) fs::rename(shards, old);
     fs::rename(tmp, shards);
-    write_atomic(listing.string(), doc.dump(2) + "\n");
+    data::write_file_atomic(listing.string(), doc.dump(2) + "\n");
     fs::remove_all(old);
     if (!cfg.autom.keep_folder) remove_loose(loose, stems);
     log("auto: packed " + std::to_string(stems.size()) + " image(s) into " +
@@ -865,7 +869,7 @@ nlohmann::json DataEngine::run(const std::string& stage) {
   else
     throw std::invalid_argument("--stage '" + stage + "': must be manual, semi, auto or all");
   fs::create_directories(impl_->cfg.out_dir);
-  write_atomic((fs::path(impl_->cfg.out_dir) / "config.json").string(),
+  data::write_file_atomic((fs::path(impl_->cfg.out_dir) / "config.json").string(),
                impl_->cfg.resolved.dump(2) + "\n");
   auto& I = *impl_;
   if (I.env.world_size > 1 && !I.comm)  // the other ranks wait while rank 0 annotates

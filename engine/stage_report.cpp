@@ -1,17 +1,12 @@
 #include "engine/stage_report.h"
 
-#include <unistd.h>
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <stdexcept>
 
-#include "eval/plot.h"
-
-namespace fs = std::filesystem;
+#include "eval/report/plot.h"
 
 namespace sam::engine {
 
@@ -481,21 +476,6 @@ std::string stage_report_html(const nlohmann::json& s, const std::vector<ImageRe
                                    "given up", "compute s"},
                                   ir));
   return eval::html_page("Data engine: " + stage + " stage", body);
-}
-
-void write_atomic(const std::string& path, const std::string& text) {
-  const fs::path p(path);
-  if (p.has_parent_path()) fs::create_directories(p.parent_path());
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) throw std::runtime_error(path + ": cannot write");
-    f.write(text.data(), std::streamsize(text.size()));
-    if (!f) throw std::runtime_error(path + ": write failed");
-  }
-  std::error_code ec;
-  fs::rename(tmp, p, ec);
-  if (ec) throw std::runtime_error(path + ": cannot rename into place: " + ec.message());
 }
 
 }  // namespace sam::engine

@@ -2,7 +2,7 @@
 // What each data-engine stage records and reports: one record per image (written next to the
 // image's masks; its presence marks the image done, so an interrupted stage resumes where it
 // stopped), the retraining rounds, and the stage summary as JSON and as an HTML page with plots
-// (eval/plot.h).
+// (eval/report/plot.h).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -76,10 +76,5 @@ std::string stage_summary_line(const nlohmann::json& summary);
 /// the retraining rounds and the per-image table.
 std::string stage_report_html(const nlohmann::json& summary, const std::vector<ImageRecord>& images,
                               const std::vector<RetrainRound>& rounds);
-
-/// Writes `text` to `path` through a temporary file and a rename, so that a reader (or a resumed
-/// run) never sees a partial file. Creates the parent folder. Throws std::runtime_error naming
-/// the path.
-void write_atomic(const std::string& path, const std::string& text);
 
 }  // namespace sam::engine

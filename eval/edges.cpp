@@ -123,7 +123,7 @@ cv::Mat sam_edge_map(amg::MaskGenerator& generator, sam::Predictor& predictor, c
   const auto masks = generator.generate(image);
   if (n_masks) *n_masks = static_cast<int64_t>(masks.size());
   // The generator resets its predictor after each crop (as the reference): embed again.
-  predictor.set_image(image, o.resize);
+  predictor.set_image(image, data::resizer(o.resize));
   torch::NoGradGuard no_grad;
   const auto upscale = [&](const torch::Tensor& low_res) {  // [1, 1, 4G, 4G] -> CPU [H, W]
     return predictor.model()

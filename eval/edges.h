@@ -29,6 +29,7 @@
 #include "engine/amg/generator.h"
 #include "eval/bsds.h"
 #include "eval/common.h"
+#include "data/image_input.h"
 #include "sam/predictor.h"
 #include "sam/sam_model.h"
 
@@ -43,7 +44,7 @@ struct EdgesOptions {
   BsdsOptions bsds;
   int64_t max_samples = 0;  ///< first N images (sorted by id); 0 = all
   int workers = 1;
-  sam::ResizeMode resize = sam::ResizeMode::kPilExact;
+  data::ResizeMode resize = data::ResizeMode::kPilExact;
   std::string save_dir;  ///< when set, writes <id>.png (edge map x 255) there
   /// The generator settings of step 1.
   amg::AmgOptions amg_options() const;

@@ -147,7 +147,7 @@ InstancesResult evaluate_instances(sam::Sam model, const sam::data::Dataset& ds,
         if (prompts.empty()) return;
         sam::Predictor& p = *predictors[worker];
         const cv::Mat rgb = s.load_image();
-        p.set_image(image_tensor(rgb), o.resize);
+        p.set_image(image_tensor(rgb), data::resizer(o.resize));
         sam::PredictOptions po;
         po.multimask = o.multimask;
         for (size_t b0 = 0; b0 < prompts.size(); b0 += o.batch) {

@@ -18,6 +18,7 @@
 #include "data/dataset.h"
 #include "eval/coco_eval.h"
 #include "eval/common.h"
+#include "data/image_input.h"
 #include "sam/predictor.h"
 #include "sam/sam_model.h"
 
@@ -41,7 +42,7 @@ struct InstancesOptions {
   int batch = 16;           ///< boxes per decoder call
   int64_t max_samples = 0;  ///< first N images of the dataset; 0 = all
   int workers = 1;          ///< images in parallel, each with its own Predictor
-  sam::ResizeMode resize = sam::ResizeMode::kPilExact;
+  data::ResizeMode resize = data::ResizeMode::kPilExact;
 };
 
 struct InstancesResult {

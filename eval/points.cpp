@@ -283,7 +283,7 @@ PointsResult evaluate_points(sam::Sam model, const sam::data::Dataset& ds, const
         const Item& it = items[item];
         sam::Predictor& p = *predictors[worker];
         const cv::Mat rgb = it.sample.load_image();
-        p.set_image(image_tensor(rgb), o.resize);
+        p.set_image(image_tensor(rgb), data::resizer(o.resize));
         const ClickModel cm = predictor_click_model(p);
         for (size_t k = 0; k < it.annotations.size(); ++k) {
           const size_t a = it.annotations[k];

@@ -37,6 +37,7 @@
 
 #include "data/dataset.h"
 #include "eval/common.h"
+#include "data/image_input.h"
 #include "sam/predictor.h"
 #include "sam/sam_model.h"
 
@@ -48,7 +49,7 @@ struct PointsOptions {
   uint64_t seed = 0;          ///< seed of the random first click
   int64_t max_samples = 0;    ///< evaluate the first N objects in dataset order; 0 = all
   int workers = 1;            ///< images evaluated in parallel, each with its own Predictor
-  sam::ResizeMode resize = sam::ResizeMode::kPilExact;
+  data::ResizeMode resize = data::ResizeMode::kPilExact;
 };
 
 /// One object's results.

@@ -6,20 +6,60 @@
 #include <nlohmann/json.hpp>
 
 #include "data/config_file.h"
+#include "data/config_schema.h"
 
 namespace sam {
 
-const std::vector<std::string>& model_config_keys() {
-  static const std::vector<std::string> keys{
-      "img_size",        "patch_size",       "embed_dim",
-      "depth",           "num_heads",        "mlp_ratio",
-      "window_size",     "global_attn_indexes", "layer_norm_eps",
-      "prompt_dim",      "mask_in_chans",    "decoder_depth",
-      "decoder_mlp_dim", "decoder_heads",    "attention_downsample_rate",
-      "num_multimask_outputs", "iou_head_depth", "iou_head_hidden_dim",
-      "pixel_mean",      "pixel_std",        "drop_path_rate",
-      "decoder_dropout"};
-  return keys;
+const cfg::Section<ModelConfig>& model_config_schema() {
+  // The rules that relate keys (multiples, index ranges) are ModelConfig::validate's; the docs
+  // say them in words.
+  static const cfg::Section<ModelConfig> schema =
+      cfg::Section<ModelConfig>("")
+      .key("img_size", &ModelConfig::img_size,
+           "encoder input side S in px; positive multiple of `patch_size`; also the loader's output size (16..16384, at start)")
+      .key("patch_size", &ModelConfig::patch_size,
+           "patch side in px; the embedding grid G = S / patch_size")
+      .key("embed_dim", &ModelConfig::embed_dim,
+           "ViT width; positive multiple of `num_heads`")
+      .key("depth", &ModelConfig::depth,
+           "encoder blocks, > 0; also the number of layers for `optim.layer_decay`")
+      .key("num_heads", &ModelConfig::num_heads,
+           "attention heads per encoder block")
+      .key("mlp_ratio", &ModelConfig::mlp_ratio,
+           "encoder MLP hidden width = embed_dim × mlp_ratio; > 0")
+      .key("window_size", &ModelConfig::window_size,
+           "window side (tokens) of the non-global blocks; >= 0, 0 = every block attends globally")
+      .key("global_attn_indexes", &ModelConfig::global_attn_indexes,
+           "0-based blocks with full attention; each in [0, depth)")
+      .key("layer_norm_eps", &ModelConfig::layer_norm_eps,
+           "epsilon of the encoder's LayerNorm and LayerNorm2d")
+      .key("prompt_dim", &ModelConfig::prompt_dim,
+           "neck output, prompt-encoder and decoder-transformer width; positive multiple of 8")
+      .key("mask_in_chans", &ModelConfig::mask_in_chans,
+           "hidden channels of the mask-prompt downscaler; positive multiple of 4")
+      .key("decoder_depth", &ModelConfig::decoder_depth,
+           "two-way transformer blocks; > 0")
+      .key("decoder_mlp_dim", &ModelConfig::decoder_mlp_dim,
+           "two-way transformer MLP width; > 0")
+      .key("decoder_heads", &ModelConfig::decoder_heads,
+           "decoder attention heads; must divide prompt_dim and prompt_dim / attention_downsample_rate")
+      .key("attention_downsample_rate", &ModelConfig::attention_downsample_rate,
+           "decoder cross-attention internal width = prompt_dim / rate; > 0")
+      .key("num_multimask_outputs", &ModelConfig::num_multimask_outputs,
+           "multimask output tokens (plus one single-mask token); > 0")
+      .key("iou_head_depth", &ModelConfig::iou_head_depth,
+           "IoU-prediction MLP layers; > 0")
+      .key("iou_head_hidden_dim", &ModelConfig::iou_head_hidden_dim,
+           "IoU-prediction MLP width; > 0")
+      .key("pixel_mean", &ModelConfig::pixel_mean,
+           "RGB mean subtracted from 0-255 input; 3 values")
+      .key("pixel_std", &ModelConfig::pixel_std,
+           "RGB std dividing 0-255 input; 3 values, all > 0")
+      .key("drop_path_rate", &ModelConfig::drop_path_rate,
+           "encoder stochastic depth, linear over the blocks from 0 to this; [0, 1); training only")
+      .key("decoder_dropout", &ModelConfig::decoder_dropout,
+           "dropout in the decoder's attention and MLP; [0, 1); training only");
+  return schema;
 }
 
 void ModelConfig::validate() const {
@@ -71,30 +111,8 @@ ModelConfig model_config_preset(const std::string& name) {
 }
 
 ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& where) {
-  cfg::check_keys(j, model_config_keys(), where);
   ModelConfig c;
-  cfg::read(j, "img_size", c.img_size, where);
-  cfg::read(j, "patch_size", c.patch_size, where);
-  cfg::read(j, "embed_dim", c.embed_dim, where);
-  cfg::read(j, "depth", c.depth, where);
-  cfg::read(j, "num_heads", c.num_heads, where);
-  cfg::read(j, "mlp_ratio", c.mlp_ratio, where);
-  cfg::read(j, "window_size", c.window_size, where);
-  cfg::read(j, "global_attn_indexes", c.global_attn_indexes, where);
-  cfg::read(j, "layer_norm_eps", c.layer_norm_eps, where);
-  cfg::read(j, "prompt_dim", c.prompt_dim, where);
-  cfg::read(j, "mask_in_chans", c.mask_in_chans, where);
-  cfg::read(j, "decoder_depth", c.decoder_depth, where);
-  cfg::read(j, "decoder_mlp_dim", c.decoder_mlp_dim, where);
-  cfg::read(j, "decoder_heads", c.decoder_heads, where);
-  cfg::read(j, "attention_downsample_rate", c.attention_downsample_rate, where);
-  cfg::read(j, "num_multimask_outputs", c.num_multimask_outputs, where);
-  cfg::read(j, "iou_head_depth", c.iou_head_depth, where);
-  cfg::read(j, "iou_head_hidden_dim", c.iou_head_hidden_dim, where);
-  cfg::read(j, "pixel_mean", c.pixel_mean, where);
-  cfg::read(j, "pixel_std", c.pixel_std, where);
-  cfg::read(j, "drop_path_rate", c.drop_path_rate, where);
-  cfg::read(j, "decoder_dropout", c.decoder_dropout, where);
+  model_config_schema().read(j, c, where);
   try {
     c.validate();
   } catch (const std::invalid_argument& e) {
@@ -103,30 +121,7 @@ ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& w
   return c;
 }
 
-nlohmann::json model_config_to_json(const ModelConfig& c) {
-  return nlohmann::json{{"img_size", c.img_size},
-                        {"patch_size", c.patch_size},
-                        {"embed_dim", c.embed_dim},
-                        {"depth", c.depth},
-                        {"num_heads", c.num_heads},
-                        {"mlp_ratio", c.mlp_ratio},
-                        {"window_size", c.window_size},
-                        {"global_attn_indexes", c.global_attn_indexes},
-                        {"layer_norm_eps", c.layer_norm_eps},
-                        {"prompt_dim", c.prompt_dim},
-                        {"mask_in_chans", c.mask_in_chans},
-                        {"decoder_depth", c.decoder_depth},
-                        {"decoder_mlp_dim", c.decoder_mlp_dim},
-                        {"decoder_heads", c.decoder_heads},
-                        {"attention_downsample_rate", c.attention_downsample_rate},
-                        {"num_multimask_outputs", c.num_multimask_outputs},
-                        {"iou_head_depth", c.iou_head_depth},
-                        {"iou_head_hidden_dim", c.iou_head_hidden_dim},
-                        {"pixel_mean", c.pixel_mean},
-                        {"pixel_std", c.pixel_std},
-                        {"drop_path_rate", c.drop_path_rate},
-                        {"decoder_dropout", c.decoder_dropout}};
-}
+nlohmann::json model_config_to_json(const ModelConfig& c) { return model_config_schema().to_json(c); }
 
 ModelConfig model_config_resolve(const std::string& name_or_path) {
   if (name_or_path == "vit_b" || name_or_path == "vit_l" || name_or_path == "vit_h" ||

@@ -7,6 +7,10 @@
 #include <nlohmann/json_fwd.hpp>
 
 namespace sam {
+namespace cfg {
+template <class S>
+class Section;
+}
 
 /// Every architectural choice of a SAM model. Field names are the config-file keys.
 struct ModelConfig {
@@ -54,7 +58,8 @@ ModelConfig model_config_resolve(const std::string& name_or_path);
 ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& where);
 /// All fields as a JSON object (round-trips through model_config_from_json).
 nlohmann::json model_config_to_json(const ModelConfig& c);
-/// Names of all valid keys, in declaration order.
-const std::vector<std::string>& model_config_keys();
+/// Every key of an architecture, declared once: name, member, doc (data/config_schema.h). Its
+/// keys() are the valid keys in declaration order.
+const cfg::Section<ModelConfig>& model_config_schema();
 
 }  // namespace sam

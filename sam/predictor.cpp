@@ -1,25 +1,25 @@
 #include "sam/predictor.h"
 
-#include <opencv2/core.hpp>
+#include <ATen/Parallel.h>
 
-#include "data/image.h"
+#include "data/resample.h"
 
 namespace sam {
 
-torch::Tensor resize_longest_side(const torch::Tensor& image_hwc, int64_t long_side,
-                                  ResizeMode mode) {
+torch::Tensor resize_longest_side(const torch::Tensor& image_hwc, int64_t long_side) {
   TORCH_CHECK(image_hwc.dim() == 3 && image_hwc.size(2) == 3 && image_hwc.scalar_type() == torch::kUInt8,
               "images must be uint8 [H, W, 3] RGB; got ", image_hwc.sizes(), " ",
               image_hwc.scalar_type());
   auto img = image_hwc.to(torch::kCPU).contiguous();
   const int h = static_cast<int>(img.size(0)), w = static_cast<int>(img.size(1));
   auto [nh, nw] = data::preprocess_shape(h, w, static_cast<int>(long_side));
-  cv::Mat src(h, w, CV_8UC3, img.data_ptr<uint8_t>());
-  cv::Mat dst = mode == ResizeMode::kPilExact ? data::resize_pil_bilinear(src, nh, nw)
-                                              : data::resize_fast(src, nh, nw);
-  if (!dst.isContinuous()) dst = dst.clone();
-  auto t = torch::from_blob(dst.data, {nh, nw, 3}, torch::kUInt8).clone();
-  return t.permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat).contiguous();
+  auto out = torch::empty({nh, nw, 3}, torch::kUInt8);
+  const data::RowLoop torch_pool = [](int n, const std::function<void(int, int)>& body) {
+    at::parallel_for(0, n, 16, [&](int64_t b, int64_t e) { body(static_cast<int>(b), static_cast<int>(e)); });
+  };
+  data::resize_pil_bilinear(data::PixelView{img.data_ptr<uint8_t>(), h, w, 3, size_t(w) * 3},
+                            data::PixelSpan{out.data_ptr<uint8_t>(), nh, nw, 3, size_t(nw) * 3}, torch_pool);
+  return out.permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat).contiguous();
 }
 
 Predictor::Predictor(Sam model, torch::Device device) : model_(std::move(model)), device_(device) {
@@ -34,9 +34,9 @@ void Predictor::reset() {
   original_ = input_ = {0, 0};
 }
 
-void Predictor::set_image(const torch::Tensor& image_hwc, ResizeMode mode) {
+void Predictor::set_image(const torch::Tensor& image_hwc, const ImageResizer& resize) {
   const int64_t S = model_->config.img_size;
-  auto x = resize_longest_side(image_hwc, S, mode);
+  auto x = resize ? resize(image_hwc, S) : resize_longest_side(image_hwc, S);
   torch::NoGradGuard ng;
   auto input = model_->preprocess(x.to(device_));
   embedding_ = model_->image_encoder->forward(input);

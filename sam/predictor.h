@@ -1,6 +1,7 @@
 #pragma once
 // The predictor API (SA `predictor.py`; SAM_SPEC 3): embed an image once, then answer many
 // prompts, singly or batched. Coordinates given to it are pixels of the original image.
+#include <functional>
 #include <optional>
 #include <utility>
 
@@ -10,11 +11,9 @@
 
 namespace sam {
 
-/// How the image is resized to the encoder's input.
-enum class ResizeMode {
-  kPilExact,  ///< Pillow's antialiased bilinear, bit-exact with the reference (default)
-  kFast,      ///< OpenCV area/linear (training and throughput work)
-};
+/// Resizes an HxWx3 uint8 RGB image (CPU) so that its long side is `long_side` and returns it as a
+/// float [1, 3, h, w] tensor (0-255), h and w from data::preprocess_shape.
+using ImageResizer = std::function<torch::Tensor(const torch::Tensor& image_hwc, int64_t long_side)>;
 
 /// Results for B prompts with C masks each.
 struct Prediction {
@@ -34,9 +33,10 @@ class Predictor {
  public:
   explicit Predictor(Sam model, torch::Device device = torch::kCPU);
 
-  /// image: uint8 [H, W, 3] RGB (CPU). Resizes the long side to img_size, normalises, pads and
-  /// computes the embedding [1, D, G, G].
-  void set_image(const torch::Tensor& image_hwc, ResizeMode mode = ResizeMode::kPilExact);
+  /// image: uint8 [H, W, 3] RGB (CPU). Resizes the long side to img_size (by `resize`; empty:
+  /// resize_longest_side, the reference's exact resize), normalises, pads and computes the
+  /// embedding [1, D, G, G].
+  void set_image(const torch::Tensor& image_hwc, const ImageResizer& resize = {});
   /// Uses a precomputed embedding [1, D, G, G] for an image of the given original size.
   void set_embedding(const torch::Tensor& embedding, int64_t orig_h, int64_t orig_w);
   void reset();
@@ -76,8 +76,9 @@ class Predictor {
   std::pair<int64_t, int64_t> original_{0, 0}, input_{0, 0};
 };
 
-/// Resizes an HxWx3 uint8 RGB image so that its long side is `long_side` and returns it as a
-/// float [1, 3, h, w] tensor (0-255) with the new (h, w).
-torch::Tensor resize_longest_side(const torch::Tensor& image_hwc, int64_t long_side, ResizeMode mode);
+/// The reference's resize (an ImageResizer): Pillow's antialiased bilinear, bit-exact
+/// (data/resample.h), on libtorch's threads. The fast alternative for training and throughput
+/// work is data::resize_longest_side_fast (data/image_input.h).
+torch::Tensor resize_longest_side(const torch::Tensor& image_hwc, int64_t long_side);
 
 }  // namespace sam

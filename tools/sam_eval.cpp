@@ -10,7 +10,7 @@
 #include <iostream>
 
 #include "engine/amg/amg_cli.h"
-#include "eval/report.h"
+#include "eval/report/eval_report.h"
 #include "tools/tool_common.h"
 
 namespace {
@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
     namespace ev = sam::eval;
     sam::tools::set_threads(c.threads);
     const torch::Device dev = sam::tools::parse_device(c.device);
-    const auto resize = c.resize == "fast" ? sam::ResizeMode::kFast : sam::ResizeMode::kPilExact;
+    const auto resize = c.resize == "fast" ? sam::data::ResizeMode::kFast : sam::data::ResizeMode::kPilExact;
     sam::Sam model = load_model(c);
     if (pts->parsed()) {
       const auto ds = sam::data::make_dataset(dataset);

@@ -1,11 +1,17 @@
 // sam_train: SAM's interactive training (paper appendix A), single process or under torchrun.
 //   sam_train --config configs/vit_b.yaml [--run-dir DIR] [key.sub=value ...] [--dump-config]
 //   sam_train export RUN_DIR OUT.pth [--raw]
+//   sam_train config-docs [--write docs/CONFIG.md]   the key tables, from the schema
 #include <CLI/CLI.hpp>
 
+#include <fstream>
 #include <iostream>
+#include <iterator>
 
+#include "data/atomic_file.h"
 #include "data/config_file.h"
+#include "data/config_schema.h"
+#include "eval/report/training_curves.h"
 #include "train/trainer.h"
 #include "data/log.h"
 #include "tools/tool_common.h"
@@ -27,6 +33,9 @@ int main(int argc, char** argv) {
   exp->add_option("out", exp_out, "output .pth")->required();
   bool exp_raw = false;
   exp->add_flag("--raw", exp_raw, "the optimiser's own weights instead of the weight average (train.ema_decay)");
+  auto* docs = app.add_subcommand("config-docs", "print every key table of docs/CONFIG.md, from the schema");
+  std::string docs_file;
+  docs->add_option("--write", docs_file, "rewrite the tables of this Markdown file in place (docs/CONFIG.md)");
   CLI11_PARSE(app, argc, argv);
 
   return sam::tools::run_main("sam_train", [&]() {
@@ -35,13 +44,32 @@ int main(int argc, char** argv) {
       sam::log::info("exported " + exp_dir + " -> " + exp_out);
       return 0;
     }
+    if (docs->parsed()) {
+      const char* sections[] = {"top", "model", "init", "data", "train", "optim", "prompt", "loss"};
+      if (docs_file.empty()) {
+        for (const char* sec : sections)
+          std::cout << "<!-- schema: train." << sec << " -->\n" << sam::train::train_config_markdown(sec) << "\n";
+        return 0;
+      }
+      std::ifstream in(docs_file, std::ios::binary);
+      if (!in) throw std::runtime_error(docs_file + ": cannot read");
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      for (const char* sec : sections)
+        text = sam::cfg::replace_marked_table(text, std::string("train.") + sec, sam::train::train_config_markdown(sec));
+      sam::data::write_file_atomic(docs_file, text);
+      sam::log::info("wrote the key tables of " + docs_file);
+      return 0;
+    }
     if (!run_dir.empty()) overrides.push_back("run_dir=" + run_dir);
     auto cfg = sam::train::load_train_config(config_path, overrides);
     if (dump) {
       std::cout << cfg.resolved.dump(2) << "\n";
       return 0;
     }
-    sam::train::Trainer trainer(cfg, sam::train::dist_env_from_environment());
-    return trainer.run();
+    const auto env = sam::train::dist_env_from_environment();
+    sam::train::Trainer trainer(cfg, env);
+    const int rc = trainer.run();
+    if (rc == 0 && env.rank == 0) sam::eval::write_training_curves(cfg.run_dir);
+    return rc;
   });
 }

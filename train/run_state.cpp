@@ -15,27 +15,11 @@
 
 #include <torch/torch.h>
 
+#include "data/atomic_file.h"
 #include "sam/common.h"
 
 namespace sam::train {
 namespace {
-
-void fsync_path(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) throw std::runtime_error(path + ": cannot open for fsync: " + std::strerror(errno));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0 && !directory) throw std::runtime_error(path + ": fsync failed: " + std::strerror(errno));
-}
-
-void publish(const std::string& tmp, const std::string& path) {
-  fsync_path(tmp, false);
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw std::runtime_error(path + ": cannot rename " + tmp + ": " + ec.message());
-  auto parent = std::filesystem::path(path).parent_path();
-  fsync_path(parent.empty() ? "." : parent.string(), true);
-}
 
 torch::Tensor bytes_tensor(const std::string& s) {
   auto t = torch::empty({static_cast<int64_t>(s.size())}, torch::kUInt8);
@@ -44,17 +28,6 @@ torch::Tensor bytes_tensor(const std::string& s) {
 }
 
 }  // namespace
-
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(tmp + ": cannot open for writing");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw std::runtime_error(tmp + ": write failed");
-  }
-  publish(tmp, path);
-}
 
 void kill_point(const char* point, int64_t step) {
   static const std::string want = [] {
@@ -86,7 +59,7 @@ void save_run_checkpoint(const std::string& path, const RunCheckpoint& ck) {
   const std::string tmp = path + ".tmp";
   pth_write(tmp, all);
   kill_point("checkpoint", ck.meta.value("step", int64_t{-1}));
-  publish(tmp, path);
+  data::publish_file(tmp, path);
 }
 
 RunCheckpoint load_run_checkpoint(const std::string& path) {

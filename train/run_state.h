@@ -27,8 +27,6 @@ struct RunCheckpoint {
 void save_run_checkpoint(const std::string& path, const RunCheckpoint& ck);
 /// Reads a file written by save_run_checkpoint. Throws naming the file when a part is missing.
 RunCheckpoint load_run_checkpoint(const std::string& path);
-/// Writes bytes to `path` atomically (same protocol), for small files like the resolved config.
-void write_file_atomic(const std::string& path, const std::string& bytes);
 /// Fault injection for the crash tests (tests/tools/test_sam_train.cpp): when $SAM_TRAIN_KILL_AT
 /// is "<point>:<step>", the process sends itself SIGKILL (no clean-up, as a crash or a scheduler's
 /// kill) on reaching `point` at `step`. Points: "step" (the step is done and its metrics are

@@ -1,75 +1,255 @@
 #include "train/train_config.h"
 
+#include <stdexcept>
+
 #include "data/config_file.h"
+#include "data/config_schema.h"
 
 namespace sam::train {
 
+namespace {
+
+// Each key of the training configuration, once (data/config_schema.h): the struct member holds its
+// type and default, the line its name, what it may hold and its doc. docs/CONFIG.md's tables are
+// these lines (train_config_markdown; tests/train/test_train_config.cpp compares them).
+struct Schema {
+  cfg::Section<TrainConfig> top{""};
+  cfg::Section<InitConfig> init{"init"};
+  cfg::Section<DataConfig> data{"data"};
+  cfg::Section<RunConfig> train{"train"};
+  cfg::Section<OptimOptions> optim{"optim"};
+  cfg::Section<PromptSimOptions> prompt{"prompt"};
+  cfg::Section<LossConfig> loss{"loss"};
+};
+
+Schema make_schema() {
+  using cfg::above;
+  using cfg::at_least;
+  using cfg::in_range;
+  using cfg::in_range_open_hi;
+  using cfg::in_range_open_lo;
+  using cfg::one_of;
+  Schema s;
+  s.top.key("run_dir", &TrainConfig::run_dir,
+            "run directory: config.json, train.log, metrics.jsonl, checkpoint.pth, model.pth, loss.svg, iou.svg; a "
+            "checkpoint.pth already there is resumed (`init` is then ignored)");
+  s.init
+      .key("kind", &InitConfig::kind,
+           "starting weights: `random` (seeded construction, `train.seed`), `sam` (official or this project's SAM "
+           ".pth), `mae` (MAE ViT encoder .pth; pos_embed, patch kernel and rel-pos tables resized to the model; "
+           "rest random), `run` (model weights of a run's checkpoint.pth; not its optimiser, step or weight average)",
+           one_of({"random", "sam", "mae", "run"}))
+      .key("checkpoint", &InitConfig::checkpoint,
+           "the .pth for `sam`/`mae`; for `run` a run directory or its checkpoint.pth; required unless `kind` is "
+           "`random` (read at start)");
+  s.data
+      .key("train", &DataConfig::train,
+           "training dataset specs (`data/dataset.h`: `sa1b:PATH`, `coco:JSON[:IMAGE_DIR]`, `folder:DIR`, ...), "
+           "concatenated; must not be empty (at start)")
+      .key("val", &DataConfig::val, "dataset spec for validation (1-click mIoU on rank 0); `\"\"` = no validation")
+      .key("val_max_samples", &DataConfig::val_max_samples,
+           "validate on the first N objects of `data.val` in dataset order; 0 = all", at_least(0))
+      .key("max_masks", &DataConfig::max_masks,
+           "masks per image: the first N (in a random order) that are non-empty after the transform", at_least(1))
+      .key("max_mask_area_frac", &DataConfig::max_mask_area_frac,
+           "drop masks covering more than this fraction of the image", in_range_open_lo(0, 1))
+      .key("min_mask_area_frac", &DataConfig::min_mask_area_frac,
+           "drop masks covering less than this fraction of the image; below `max_mask_area_frac` (at start); 0 = "
+           "keep all non-empty",
+           at_least(0))
+      .key("large_scale_jitter", &DataConfig::large_scale_jitter,
+           "true: scale the longest-side-resized image by U(lsj_min, lsj_max) and take a random window of at most "
+           "S × S; false: longest side = S")
+      .key("lsj_min", &DataConfig::lsj_min, "smallest jitter scale; with jitter on, at most `lsj_max` (at start)",
+           above(0))
+      .key("lsj_max", &DataConfig::lsj_max, "largest jitter scale", above(0))
+      .key("hflip", &DataConfig::hflip, "mirror each sample left-right with probability 1/2")
+      .key("workers", &DataConfig::workers, "loader threads per rank; 0 = load synchronously in the training thread",
+           in_range(0, 256))
+      .key("prefetch", &DataConfig::prefetch, "samples ready or in flight ahead of the trainer, per rank",
+           at_least(1));
+  s.train
+      .key("iterations", &RunConfig::iterations,
+           "optimiser steps of the whole run (skipped non-finite steps count; a resumed run continues to this)",
+           at_least(0))
+      .key("batch_size", &RunConfig::batch_size,
+           "images per rank per micro-step; global batch = ranks × batch_size × grad_accum", at_least(1))
+      .key("grad_accum", &RunConfig::grad_accum, "micro-steps whose gradients are summed per optimiser step",
+           at_least(1))
+      .key("seed", &RunConfig::seed,
+           "seeds model construction, the loader's order and augmentation, the per-mask prompt draws (by seed, "
+           "step, sample) and each rank's generator (seed × 1000003 + rank: drop path, dropout)")
+      .key("device", &RunConfig::device,
+           "torch device string (`cpu`, `cuda`, `cuda:N`); `cuda` without an index: each process takes the GPU of "
+           "its local rank (`LOCAL_RANK`, `SLURM_LOCALID`), or GPU 0 where the launcher shows each task one GPU "
+           "(Slurm `--gpus-per-task=1`), and makes it the current device before NCCL starts (`train/distributed.h`)")
+      .key("dist_backend", &RunConfig::dist_backend,
+           "several processes: `auto` = NCCL on GPUs, Gloo on the CPU; `gloo` also carries GPU tensors (through the "
+           "host: two ranks on one GPU, which NCCL refuses); `nccl`",
+           one_of({"auto", "nccl", "gloo"}))
+      .key("threads", &RunConfig::threads,
+           "torch intra-op threads per process; 0 = hardware threads / min(ranks, hardware threads)", at_least(0))
+      .key("clip_grad_norm", &RunConfig::clip_grad_norm,
+           "clip the global L2 norm of the summed gradients to this; 0 = off", at_least(0))
+      .key("activation_checkpointing", &RunConfig::activation_checkpointing,
+           "recompute the encoder blocks' activations in the backward pass (memory for time)")
+      .key("amp", &RunConfig::amp,
+           "`auto`: bf16 autocast of the forward passes on CUDA, fp32 on CPU; `bf16`: bf16 autocast on any device "
+           "(CPU autocast is for checks: slow on CPUs without bf16 units); `off`: fp32. Losses, fed-back logits and "
+           "click sampling stay fp32 (`sam/amp.h`)",
+           one_of({"auto", "off", "bf16"}))
+      .key("max_nonfinite", &RunConfig::max_nonfinite,
+           "stop (checkpoint, exit status 2) after this many non-finite steps in a row; a non-finite loss on any "
+           "rank skips the step on all; <= 1 stops at the first")
+      .key("log_every", &RunConfig::log_every,
+           "a train.log / metrics.jsonl line every N steps and at the last step (values < 1 become 1)")
+      .key("val_every", &RunConfig::val_every,
+           "validate every N steps, and at the end if the last step was not one; 0 = only at the end; nothing "
+           "without `data.val`",
+           at_least(0))
+      .key("ckpt_every", &RunConfig::ckpt_every,
+           "write checkpoint.pth every N steps; 0 = only at the end (one is always written at the end or when "
+           "stopping)",
+           at_least(0))
+      .key("time_limit_min", &RunConfig::time_limit_min,
+           "stop after the step that reaches this many minutes of this process's training loop (then checkpoint, "
+           "validation, model.pth as at a normal end; exit 0); 0 = no limit",
+           at_least(0))
+      .key("ema_decay", &RunConfig::ema_decay,
+           "keep an exponential moving average of the weights with this decay (rank 0; model.pth and `sam_train "
+           "export` hold it, see docs/TRAINING.md); 0 = none",
+           in_range_open_hi(0, 1))
+      .key("tensorboard", &RunConfig::tensorboard,
+           "also write the numbers of metrics.jsonl (training and validation lines) as TensorBoard scalars, "
+           "`events.out.tfevents.*` in the run directory (`tensorboard --logdir runs/`; docs/TRAINING.md)");
+  s.optim
+      .key("lr", &OptimOptions::lr,
+           "base learning rate (after warmup, before decay; scaled per group by `layer_decay`)", at_least(0))
+      .key_as(
+          "betas", [](const OptimOptions& o) { return nlohmann::json{o.beta1, o.beta2}; },
+          [](const nlohmann::json& v, OptimOptions& o) {
+            const auto b = v.get<std::vector<double>>();
+            if (b.size() != 2) throw std::invalid_argument("needs two values, got " + v.dump());
+            o.beta1 = b[0];
+            o.beta2 = b[1];
+          },
+          "Adam beta1, beta2; exactly two values", in_range_open_hi(0, 1))
+      .key("eps", &OptimOptions::eps, "Adam epsilon", above(0))
+      .key("weight_decay", &OptimOptions::weight_decay,
+           "decoupled weight decay; none on biases, norms and position tables", at_least(0))
+      .key("layer_decay", &OptimOptions::layer_decay,
+           "lr scale ld^(depth − i) for encoder block i, ld^(depth + 1) for patch and position embedding, 1 for the "
+           "rest (neck, prompt encoder, decoder); 1 = off",
+           in_range_open_lo(0, 1))
+      .key("warmup_iters", &OptimOptions::warmup_iters,
+           "steps of linear warmup: lr × (f + (1 − f)(step + 1) / warmup_iters) with f = warmup_start_factor; 0 = "
+           "none",
+           at_least(0))
+      .key("warmup_start_factor", &OptimOptions::warmup_start_factor, "f above: warmup starts near f × lr",
+           in_range(0, 1))
+      .key("decay_steps", &OptimOptions::decay_steps,
+           "0-based steps from which the lr is multiplied by `decay_factor` once more each; `[]` = no decay",
+           at_least(0))
+      .key("decay_factor", &OptimOptions::decay_factor, "lr multiplier at each decay step", at_least(0))
+      .key("fused", &OptimOptions::fused,
+           "`auto`: libtorch's fused AdamW kernel (`at::_fused_adamw_`, libtorch 2.x) for parameters on a GPU, the "
+           "per-tensor update (bit-compatible with `torch.optim.AdamW`) on the CPU; `on`: fused on the CPU too "
+           "(libtorch >= 2.4); `off`: per-tensor everywhere",
+           one_of({"auto", "on", "off"}));
+  s.prompt
+      .key("rounds", &PromptSimOptions::rounds, "rounds per mask, the initial point or box included", at_least(1))
+      .key("mask_only_rounds", &PromptSimOptions::mask_only_rounds,
+           "rounds that feed back only the previous logits, no new click; clamped to [0, rounds − 1]; one is last, "
+           "the others go before random point rounds")
+      .key("prob_box", &PromptSimOptions::prob_box,
+           "probability that a mask's initial prompt is a noisy box rather than a point (sampled per mask)",
+           in_range(0, 1))
+      .key_as(
+          "box_noise",
+          [](const PromptSimOptions& o) { return nlohmann::json(o.box_noise == BoxNoise::kGaussian ? "gaussian" : "uniform"); },
+          [](const nlohmann::json& v, PromptSimOptions& o) {
+            o.box_noise = v.get<std::string>() == "gaussian" ? BoxNoise::kGaussian : BoxNoise::kUniform;
+          },
+          "`gaussian` (std = box_noise_frac × side, clipped to ±box_noise_max px; the paper) or `uniform` (U(−1, 1) "
+          "× min(box_noise_frac × side, box_noise_max); SAM 2)",
+          one_of({"gaussian", "uniform"}))
+      .key("box_noise_frac", &PromptSimOptions::box_noise_frac,
+           "noise scale as a fraction of the box side (width for x, height for y)", at_least(0))
+      .key("box_noise_max", &PromptSimOptions::box_noise_max, "noise limit in px of the S × S input frame",
+           at_least(0))
+      .key("box_multimask", &PromptSimOptions::box_multimask,
+           "true: a box alone gets the multimask outputs (`model.num_multimask_outputs`, 3); false: one mask (SAM "
+           "2); points always start multimask");
+  s.loss.key("focal", &LossConfig::focal, "weight of the sigmoid focal loss", at_least(0))
+      .key("dice", &LossConfig::dice, "weight of the dice loss", at_least(0))
+      .key("iou", &LossConfig::iou, "weight of the IoU head's mean-squared error against the actual IoU", at_least(0))
+      .key("focal_alpha", &LossConfig::focal_alpha, "focal alpha; < 0 disables the alpha weighting")
+      .key("focal_gamma", &LossConfig::focal_gamma, "focal gamma", at_least(0))
+      .key("supervise_all_iou", &LossConfig::supervise_all_iou,
+           "true: the IoU head's squared error on every candidate (mean over the 3), as SAM 2's "
+           "`supervise_all_iou`; false: only on the supervised (lowest-loss) candidate, the paper's wording. "
+           "Single-mask rounds are the same either way")
+      .key("resolution", &LossConfig::resolution,
+           "`full`: logits upsampled to S × S against the full mask (SAM 2); `low`: 4G × 4G logits against the "
+           "area-downsampled mask",
+           one_of({"full", "low"}));
+  return s;
+}
+
+const Schema& schema() {
+  static const Schema s = make_schema();
+  return s;
+}
+
+// The model section: `arch`, then every architecture key, null = the arch's value.
+const char* kArchDoc =
+    "`vit_b`, `vit_l`, `vit_h` (`default` = vit_h), or a path (from the working directory) to a .json/.yaml "
+    "architecture file holding only the keys below (e.g. `configs/model_tiny.json`)";
+
+}  // namespace
+
 nlohmann::json train_config_defaults() {
-  nlohmann::json model = {{"arch", "vit_b"}};
-  for (const auto& k : model_config_keys()) model[k] = nullptr;  // null: keep the arch's value
-  return {
-      {"run_dir", "runs/default"},
-      {"model", model},
-      {"init", {{"kind", "random"}, {"checkpoint", ""}}},
-      {"data",
-       {{"train", nlohmann::json::array()},
-        {"val", ""},
-        {"val_max_samples", 100},
-        {"max_masks", 64},
-        {"max_mask_area_frac", 0.9},
-        {"min_mask_area_frac", 0.0},
-        {"large_scale_jitter", false},
-        {"lsj_min", 0.1},
-        {"lsj_max", 2.0},
-        {"hflip", false},
-        {"workers", 2},
-        {"prefetch", 4}}},
-      {"train",
-       {{"iterations", 90000},
-        {"batch_size", 1},
-        {"grad_accum", 1},
-        {"seed", 0},
-        {"device", "cpu"},
-        {"dist_backend", "auto"},
-        {"threads", 0},
-        {"clip_grad_norm", 0.0},
-        {"activation_checkpointing", false},
-        {"amp", "auto"},
-        {"max_nonfinite", 10},
-        {"log_every", 10},
-        {"val_every", 500},
-        {"ckpt_every", 500},
-        {"time_limit_min", 0.0},
-        {"ema_decay", 0.0},
-        {"tensorboard", true}}},
-      {"optim",
-       {{"lr", 8e-4},
-        {"betas", {0.9, 0.999}},
-        {"eps", 1e-8},
-        {"weight_decay", 0.1},
-        {"layer_decay", 0.8},
-        {"warmup_iters", 250},
-        {"warmup_start_factor", 0.0},
-        {"decay_steps", {60000, 86666}},
-        {"decay_factor", 0.1},
-        {"fused", "auto"}}},
-      {"prompt",
-       {{"rounds", 11},
-        {"mask_only_rounds", 2},
-        {"prob_box", 0.5},
-        {"box_noise", "gaussian"},
-        {"box_noise_frac", 0.1},
-        {"box_noise_max", 20.0},
-        {"box_multimask", true}}},
-      {"loss",
-       {{"focal", 20.0},
-        {"dice", 1.0},
-        {"iou", 1.0},
-        {"focal_alpha", 0.25},
-        {"focal_gamma", 2.0},
-        {"supervise_all_iou", false},
-        {"resolution", "full"}}},
-  };
+  const auto& s = schema();
+  const TrainConfig d;
+  nlohmann::json model = {{"arch", d.model_arch}};
+  for (const auto& k : model_config_schema().keys()) model[k] = nullptr;  // null: keep the arch's value
+  nlohmann::json doc = s.top.to_json(d);
+  doc["model"] = model;
+  doc["init"] = s.init.to_json(d.init);
+  doc["data"] = s.data.to_json(d.data);
+  doc["train"] = s.train.to_json(d.train);
+  doc["optim"] = s.optim.to_json(d.optim);
+  doc["prompt"] = s.prompt.to_json(d.prompt);
+  doc["loss"] = s.loss.to_json(d.loss);
+  return doc;
+}
+
+std::string train_config_markdown(const std::string& section) {
+  const auto& s = schema();
+  const TrainConfig d;
+  if (section == "top") return cfg::markdown_table(s.top.docs(d));
+  if (section == "init") return cfg::markdown_table(s.init.docs(d.init));
+  if (section == "data") return cfg::markdown_table(s.data.docs(d.data));
+  if (section == "train") return cfg::markdown_table(s.train.docs(d.train));
+  if (section == "optim") return cfg::markdown_table(s.optim.docs(d.optim));
+  if (section == "prompt") return cfg::markdown_table(s.prompt.docs(d.prompt));
+  if (section == "loss") return cfg::markdown_table(s.loss.docs(d.loss));
+  if (section == "model") {
+    // Defaults: null, with vit_b's value and vit_l's / vit_h's where they differ.
+    const auto b = model_config_to_json(model_config_preset("vit_b"));
+    const auto l = model_config_to_json(model_config_preset("vit_l"));
+    const auto h = model_config_to_json(model_config_preset("vit_h"));
+    std::vector<cfg::KeyDoc> rows{{"model.arch", cfg::doc_value(d.model_arch), "", kArchDoc}};
+    for (const auto& k : model_config_schema().docs()) {
+      std::string shown = cfg::doc_value(b[k.key]);
+      if (l[k.key] != b[k.key] || h[k.key] != b[k.key])
+        shown += "; l " + cfg::doc_value(l[k.key]) + ", h " + cfg::doc_value(h[k.key]);
+      rows.push_back({"model." + k.key, "null (" + shown + ")", "", k.doc});
+    }
+    return cfg::markdown_table(rows);
+  }
+  throw std::invalid_argument("train_config_markdown: no section '" + section +
+                              "' (top, model, init, data, train, optim, prompt, loss)");
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string& where) {
@@ -88,114 +268,29 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
   } else {
     cfg::merge_strict(d, doc, where);
   }
+  const auto& s = schema();
   TrainConfig c;
   c.resolved = d;
-  auto sect = [&](const char* name) -> const nlohmann::json& { return d.at(name); };
-  auto w = [&](const char* s) { return where + " [" + s + "]"; };
-  cfg::read(d, "run_dir", c.run_dir, where);
+  s.top.read(nlohmann::json{{"run_dir", d.at("run_dir")}}, c, where);
 
   // Model: an arch (preset or file) with single fields overridden.
-  const auto& m = sect("model");
-  cfg::read(m, "arch", c.model_arch, w("model"));
+  const auto& m = d.at("model");
+  cfg::read(m, "arch", c.model_arch, where + " [model]");
   c.model = model_config_resolve(c.model_arch);
   nlohmann::json mj = model_config_to_json(c.model);
   for (auto it = m.begin(); it != m.end(); ++it)
     if (it.key() != "arch" && !it.value().is_null()) mj[it.key()] = it.value();
   c.model = model_config_from_json(mj, where + " [model]");
 
-  const auto& in = sect("init");
-  cfg::read(in, "kind", c.init.kind, w("init"));
-  cfg::read(in, "checkpoint", c.init.checkpoint, w("init"));
-  if (c.init.kind != "random" && c.init.kind != "sam" && c.init.kind != "mae" && c.init.kind != "run")
-    throw std::invalid_argument(where + ": init.kind '" + c.init.kind + "' must be random, sam, mae or run");
+  s.init.read(d.at("init"), c.init, where);
   if (c.init.kind != "random" && c.init.checkpoint.empty())
     throw std::invalid_argument(where + ": init.kind " + c.init.kind + " needs init.checkpoint");
-
-  const auto& da = sect("data");
-  cfg::read(da, "train", c.data.train, w("data"));
-  cfg::read(da, "val", c.data.val, w("data"));
-  cfg::read(da, "val_max_samples", c.data.val_max_samples, w("data"));
-  cfg::read(da, "max_masks", c.data.max_masks, w("data"));
-  cfg::read(da, "max_mask_area_frac", c.data.max_mask_area_frac, w("data"));
-  cfg::read(da, "min_mask_area_frac", c.data.min_mask_area_frac, w("data"));
-  cfg::read(da, "large_scale_jitter", c.data.large_scale_jitter, w("data"));
-  cfg::read(da, "lsj_min", c.data.lsj_min, w("data"));
-  cfg::read(da, "lsj_max", c.data.lsj_max, w("data"));
-  cfg::read(da, "hflip", c.data.hflip, w("data"));
-  cfg::read(da, "workers", c.data.workers, w("data"));
-  cfg::read(da, "prefetch", c.data.prefetch, w("data"));
-  if (c.data.max_masks < 1) throw std::invalid_argument(where + ": data.max_masks must be >= 1");
-
-  const auto& tr = sect("train");
-  cfg::read(tr, "iterations", c.train.iterations, w("train"));
-  cfg::read(tr, "batch_size", c.train.batch_size, w("train"));
-  cfg::read(tr, "grad_accum", c.train.grad_accum, w("train"));
-  cfg::read(tr, "seed", c.train.seed, w("train"));
-  cfg::read(tr, "device", c.train.device, w("train"));
-  cfg::read(tr, "dist_backend", c.train.dist_backend, w("train"));
-  if (c.train.dist_backend != "auto" && c.train.dist_backend != "nccl" && c.train.dist_backend != "gloo")
-    throw std::invalid_argument(where + ": train.dist_backend must be auto, nccl or gloo");
-  cfg::read(tr, "threads", c.train.threads, w("train"));
-  cfg::read(tr, "clip_grad_norm", c.train.clip_grad_norm, w("train"));
-  cfg::read(tr, "activation_checkpointing", c.train.activation_checkpointing, w("train"));
-  cfg::read(tr, "amp", c.train.amp, w("train"));
-  cfg::read(tr, "max_nonfinite", c.train.max_nonfinite, w("train"));
-  cfg::read(tr, "log_every", c.train.log_every, w("train"));
-  cfg::read(tr, "val_every", c.train.val_every, w("train"));
-  cfg::read(tr, "ckpt_every", c.train.ckpt_every, w("train"));
-  cfg::read(tr, "time_limit_min", c.train.time_limit_min, w("train"));
-  cfg::read(tr, "ema_decay", c.train.ema_decay, w("train"));
-  if (c.train.ema_decay < 0 || c.train.ema_decay >= 1)
-    throw std::invalid_argument(where + ": train.ema_decay must be in [0, 1) (0 = no weight average)");
-  cfg::read(tr, "tensorboard", c.train.tensorboard, w("train"));
-  if (c.train.batch_size < 1 || c.train.grad_accum < 1 || c.train.iterations < 0)
-    throw std::invalid_argument(where + ": train.batch_size and train.grad_accum must be >= 1, iterations >= 0");
-  if (c.train.amp != "auto" && c.train.amp != "off" && c.train.amp != "bf16")
-    throw std::invalid_argument(where + ": train.amp must be auto, off or bf16");
+  s.data.read(d.at("data"), c.data, where);
+  s.train.read(d.at("train"), c.train, where);
   if (c.train.log_every < 1) c.train.log_every = 1;
-
-  const auto& op = sect("optim");
-  cfg::read(op, "lr", c.optim.lr, w("optim"));
-  std::vector<double> betas{c.optim.beta1, c.optim.beta2};
-  cfg::read(op, "betas", betas, w("optim"));
-  if (betas.size() != 2) throw std::invalid_argument(where + ": optim.betas needs two values");
-  c.optim.beta1 = betas[0];
-  c.optim.beta2 = betas[1];
-  cfg::read(op, "eps", c.optim.eps, w("optim"));
-  cfg::read(op, "weight_decay", c.optim.weight_decay, w("optim"));
-  cfg::read(op, "layer_decay", c.optim.layer_decay, w("optim"));
-  cfg::read(op, "warmup_iters", c.optim.warmup_iters, w("optim"));
-  cfg::read(op, "warmup_start_factor", c.optim.warmup_start_factor, w("optim"));
-  cfg::read(op, "decay_steps", c.optim.decay_steps, w("optim"));
-  cfg::read(op, "decay_factor", c.optim.decay_factor, w("optim"));
-  cfg::read(op, "fused", c.optim.fused, w("optim"));
-  if (c.optim.fused != "auto" && c.optim.fused != "on" && c.optim.fused != "off")
-    throw std::invalid_argument(where + ": optim.fused must be auto, on or off");
-
-  const auto& pr = sect("prompt");
-  cfg::read(pr, "rounds", c.prompt.rounds, w("prompt"));
-  cfg::read(pr, "mask_only_rounds", c.prompt.mask_only_rounds, w("prompt"));
-  cfg::read(pr, "prob_box", c.prompt.prob_box, w("prompt"));
-  std::string noise = "gaussian";
-  cfg::read(pr, "box_noise", noise, w("prompt"));
-  if (noise != "gaussian" && noise != "uniform")
-    throw std::invalid_argument(where + ": prompt.box_noise must be gaussian or uniform");
-  c.prompt.box_noise = noise == "gaussian" ? BoxNoise::kGaussian : BoxNoise::kUniform;
-  cfg::read(pr, "box_noise_frac", c.prompt.box_noise_frac, w("prompt"));
-  cfg::read(pr, "box_noise_max", c.prompt.box_noise_max, w("prompt"));
-  cfg::read(pr, "box_multimask", c.prompt.box_multimask, w("prompt"));
-  if (c.prompt.rounds < 1) throw std::invalid_argument(where + ": prompt.rounds must be >= 1");
-
-  const auto& lo = sect("loss");
-  cfg::read(lo, "focal", c.loss.focal, w("loss"));
-  cfg::read(lo, "dice", c.loss.dice, w("loss"));
-  cfg::read(lo, "iou", c.loss.iou, w("loss"));
-  cfg::read(lo, "focal_alpha", c.loss.focal_alpha, w("loss"));
-  cfg::read(lo, "focal_gamma", c.loss.focal_gamma, w("loss"));
-  cfg::read(lo, "supervise_all_iou", c.loss.supervise_all_iou, w("loss"));
-  cfg::read(lo, "resolution", c.loss_resolution, w("loss"));
-  if (c.loss_resolution != "full" && c.loss_resolution != "low")
-    throw std::invalid_argument(where + ": loss.resolution must be full or low");
+  s.optim.read(d.at("optim"), c.optim, where);
+  s.prompt.read(d.at("prompt"), c.prompt, where);
+  s.loss.read(d.at("loss"), c.loss, where);
   return c;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // The training run's configuration: one YAML/JSON document (configs/*.yaml) over built-in
 // defaults, then `key.sub=value` overrides; unknown keys are rejected with the valid ones listed.
-// Every key is documented in docs/CONFIG.md.
+// Each key is declared once, in train_config.cpp's schema (its default is the member's initialiser
+// below); docs/CONFIG.md's tables are generated from it.
 #include <string>
 #include <vector>
 
@@ -53,6 +54,11 @@ struct InitConfig {
   std::string checkpoint;
 };
 
+/// The loss weights and the resolution the loss is computed at.
+struct LossConfig : LossWeights {
+  std::string resolution = "full";  ///< full (S x S, the default) or low (4G x 4G)
+};
+
 struct TrainConfig {
   std::string run_dir = "runs/default";
   ModelConfig model;
@@ -62,8 +68,7 @@ struct TrainConfig {
   RunConfig train;
   OptimOptions optim;
   PromptSimOptions prompt;
-  LossWeights loss;
-  std::string loss_resolution = "full";  ///< full (S x S, the default) or low (4G x 4G)
+  LossConfig loss;
   nlohmann::json resolved;               ///< the whole resolved document (written to the run dir)
 };
 
@@ -73,5 +78,9 @@ nlohmann::json train_config_defaults();
 TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides);
 /// Parses a resolved document (as written to a run dir) without defaults merging.
 TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string& where);
+/// The key table of one section as docs/CONFIG.md shows it (Markdown: key, default, allowed,
+/// meaning), from the schema that reads them: "top", "model", "init", "data", "train", "optim",
+/// "prompt" or "loss".
+std::string train_config_markdown(const std::string& section);
 
 }  // namespace sam::train

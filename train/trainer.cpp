@@ -16,12 +16,13 @@
 
 #include <torch/torch.h>
 
+#include "data/atomic_file.h"
 #include "data/dataset.h"
+#include "data/image_input.h"
 #include "data/loader.h"
 #include "data/log.h"
 #include "data/process.h"
 #include "data/progress.h"
-#include "eval/plot.h"
 #include "eval/points.h"
 #include "sam/sam_model.h"
 #include "train/grad_reducer.h"
@@ -186,7 +187,6 @@ struct Trainer::Impl {
   void init_weights();
   void save_checkpoint();
   nlohmann::json validate();
-  void write_curves();
   int loop();
 };
 
@@ -241,7 +241,7 @@ void Trainer::Impl::setup() {
   dir = cfg.run_dir;
   if (is_root()) {
     fs::create_directories(dir);
-    write_file_atomic((dir / "config.json").string(), cfg.resolved.dump(2) + "\n");
+    data::write_file_atomic((dir / "config.json").string(), cfg.resolved.dump(2) + "\n");
     log_file = std::make_unique<log::FileSink>((dir / "train.log").string());
     metrics_file.open(dir / "metrics.jsonl", std::ios::app);
     if (cfg.train.tensorboard) events = std::make_unique<EventWriter>(dir.string());
@@ -356,7 +356,7 @@ nlohmann::json Trainer::Impl::validate() {
     eval::PointsOptions po;
     po.clicks = 1;
     po.max_samples = cfg.data.val_max_samples;
-    po.resize = ResizeMode::kFast;
+    po.resize = data::ResizeMode::kFast;
     auto r = eval::evaluate_points(model, *val_set, po, device);
     j = {{"event", "val"}, {"step", step}, {"n", r.n}, {"miou_1click", r.miou_1click},
          {"miou_1click_oracle", r.miou_1click_oracle}};
@@ -379,60 +379,12 @@ nlohmann::json Trainer::Impl::validate() {
   return j;
 }
 
-void Trainer::Impl::write_curves() {
-  if (!is_root()) return;
-  std::ifstream in(dir / "metrics.jsonl");
-  eval::PlotSeries loss{"loss", {}, {}}, first_iou{"IoU after round 1", {}, {}},
-      last_iou{"IoU after the last round", {}, {}}, val{"validation 1-click mIoU", {}, {}},
-      ema_val{"validation, weight average", {}, {}};
-  val.markers = true;
-  ema_val.markers = true;
-  std::string line;
-  while (std::getline(in, line)) {
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object()) continue;  // a line cut short by a kill
-    const std::string ev = j.value("event", "");
-    if (ev == "train") {
-      const double s = j["step"].get<double>();
-      loss.x.push_back(s);
-      loss.y.push_back(j["loss"].get<double>());
-      first_iou.x.push_back(s);
-      first_iou.y.push_back(j["iou_round"].front().get<double>());
-      last_iou.x.push_back(s);
-      last_iou.y.push_back(j["iou_round"].back().get<double>());
-    } else if (ev == "val") {
-      val.x.push_back(j["step"].get<double>());
-      val.y.push_back(j["miou_1click"].get<double>());
-      if (j.contains("ema_miou_1click")) {
-        ema_val.x.push_back(j["step"].get<double>());
-        ema_val.y.push_back(j["ema_miou_1click"].get<double>());
-      }
-    }
-  }
-  eval::PlotOptions lp;
-  lp.title = "Training loss";
-  lp.x_label = "step";
-  lp.y_label = "loss (mean over masks and rounds)";
-  lp.legend_pos = eval::PlotOptions::LegendPos::kTopRight;
-  eval::PlotOptions ip;
-  ip.title = "Mask IoU during training";
-  ip.x_label = "step";
-  ip.y_label = "IoU";
-  ip.y_min = 0.0;
-  ip.y_max = 1.0;
-  std::vector<eval::PlotSeries> ious{first_iou, last_iou};
-  if (!val.x.empty()) ious.push_back(val);
-  if (!ema_val.x.empty()) ious.push_back(ema_val);
-  write_file_atomic((dir / "loss.svg").string(), eval::svg_line_plot({loss}, lp));
-  write_file_atomic((dir / "iou.svg").string(), eval::svg_line_plot(ious, ip));
-}
-
 int Trainer::Impl::loop() {
   const auto& tc = cfg.train;
   StepOptions so;
   so.prompt = cfg.prompt;
   so.loss = cfg.loss;
-  so.loss_full_resolution = cfg.loss_resolution == "full";
+  so.loss_full_resolution = cfg.loss.resolution == "full";
   so.seed = tc.seed;
   so.autocast_bf16 = autocast;
   // Rate and time left (data/progress.h): by the iteration count, or by the time limit when that
@@ -619,7 +571,6 @@ int Trainer::Impl::loop() {
     log("done: step " + std::to_string(step) + ", loader " + stats.dump() + ", peak memory " + fmt(peak, 5) + " MiB");
     if (ema) log("model.pth holds the weight average (train.ema_decay " + fmt(cfg.train.ema_decay) + ", " +
                  std::to_string(ema->updates()) + " updates); sam_train export --raw writes the optimiser's own weights");
-    write_curves();
   }
   comm->barrier();
   return 0;

@@ -1,12 +1,13 @@
 #pragma once
 // The training run (paper appendix A): data-parallel over c10d, resumable, with logs, metrics,
-// periodic validation, plots and atomic checkpoints in a run directory:
+// periodic validation and atomic checkpoints in a run directory:
 //   <run_dir>/config.json      the resolved configuration
 //   <run_dir>/metrics.jsonl    one JSON line per logged step / validation
 //   <run_dir>/train.log        the readable log lines
 //   <run_dir>/checkpoint.pth   the latest run checkpoint (see train/run_state.h)
 //   <run_dir>/model.pth        the final weights in the official state-dict format
-//   <run_dir>/loss.svg, iou.svg  loss and IoU / validation curves, written at the end
+//   <run_dir>/loss.svg, iou.svg  loss and IoU / validation curves, drawn from metrics.jsonl when
+//                              the run ends by its programs (eval/report/training_curves.h)
 // A run resumes by itself when its directory holds checkpoint.pth.
 #include <memory>
 #include <string>

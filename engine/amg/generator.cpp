@@ -94,7 +94,7 @@ std::vector<MaskGenerator::Candidate> MaskGenerator::process_crop(const torch::T
   auto t0 = Clock::now();
   double c0 = cpu_now();
   auto cropped = image.slice(0, crop.y0, crop.y1).slice(1, crop.x0, crop.x1);
-  predictor_->set_image(cropped, opts_.resize);
+  predictor_->set_image(cropped, data::resizer(opts_.resize));
   timings_.encoder_s += seconds_since(t0);
   timings_.encoder_cpu_s += cpu_now() - c0;
 

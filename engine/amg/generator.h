@@ -10,6 +10,7 @@
 
 #include <torch/torch.h>
 
+#include "data/image_input.h"
 #include "data/mask/rle.h"
 #include "engine/amg/amg_utils.h"
 #include "sam/predictor.h"
@@ -33,7 +34,7 @@ struct AmgOptions {
   int min_mask_region_area = 0;  ///< > 0: fill holes / drop islands smaller than this (px)
   double max_area_frac = 0.0;    ///< > 0: drop masks covering >= this fraction of the image
                                  ///< (paper appendix B uses 0.95; not in the reference code)
-  ResizeMode resize = ResizeMode::kPilExact;  ///< encoder resize (exact = golden parity)
+  data::ResizeMode resize = data::ResizeMode::kPilExact;  ///< encoder resize (exact = golden parity)
 
   /// Throws std::invalid_argument naming the offending field.
   void validate() const;

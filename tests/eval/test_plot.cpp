@@ -6,7 +6,7 @@
 #include <limits>
 #include <regex>
 
-#include "eval/plot.h"
+#include "eval/report/plot.h"
 
 using namespace sam::eval;
 

@@ -95,7 +95,7 @@ void compare_preset(const std::string& preset) {
   }
   {
     // The reference resizes with PIL's bilinear filter (golden README): ours must be bit-exact.
-    auto ours = sam::resize_longest_side(image, 1024, sam::ResizeMode::kPilExact);
+    auto ours = sam::resize_longest_side(image, 1024);
     auto theirs = dict_tensor(ref_image, "input_image").permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat);
     REQUIRE(ours.sizes() == theirs.sizes());
     const double resize_diff = (ours - theirs).abs().max().item<double>();

@@ -1,6 +1,6 @@
-// The run checkpoint (train/run_state.h): a round trip of every part, the atomic writes leaving
-// no temporary file, clear errors for files that are not run checkpoints, and the generators'
-// states restoring the same draws.
+// The run checkpoint (train/run_state.h): a round trip of every part, the atomic write leaving
+// no temporary file (the writer itself: tests/data/test_atomic_file.cpp), clear errors for files
+// that are not run checkpoints, and the generators' states restoring the same draws.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -16,12 +16,6 @@ namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
 
 namespace {
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 bool same(const sam::NamedTensors& a, const sam::NamedTensors& b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i)
@@ -73,20 +67,6 @@ TEST_CASE("run checkpoint: files that are not one are refused, naming the file")
   CHECK_THROWS_WITH(load_run_checkpoint(corrupt), Contains(corrupt) && Contains("corrupt run metadata"));
 
   CHECK_THROWS(load_run_checkpoint((dir / "missing.pth").string()));
-  fs::remove_all(dir);
-}
-
-TEST_CASE("write_file_atomic writes and replaces whole files, and names the path it cannot write") {
-  const auto dir = sam_test::temp_dir("atomic");
-  const auto path = dir / "config.yaml";
-  write_file_atomic(path.string(), "a: 1\n");
-  CHECK(read_all(path) == "a: 1\n");
-  const std::string binary("x\0y\n", 4);
-  write_file_atomic(path.string(), binary);
-  CHECK(read_all(path) == binary);
-  CHECK_FALSE(fs::exists(path.string() + ".tmp"));
-  const auto nowhere = (dir / "no_such_folder" / "f.txt").string();
-  CHECK_THROWS_WITH(write_file_atomic(nowhere, "z"), Contains("no_such_folder"));
   fs::remove_all(dir);
 }
 

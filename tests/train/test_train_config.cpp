@@ -4,7 +4,9 @@
 
 #include <filesystem>
 
+#include "data/config_schema.h"
 #include "train/train_config.h"
+#include "test_text.h"
 #include "test_util.h"
 
 using namespace sam::train;
@@ -21,7 +23,7 @@ TEST_CASE("train config: the defaults are the paper's recipe") {
   CHECK(c.optim.decay_steps == std::vector<int64_t>{60000, 86666});
   CHECK(c.prompt.rounds == 11);
   CHECK(c.init.kind == "random");
-  CHECK(c.loss_resolution == "full");
+  CHECK(c.loss.resolution == "full");
   // Every default key is in the resolved document, with the default's value.
   const auto d = train_config_defaults();
   CHECK(c.resolved["train"]["iterations"] == d["train"]["iterations"]);
@@ -86,4 +88,40 @@ TEST_CASE("train config: run folders from before the test hook left the schema s
   CHECK_THROWS_WITH(train_config_from_json(old, "run/config.json"),
                     Contains("run/config.json") && Contains("SAM_TRAIN_NONFINITE_AT"));
   CHECK_FALSE(train_config_defaults()["train"].contains("inject_nonfinite"));
+}
+
+TEST_CASE("train config: docs/CONFIG.md's key tables are the schema's") {
+  // Each table follows a "<!-- schema: train.SECTION -->" line; `sam_train config-docs --write
+  // docs/CONFIG.md` regenerates them.
+  const std::string doc = sam_test::read_text(fs::path(SAM_SOURCE_DIR) / "docs" / "CONFIG.md");
+  REQUIRE_FALSE(doc.empty());
+  for (const char* sec : {"top", "model", "init", "data", "train", "optim", "prompt", "loss"}) {
+    INFO("section " << sec << ": run build/bin/sam_train config-docs --write docs/CONFIG.md");
+    const std::string table = train_config_markdown(sec);
+    CHECK(sam::cfg::replace_marked_table(doc, std::string("train.") + sec, table) == doc);
+  }
+  // Every key of the defaults document has a row.
+  const auto d = train_config_defaults();
+  for (auto s = d.begin(); s != d.end(); ++s) {
+    if (!s->is_object()) {
+      CHECK_THAT(doc, Contains("| `" + s.key() + "` |"));
+      continue;
+    }
+    for (auto k = s->begin(); k != s->end(); ++k) CHECK_THAT(doc, Contains("| `" + s.key() + "." + k.key() + "` |"));
+  }
+}
+
+TEST_CASE("train config: the allowed values are checked at load, naming the key and the range") {
+  CHECK_THROWS_WITH(load_train_config("", {"data.workers=300"}), Contains("data.workers") && Contains("[0, 256]"));
+  CHECK_THROWS_WITH(load_train_config("", {"optim.warmup_iters=-1"}), Contains("optim.warmup_iters must be >= 0"));
+  CHECK_THROWS_WITH(load_train_config("", {"prompt.box_noise=laplace"}),
+                    Contains("prompt.box_noise must be one of `gaussian`, `uniform`"));
+  CHECK_THROWS_WITH(load_train_config("", {"optim.betas=[0.9, 1.5]"}), Contains("optim.betas"));
+  CHECK_THROWS_WITH(load_train_config("", {"train.dist_backend=mpi"}), Contains("train.dist_backend"));
+  const auto c = load_train_config("", {"prompt.box_noise=uniform", "optim.betas=[0.8, 0.95]", "loss.resolution=low"});
+  CHECK(c.prompt.box_noise == BoxNoise::kUniform);
+  CHECK(c.optim.beta1 == Approx(0.8));
+  CHECK(c.optim.beta2 == Approx(0.95));
+  CHECK(c.loss.resolution == "low");
+  CHECK(c.resolved["optim"]["betas"] == nlohmann::json{0.8, 0.95});
 }

@@ -1,4 +1,4 @@
-#include "eval/report.h"
+#include "eval/report/eval_report.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 #include <iomanip>
 #include <sstream>
 
-#include "eval/plot.h"
+#include "eval/report/plot.h"
 
 namespace fs = std::filesystem;
 
