@@ -107,6 +107,9 @@ Schema make_schema() {
            "validate every N steps, and at the end if the last step was not one; 0 = only at the end; nothing "
            "without `data.val`",
            at_least(0))
+      .key("val_at_start", &RunConfig::val_at_start,
+           "also validate the starting weights before the first step of a new run (a `val` line at step 0: the "
+           "baseline a fine-tuning run is measured against); nothing without `data.val`")
       .key("ckpt_every", &RunConfig::ckpt_every,
            "write checkpoint.pth every N steps; 0 = only at the end (one is always written at the end or when "
            "stopping)",

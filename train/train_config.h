@@ -43,6 +43,7 @@ struct RunConfig {
   int max_nonfinite = 10;       ///< stop after this many non-finite losses in a row
   int log_every = 10;
   int val_every = 500;          ///< 0 = only at the end
+  bool val_at_start = false;    ///< also validate the starting weights, before the first step
   int ckpt_every = 500;
   double time_limit_min = 0;    ///< stop (with a checkpoint) after this many minutes; 0 = none
   double ema_decay = 0;         ///< weight average (train/optim.h WeightAverage) kept and exported; 0 = none

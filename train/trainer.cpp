@@ -420,6 +420,7 @@ int Trainer::Impl::loop() {
     std::reverse(hooked.begin(), hooked.end());  // the backward pass meets the neck first, the patch embedding last
     reducer = std::make_unique<GradientReducer>(*comm, early, hooked);
   }
+  if (tc.val_at_start && step == 0) validate();  // a resumed run has it in its metrics already
   model->train();
   while (step < tc.iterations) {
     const auto t0 = std::chrono::steady_clock::now();

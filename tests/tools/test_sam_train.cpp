@@ -311,3 +311,21 @@ TEST_CASE("sam_train: TensorBoard event files hold metrics.jsonl's numbers, read
   for (const auto& e : fs::directory_iterator(root / "off"))
     CHECK(e.path().filename().string().rfind("events.out.tfevents", 0) != 0);
 }
+
+TEST_CASE("sam_train: train.val_at_start validates the starting weights at step 0, once", "[tools][train]") {
+  const auto root = sam_test::temp_dir("train_val_at_start");
+  std::string out;
+  const std::string args = base_args(root / "r") + " data.val=sa1b:" + synth_dir() +
+                           " data.val_max_samples=2 train.val_at_start=true train.ckpt_every=0";
+  REQUIRE(sam_test::run_command(sam_train() + " " + args + " train.iterations=2", &out) == 0);
+  auto steps = [&] {
+    std::vector<int64_t> s;
+    for (const auto& j : events(root / "r", "val")) s.push_back(j["step"].get<int64_t>());
+    return s;
+  };
+  CHECK(steps() == std::vector<int64_t>{0, 2});
+  // Resumed (checkpoint.pth at step 2) to 3 steps: the end's validation only, no second step 0.
+  REQUIRE(sam_test::run_command(sam_train() + " " + args + " train.iterations=3", &out) == 0);
+  CHECK(steps() == std::vector<int64_t>{0, 2, 3});
+  fs::remove_all(root);
+}
