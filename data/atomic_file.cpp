@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
+#include <string>
 
 namespace sam::data {
 namespace {
@@ -38,7 +39,8 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
     std::filesystem::create_directories(p.parent_path(), ec);
     if (ec) throw std::runtime_error(path + ": cannot create its folder: " + ec.message());
   }
-  const std::string tmp = path + ".tmp";
+  // Per process: ranks of one job may write the same file (the engine's config.json).
+  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw std::runtime_error(tmp + ": cannot open for writing");

@@ -9,7 +9,8 @@ namespace sam::data {
 /// naming the path when a step fails.
 void publish_file(const std::string& tmp, const std::string& path);
 
-/// Writes bytes to `path` atomically: `path`.tmp, then publish_file. Creates the parent folders.
+/// Writes bytes to `path` atomically: `path`.tmp<pid> (processes writing the same file do not
+/// share it), then publish_file. Creates the parent folders.
 /// Throws naming the path it cannot write.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 

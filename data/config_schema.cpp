@@ -1,6 +1,10 @@
 #include "data/config_schema.h"
 
+#include "data/atomic_file.h"
+
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 
@@ -105,6 +109,21 @@ std::string replace_marked_table(const std::string& doc, const std::string& id, 
     end = nl == std::string::npos ? doc.size() : nl + 1;
   }
   return doc.substr(0, begin) + table + doc.substr(end);
+}
+
+void write_marked_tables(const std::string& path, const std::string& prefix, const std::vector<std::string>& sections,
+                         const std::function<std::string(const std::string&)>& table) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot read");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const auto& sec : sections) {
+    try {
+      text = replace_marked_table(text, prefix + "." + sec, table(sec));
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(path + ": " + e.what());
+    }
+  }
+  data::write_file_atomic(path, text);
 }
 
 void check_allowed(const Allowed& allowed, const nlohmann::json& v, const std::string& where,

@@ -3,13 +3,12 @@
 #include <stdexcept>
 
 #include "data/config_file.h"
+#include "data/config_schema.h"
 #include "engine/amg/amg_io.h"
 
 namespace sam::engine {
 
-nlohmann::json engine_config_defaults() {
-  // The auto stage's generator: the paper's SA-1B settings (appendix B), not the reference's
-  // SamAutomaticMaskGenerator defaults.
+amg::AmgOptions sa1b_generator_options() {
   amg::AmgOptions gen;
   gen.points_per_side = 32;
   gen.crop_n_layers = 2;
@@ -19,154 +18,180 @@ nlohmann::json engine_config_defaults() {
   gen.box_nms_thresh = 0.7;
   gen.min_mask_region_area = 100;
   gen.max_area_frac = 0.95;
-  nlohmann::json genj = amg::amg_options_to_json(gen);
-  genj.erase("point_grids");
-  const AnnotatorOptions a;
-  const DetectorOptions d;
-  return {
-      {"out_dir", "runs/engine"},
-      {"data", ""},
-      {"model", {{"arch", "configs/model_tiny.json"}, {"checkpoint", ""}}},
-      {"device", "cpu"},
-      {"threads", 0},
-      {"seed", 0},
-      {"match_iou", 0.9},
-      {"annotator",
-       {{"target_iou", a.target_iou},
-        {"max_clicks", a.max_clicks},
-        {"seconds_first_click", a.seconds_first_click},
-        {"seconds_per_click", a.seconds_per_click},
-        {"seconds_budget", a.seconds_budget},
-        {"keep_iou", a.keep_iou},
-        {"click_jitter", a.click_jitter},
-        {"brush_seconds", a.brush_seconds},
-        {"min_object_area", a.min_object_area},
-        {"max_objects_per_image", a.max_objects_per_image}}},
-      {"manual", {{"images", 8}, {"retrain_rounds", 2}}},
-      {"semi",
-       {{"images", 8},
-        {"retrain_rounds", 1},
-        {"prefill_iou_thresh", 0.8},
-        {"prefill_nms_thresh", 0.7},
-        {"detector",
-         {{"hidden", d.hidden},
-          {"epochs", d.epochs},
-          {"lr", d.lr},
-          {"weight_decay", d.weight_decay},
-          {"score_thresh", d.score_thresh},
-          {"nms_thresh", d.nms_thresh},
-          {"max_boxes", d.max_boxes},
-          {"center_radius", d.center_radius}}}}},
-      {"auto", {{"images", 0}, {"shard_images", 1000}, {"keep_folder", false}, {"generator", genj}}},
-      {"retrain",
-       {{"config", ""},
-        {"iterations", 20},
-        {"batch_size", 1},
-        {"max_masks", 8},
-        {"lr", 1e-4},
-        {"warmup_iters", 2},
-        {"prompt_rounds", 4},
-        {"minutes", 0.0},
-        {"extra_data", nlohmann::json::array()},
-        {"overrides", nlohmann::json::array()}}},
-  };
+  return gen;
+}
+
+namespace {
+
+// Each key of the engine's configuration, once (data/config_schema.h): the struct member holds its
+// type and default, the line its name, what it may hold and its doc. docs/ENGINE.md's tables are
+// these lines (engine_config_markdown; tests/engine/test_engine_config.cpp compares them). The
+// generator's keys are amg::amg_options_schema()'s.
+struct Schema {
+  cfg::Section<EngineConfig> top{""};
+  cfg::Section<EngineConfig> model{"model"};
+  cfg::Section<AnnotatorOptions> annotator{"annotator"};
+  cfg::Section<ManualConfig> manual{"manual"};
+  cfg::Section<SemiConfig> semi{"semi"};
+  cfg::Section<DetectorOptions> detector{"semi.detector"};
+  cfg::Section<AutoConfig> autom{"auto"};
+  cfg::Section<RetrainConfig> retrain{"retrain"};
+};
+
+Schema make_schema() {
+  using cfg::above;
+  using cfg::at_least;
+  using cfg::in_range;
+  using cfg::in_range_open_lo;
+  Schema s;
+  s.top.key("out_dir", &EngineConfig::out_dir, "output folder: one sub-folder per stage (the layout above)")
+      .key("data", &EngineConfig::data,
+           "dataset spec of the images (`data/dataset.h`: `sa1b:DIR`, `coco:JSON:DIR`, `folder:DIR`, ...); their "
+           "ground-truth masks play the objects the simulated annotator sees")
+      .key("device", &EngineConfig::device, "torch device string (`cpu`, `cuda`, `cuda:N`)")
+      .key("threads", &EngineConfig::threads, "torch intra-op threads; 0 = all cores", at_least(0))
+      .key("seed", &EngineConfig::seed, "seeds the annotator's click noise, the detector and the retraining")
+      .key("match_iou", &EngineConfig::match_iou, "IoU at which a produced mask matches a ground-truth mask",
+           in_range_open_lo(0, 1));
+  s.model.key("arch", &EngineConfig::model_arch, "architecture: a preset (`vit_b`, ...) or a .json/.yaml file")
+      .key("checkpoint", &EngineConfig::checkpoint, "starting weights (.pth); `\"\"` = random initialisation");
+  s.annotator
+      .key("target_iou", &AnnotatorOptions::target_iou, "accept the mask at this IoU with the object",
+           in_range_open_lo(0, 1))
+      .key("max_clicks", &AnnotatorOptions::max_clicks, "never more clicks than this per object", at_least(1))
+      .key("seconds_first_click", &AnnotatorOptions::seconds_first_click,
+           "modelled seconds to find the object and place the first click", at_least(0))
+      .key("seconds_per_click", &AnnotatorOptions::seconds_per_click, "modelled seconds per correction click",
+           at_least(0))
+      .key("seconds_budget", &AnnotatorOptions::seconds_budget,
+           "stop clicking when the next click would pass this many seconds on the object (paper: 30)", above(0))
+      .key("keep_iou", &AnnotatorOptions::keep_iou,
+           "at the budget, keep the best mask when its IoU is at least this", in_range(0, 1))
+      .key("click_jitter", &AnnotatorOptions::click_jitter, "std of the annotator's click imprecision in px",
+           at_least(0))
+      .key("brush_seconds", &AnnotatorOptions::brush_seconds,
+           "> 0: what clicks could not bring to the target is finished with the brush at this many extra seconds "
+           "(the mask becomes the object); 0: the object is given up",
+           at_least(0))
+      .key("min_object_area", &AnnotatorOptions::min_object_area, "smaller objects (px) are not annotated",
+           at_least(1))
+      .key("max_objects_per_image", &AnnotatorOptions::max_objects_per_image,
+           "annotate at most this many objects per image, largest first; 0 = every object", at_least(0));
+  s.manual.key("images", &ManualConfig::images, "the first N images of the dataset", at_least(0))
+      .key("retrain_rounds", &ManualConfig::retrain_rounds,
+           "retrain after every images / retrain_rounds images (the last round after the last image)", at_least(0));
+  s.semi.key("images", &SemiConfig::images, "the next N images after the manual stage's", at_least(0))
+      .key("retrain_rounds", &SemiConfig::retrain_rounds, "retraining rounds during the stage", at_least(0))
+      .key("prefill_iou_thresh", &SemiConfig::prefill_iou_thresh,
+           "pre-fill a detector box's SAM mask when its predicted IoU is at least this", in_range(0, 1))
+      .key("prefill_nms_thresh", &SemiConfig::prefill_nms_thresh,
+           "drop a pre-filled mask overlapping a kept one above this mask IoU", in_range_open_lo(0, 1));
+  s.detector.key("hidden", &DetectorOptions::hidden, "channels of the detector head's two 3x3 conv layers", at_least(1))
+      .key("epochs", &DetectorOptions::epochs, "passes over the manual stage's images", at_least(0))
+      .key("lr", &DetectorOptions::lr, "AdamW learning rate", above(0))
+      .key("weight_decay", &DetectorOptions::weight_decay, "AdamW weight decay", at_least(0))
+      .key("score_thresh", &DetectorOptions::score_thresh, "keep detections with objectness at least this",
+           in_range(0, 1))
+      .key("nms_thresh", &DetectorOptions::nms_thresh, "box IoU of the NMS between detections",
+           in_range_open_lo(0, 1))
+      .key("max_boxes", &DetectorOptions::max_boxes, "at most this many detections per image", at_least(1))
+      .key("center_radius", &DetectorOptions::center_radius,
+           "grid cells within this many cells of a box centre are positives", at_least(0));
+  s.autom.key("images", &AutoConfig::images, "images of the stage; 0 = every image of the dataset", at_least(0))
+      .key("shard_images", &AutoConfig::shard_images,
+           "images per tar shard of the output (SA-1B's release format, `auto/shards/`); 0 = no shards, the SA-1B "
+           "folder only",
+           at_least(0))
+      .key("keep_folder", &AutoConfig::keep_folder, "keep the loose SA-1B folder (`auto/data/`) after packing it");
+  s.retrain
+      .key("config", &RetrainConfig::config,
+           "the training configuration each round starts from (.yaml/.json; `\"\"` = the trainer's defaults)")
+      .key("iterations", &RetrainConfig::iterations, "optimiser steps per round", at_least(1))
+      .key("batch_size", &RetrainConfig::batch_size, "images per step", at_least(1))
+      .key("max_masks", &RetrainConfig::max_masks, "masks per image per step", at_least(1))
+      .key("lr", &RetrainConfig::lr, "learning rate", above(0))
+      .key("warmup_iters", &RetrainConfig::warmup_iters, "warmup steps per round", at_least(0))
+      .key("prompt_rounds", &RetrainConfig::prompt_rounds,
+           "simulated interactive rounds per mask (the paper: 11; the last is mask-only)", at_least(1))
+      .key("minutes", &RetrainConfig::minutes,
+           "time budget of a round in minutes: it stops at whichever of this and `iterations` comes first; 0 = "
+           "`iterations` alone",
+           at_least(0))
+      .key("extra_data", &RetrainConfig::extra_data,
+           "dataset specs trained on beside the stages' annotated masks (e.g. the starting model's own data)")
+      .key("overrides", &RetrainConfig::overrides, "more training-config `key=value` overrides, applied last");
+  return s;
+}
+
+const Schema& schema() {
+  static const Schema s = make_schema();
+  return s;
+}
+
+}  // namespace
+
+nlohmann::json engine_config_defaults() {
+  const auto& s = schema();
+  const EngineConfig d;
+  nlohmann::json doc = s.top.to_json(d);
+  doc["model"] = s.model.to_json(d);
+  doc["annotator"] = s.annotator.to_json(d.annotator);
+  doc["manual"] = s.manual.to_json(d.manual);
+  doc["semi"] = s.semi.to_json(d.semi);
+  doc["semi"]["detector"] = s.detector.to_json(d.semi.detector);
+  doc["auto"] = s.autom.to_json(d.autom);
+  doc["auto"]["generator"] = amg::amg_options_schema().to_json(d.autom.generator);  // point_grids [] included
+  doc["retrain"] = s.retrain.to_json(d.retrain);
+  return doc;
+}
+
+std::string engine_config_markdown(const std::string& section) {
+  const auto& s = schema();
+  const EngineConfig d;
+  if (section == "top") return cfg::markdown_table(s.top.docs(d));
+  if (section == "model") return cfg::markdown_table(s.model.docs(d));
+  if (section == "annotator") return cfg::markdown_table(s.annotator.docs(d.annotator));
+  if (section == "manual") return cfg::markdown_table(s.manual.docs(d.manual));
+  if (section == "semi") return cfg::markdown_table(s.semi.docs(d.semi));
+  if (section == "semi.detector") return cfg::markdown_table(s.detector.docs(d.semi.detector));
+  if (section == "auto") return cfg::markdown_table(s.autom.docs(d.autom));
+  if (section == "auto.generator") {
+    auto rows = amg::amg_options_schema().docs(d.autom.generator);
+    for (auto& r : rows) r.key = "auto." + r.key;
+    return cfg::markdown_table(rows);
+  }
+  if (section == "retrain") return cfg::markdown_table(s.retrain.docs(d.retrain));
+  throw std::invalid_argument("engine_config_markdown: no section '" + section +
+                              "' (top, model, annotator, manual, semi, semi.detector, auto, auto.generator, retrain)");
 }
 
 EngineConfig engine_config_from_json(const nlohmann::json& doc, const std::string& where) {
   nlohmann::json d = engine_config_defaults();
   cfg::merge_strict(d, doc, where);
+  const auto& s = schema();
   EngineConfig c;
   c.resolved = d;
-  auto w = [&](const std::string& s) { return where + " [" + s + "]"; };
-  cfg::read(d, "out_dir", c.out_dir, where);
-  cfg::read(d, "data", c.data, where);
-  cfg::read(d.at("model"), "arch", c.model_arch, w("model"));
-  cfg::read(d.at("model"), "checkpoint", c.checkpoint, w("model"));
-  cfg::read(d, "device", c.device, where);
-  cfg::read(d, "threads", c.threads, where);
-  cfg::read(d, "seed", c.seed, where);
-  cfg::read(d, "match_iou", c.match_iou, where);
-
-  const auto& an = d.at("annotator");
-  auto& a = c.annotator;
-  cfg::read(an, "target_iou", a.target_iou, w("annotator"));
-  cfg::read(an, "max_clicks", a.max_clicks, w("annotator"));
-  cfg::read(an, "seconds_first_click", a.seconds_first_click, w("annotator"));
-  cfg::read(an, "seconds_per_click", a.seconds_per_click, w("annotator"));
-  cfg::read(an, "seconds_budget", a.seconds_budget, w("annotator"));
-  cfg::read(an, "keep_iou", a.keep_iou, w("annotator"));
-  cfg::read(an, "click_jitter", a.click_jitter, w("annotator"));
-  cfg::read(an, "brush_seconds", a.brush_seconds, w("annotator"));
-  cfg::read(an, "min_object_area", a.min_object_area, w("annotator"));
-  cfg::read(an, "max_objects_per_image", a.max_objects_per_image, w("annotator"));
-  a.seed = c.seed;
-
-  cfg::read(d.at("manual"), "images", c.manual.images, w("manual"));
-  cfg::read(d.at("manual"), "retrain_rounds", c.manual.retrain_rounds, w("manual"));
-
-  const auto& se = d.at("semi");
-  cfg::read(se, "images", c.semi.images, w("semi"));
-  cfg::read(se, "retrain_rounds", c.semi.retrain_rounds, w("semi"));
-  cfg::read(se, "prefill_iou_thresh", c.semi.prefill_iou_thresh, w("semi"));
-  cfg::read(se, "prefill_nms_thresh", c.semi.prefill_nms_thresh, w("semi"));
-  const auto& de = se.at("detector");
-  auto& o = c.semi.detector;
-  cfg::read(de, "hidden", o.hidden, w("semi.detector"));
-  cfg::read(de, "epochs", o.epochs, w("semi.detector"));
-  cfg::read(de, "lr", o.lr, w("semi.detector"));
-  cfg::read(de, "weight_decay", o.weight_decay, w("semi.detector"));
-  cfg::read(de, "score_thresh", o.score_thresh, w("semi.detector"));
-  cfg::read(de, "nms_thresh", o.nms_thresh, w("semi.detector"));
-  cfg::read(de, "max_boxes", o.max_boxes, w("semi.detector"));
-  cfg::read(de, "center_radius", o.center_radius, w("semi.detector"));
-  o.seed = c.seed;
-
-  cfg::read(d.at("auto"), "images", c.autom.images, w("auto"));
-  cfg::read(d.at("auto"), "shard_images", c.autom.shard_images, w("auto"));
-  cfg::read(d.at("auto"), "keep_folder", c.autom.keep_folder, w("auto"));
-  c.autom.generator = amg::amg_options_from_json(d.at("auto").at("generator"), w("auto.generator"));
-
-  const auto& re = d.at("retrain");
-  auto& r = c.retrain;
-  cfg::read(re, "config", r.config, w("retrain"));
-  cfg::read(re, "iterations", r.iterations, w("retrain"));
-  cfg::read(re, "batch_size", r.batch_size, w("retrain"));
-  cfg::read(re, "max_masks", r.max_masks, w("retrain"));
-  cfg::read(re, "lr", r.lr, w("retrain"));
-  cfg::read(re, "warmup_iters", r.warmup_iters, w("retrain"));
-  cfg::read(re, "prompt_rounds", r.prompt_rounds, w("retrain"));
-  cfg::read(re, "minutes", r.minutes, w("retrain"));
-  cfg::read(re, "extra_data", r.extra_data, w("retrain"));
-  cfg::read(re, "overrides", r.overrides, w("retrain"));
-
-  // Validation: every message names the key.
-  auto bad = [&](const std::string& key, const std::string& why) {
-    throw std::invalid_argument(where + ": " + key + " " + why);
-  };
-  if (c.out_dir.empty()) bad("out_dir", "must not be empty");
-  if (c.threads < 0) bad("threads", "must be >= 0");
-  if (!(c.match_iou > 0 && c.match_iou <= 1)) bad("match_iou", "must be in (0, 1]");
-  if (c.manual.images < 0) bad("manual.images", "must be >= 0");
-  if (c.manual.retrain_rounds < 0) bad("manual.retrain_rounds", "must be >= 0");
-  if (c.semi.images < 0) bad("semi.images", "must be >= 0");
-  if (c.semi.retrain_rounds < 0) bad("semi.retrain_rounds", "must be >= 0");
-  if (c.semi.prefill_iou_thresh < 0 || c.semi.prefill_iou_thresh > 1)
-    bad("semi.prefill_iou_thresh", "must be in [0, 1]");
-  if (c.semi.prefill_nms_thresh <= 0 || c.semi.prefill_nms_thresh > 1)
-    bad("semi.prefill_nms_thresh", "must be in (0, 1]");
-  if (c.autom.images < 0) bad("auto.images", "must be >= 0");
-  if (c.autom.shard_images < 0) bad("auto.shard_images", "must be >= 0 (0: no shards)");
-  if (r.iterations < 1) bad("retrain.iterations", "must be >= 1");
-  if (r.batch_size < 1) bad("retrain.batch_size", "must be >= 1");
-  if (r.max_masks < 1) bad("retrain.max_masks", "must be >= 1");
-  if (!(r.lr > 0)) bad("retrain.lr", "must be > 0");
-  if (r.warmup_iters < 0) bad("retrain.warmup_iters", "must be >= 0");
-  if (r.prompt_rounds < 1) bad("retrain.prompt_rounds", "must be >= 1");
-  if (!(r.minutes >= 0)) bad("retrain.minutes", "must be >= 0");
+  nlohmann::json top = d;
+  for (const char* sub : {"model", "annotator", "manual", "semi", "auto", "retrain"}) top.erase(sub);
+  s.top.read(top, c, where);
+  s.model.read(d.at("model"), c, where);
+  s.annotator.read(d.at("annotator"), c.annotator, where);
+  c.annotator.seed = c.seed;
+  s.manual.read(d.at("manual"), c.manual, where);
+  nlohmann::json semi = d.at("semi");
+  semi.erase("detector");
+  s.semi.read(semi, c.semi, where);
+  s.detector.read(d.at("semi").at("detector"), c.semi.detector, where);
+  c.semi.detector.seed = c.seed;
+  nlohmann::json au = d.at("auto");
+  au.erase("generator");
+  s.autom.read(au, c.autom, where);
+  c.autom.generator = amg::amg_options_from_json(d.at("auto").at("generator"), where + " [auto.generator]");
+  s.retrain.read(d.at("retrain"), c.retrain, where);
+  if (c.out_dir.empty()) throw std::invalid_argument(where + ": out_dir must not be empty");
   try {
-    a.validate();
-    o.validate();
-    c.autom.generator.validate();
+    c.annotator.validate();
+    c.semi.detector.validate();
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(where + ": " + e.what());
   }

@@ -1,7 +1,8 @@
 #pragma once
 // The data engine's configuration (configs/engine.yaml): one YAML/JSON document over built-in
 // defaults, then `key.sub=value` overrides; unknown keys are rejected with the valid ones listed
-// (data/config_file.h). Every key is documented in docs/ENGINE.md.
+// (data/config_file.h). Each key is declared once, in engine_config.cpp's schema (its default is the
+// member's initialiser below); docs/ENGINE.md's key tables are generated from it.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -48,13 +49,19 @@ struct SemiConfig {
   DetectorOptions detector;
 };
 
+/// The paper's generator settings for SA-1B (appendix B), the auto stage's default: a 32x32 grid,
+/// two crop layers with grids halved per layer, predicted IoU 0.88, stability 0.95, NMS 0.7, regions
+/// under 100 px cleaned, masks covering 95 % of the image or more dropped. (The reference's
+/// SamAutomaticMaskGenerator defaults are amg::AmgOptions'.)
+amg::AmgOptions sa1b_generator_options();
+
 struct AutoConfig {
   int images = 0;  ///< 0: every image of the dataset
   /// Images per tar shard of the output (SA-1B's release format); 0: keep the SA-1B folder only.
   int shard_images = 1000;
   /// Keep the loose SA-1B folder (data/) after packing it into shards.
   bool keep_folder = false;
-  amg::AmgOptions generator;
+  amg::AmgOptions generator = sa1b_generator_options();
 };
 
 struct EngineConfig {
@@ -76,6 +83,10 @@ struct EngineConfig {
 
 /// Every valid key with its default value.
 nlohmann::json engine_config_defaults();
+/// The key table of one section as docs/ENGINE.md shows it (Markdown: key, default, allowed,
+/// meaning), from the schema that reads them: "top", "model", "annotator", "manual", "semi",
+/// "semi.detector", "auto", "auto.generator" or "retrain".
+std::string engine_config_markdown(const std::string& section);
 /// Loads `path` ("" = defaults only) over the defaults strictly, applies `overrides`
 /// ("a.b=value"), validates. Throws std::invalid_argument naming the file, key or value at fault.
 EngineConfig load_engine_config(const std::string& path, const std::vector<std::string>& overrides);

@@ -1,6 +1,7 @@
 // sam_engine: the three-stage data engine (paper section 4) over a dataset of images.
 //   sam_engine --config configs/engine.yaml --stage manual|semi|auto|all [key.sub=value ...]
 //   sam_engine --config configs/engine.yaml --dump-config [key.sub=value ...]
+//   sam_engine config-docs [--write docs/ENGINE.md]   the key tables, from the schema
 // The auto stage shards its images over the ranks of a torchrun job (one process otherwise).
 #include <CLI/CLI.hpp>
 
@@ -8,6 +9,7 @@
 #include <iostream>
 
 #include "engine/data_engine.h"
+#include "data/config_schema.h"
 #include "engine/engine_config.h"
 #include "data/log.h"
 #include "tools/tool_common.h"
@@ -26,9 +28,24 @@ int main(int argc, char** argv) {
   app.add_option("--out", out_dir, "output folder (overrides out_dir)");
   app.add_flag("--dump-config", dump, "print the resolved configuration and exit");
   app.add_option("overrides", overrides, "key.sub=value overrides (see docs/ENGINE.md)");
+  auto* docs = app.add_subcommand("config-docs", "print every key table of docs/ENGINE.md, from the schema");
+  std::string docs_file;
+  docs->add_option("--write", docs_file, "rewrite the tables of this Markdown file in place (docs/ENGINE.md)");
   CLI11_PARSE(app, argc, argv);
 
   return sam::tools::run_main("sam_engine", [&]() {
+    if (docs->parsed()) {
+      const std::vector<std::string> sections{"top",  "model",          "annotator", "manual", "semi", "semi.detector",
+                                              "auto", "auto.generator", "retrain"};
+      if (docs_file.empty()) {
+        for (const auto& sec : sections)
+          std::cout << "<!-- schema: engine." << sec << " -->\n" << sam::engine::engine_config_markdown(sec) << "\n";
+        return 0;
+      }
+      sam::cfg::write_marked_tables(docs_file, "engine", sections, sam::engine::engine_config_markdown);
+      sam::log::info("wrote the key tables of " + docs_file);
+      return 0;
+    }
     if (!out_dir.empty()) overrides.push_back("out_dir=" + out_dir);
     auto cfg = sam::engine::load_engine_config(config_path, overrides);
     if (dump) {

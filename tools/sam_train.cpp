@@ -4,11 +4,9 @@
 //   sam_train config-docs [--write docs/CONFIG.md]   the key tables, from the schema
 #include <CLI/CLI.hpp>
 
-#include <fstream>
 #include <iostream>
 #include <iterator>
 
-#include "data/atomic_file.h"
 #include "data/config_file.h"
 #include "data/config_schema.h"
 #include "eval/report/training_curves.h"
@@ -51,12 +49,8 @@ int main(int argc, char** argv) {
           std::cout << "<!-- schema: train." << sec << " -->\n" << sam::train::train_config_markdown(sec) << "\n";
         return 0;
       }
-      std::ifstream in(docs_file, std::ios::binary);
-      if (!in) throw std::runtime_error(docs_file + ": cannot read");
-      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      for (const char* sec : sections)
-        text = sam::cfg::replace_marked_table(text, std::string("train.") + sec, sam::train::train_config_markdown(sec));
-      sam::data::write_file_atomic(docs_file, text);
+      sam::cfg::write_marked_tables(docs_file, "train", {std::begin(sections), std::end(sections)},
+                                    sam::train::train_config_markdown);
       sam::log::info("wrote the key tables of " + docs_file);
       return 0;
     }

@@ -5,28 +5,11 @@
 #include <stdexcept>
 
 #include "data/config_file.h"
+#include "data/config_schema.h"
 #include "data/codec.h"
 
 namespace sam::amg {
 namespace {
-
-const std::vector<std::string>& option_keys() {
-  static const std::vector<std::string> keys = {"points_per_side",
-                                                "points_per_batch",
-                                                "pred_iou_thresh",
-                                                "stability_score_thresh",
-                                                "stability_score_offset",
-                                                "box_nms_thresh",
-                                                "crop_n_layers",
-                                                "crop_nms_thresh",
-                                                "crop_overlap_ratio",
-                                                "crop_n_points_downscale_factor",
-                                                "point_grids",
-                                                "min_mask_region_area",
-                                                "max_area_frac",
-                                                "output_mode"};
-  return keys;
-}
 
 // Python's str() of a float is its shortest round-trip form, as nlohmann's dump writes it.
 std::string num(double v) {
@@ -53,71 +36,92 @@ std::array<T, N> get_array(const nlohmann::json& j, const char* key) {
 
 }  // namespace
 
+const cfg::Section<AmgOptions>& amg_options_schema() {
+  // The ranges that need more than one key are AmgOptions::validate's; the docs say them.
+  static const cfg::Section<AmgOptions> schema =
+      cfg::Section<AmgOptions>("generator")
+          .key_as(
+              "points_per_side", [](const AmgOptions& o) { return nlohmann::json(o.points_per_side); },
+              [](const nlohmann::json& v, AmgOptions& o) {
+                // The reference passes points_per_side=None together with explicit grids.
+                if (v.is_null()) {
+                  o.points_per_side = 0;
+                  return;
+                }
+                cfg::read(nlohmann::json{{"points_per_side", v}}, "points_per_side", o.points_per_side, "");
+              },
+              "grid side n (n x n points) of crop layer 0; 0 or null: `point_grids` instead", cfg::at_least(0))
+          .key("points_per_batch", &AmgOptions::points_per_batch, "point prompts per decoder call", cfg::at_least(1))
+          .key("pred_iou_thresh", &AmgOptions::pred_iou_thresh,
+               "keep masks whose predicted IoU is above this (no filter at <= 0)")
+          .key("stability_score_thresh", &AmgOptions::stability_score_thresh,
+               "keep masks whose stability score is at least this (no filter at <= 0)")
+          .key("stability_score_offset", &AmgOptions::stability_score_offset,
+               "logit offset of the stability score (IoU of the masks at +offset and -offset)")
+          .key("box_nms_thresh", &AmgOptions::box_nms_thresh,
+               "box IoU of the NMS within a crop (by predicted IoU)")
+          .key("crop_n_layers", &AmgOptions::crop_n_layers,
+               "crop layers beyond the whole image (layer i: 2^i x 2^i overlapping crops)", cfg::at_least(0))
+          .key("crop_nms_thresh", &AmgOptions::crop_nms_thresh,
+               "box IoU of the NMS across crops (smaller crops preferred)")
+          .key("crop_overlap_ratio", &AmgOptions::crop_overlap_ratio,
+               "overlap of layer-1 crops as a fraction of the image's short side", cfg::in_range_open_hi(0, 1))
+          .key("crop_n_points_downscale_factor", &AmgOptions::crop_n_points_downscale_factor,
+               "grid side of layer i = points_per_side / factor^i", cfg::at_least(1))
+          .key_as(
+              "point_grids",
+              [](const AmgOptions& o) {
+                nlohmann::json grids = nlohmann::json::array();
+                for (const auto& g : o.point_grids) {
+                  nlohmann::json layer = nlohmann::json::array();
+                  for (const auto& p : g) layer.push_back({p[0], p[1]});
+                  grids.push_back(layer);
+                }
+                return grids;
+              },
+              [](const nlohmann::json& v, AmgOptions& o) {
+                o.point_grids.clear();
+                if (v.is_null()) return;
+                try {
+                  for (const auto& layer : v) {
+                    std::vector<Point> g;
+                    for (const auto& p : layer) g.push_back({p.at(0).get<double>(), p.at(1).get<double>()});
+                    o.point_grids.push_back(std::move(g));
+                  }
+                } catch (const nlohmann::json::exception&) {
+                  throw std::invalid_argument("must be a list of [[x, y], ...] grids, one per crop layer");
+                }
+              },
+              "explicit point grids, one per crop layer, coordinates in [0, 1] of the crop ([[x, y], ...]); used "
+              "when points_per_side is 0")
+          .key("min_mask_region_area", &AmgOptions::min_mask_region_area,
+               "> 0: fill holes and remove islands smaller than this many pixels, then rescore", cfg::at_least(0))
+          .key("max_area_frac", &AmgOptions::max_area_frac,
+               "> 0: drop masks covering at least this fraction of the image (the paper's 0.95; not in the "
+               "reference code)",
+               cfg::in_range(0, 1));
+  return schema;
+}
+
 nlohmann::json amg_options_to_json(const AmgOptions& o) {
-  nlohmann::json j = {{"points_per_side", o.points_per_side},
-                      {"points_per_batch", o.points_per_batch},
-                      {"pred_iou_thresh", o.pred_iou_thresh},
-                      {"stability_score_thresh", o.stability_score_thresh},
-                      {"stability_score_offset", o.stability_score_offset},
-                      {"box_nms_thresh", o.box_nms_thresh},
-                      {"crop_n_layers", o.crop_n_layers},
-                      {"crop_nms_thresh", o.crop_nms_thresh},
-                      {"crop_overlap_ratio", o.crop_overlap_ratio},
-                      {"crop_n_points_downscale_factor", o.crop_n_points_downscale_factor},
-                      {"min_mask_region_area", o.min_mask_region_area},
-                      {"max_area_frac", o.max_area_frac}};
-  if (!o.point_grids.empty()) {
-    nlohmann::json grids = nlohmann::json::array();
-    for (const auto& g : o.point_grids) {
-      nlohmann::json layer = nlohmann::json::array();
-      for (const auto& p : g) layer.push_back({p[0], p[1]});
-      grids.push_back(layer);
-    }
-    j["point_grids"] = grids;
-  }
+  nlohmann::json j = amg_options_schema().to_json(o);
+  if (o.point_grids.empty()) j.erase("point_grids");
   return j;
 }
 
 AmgOptions amg_options_from_json(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object()) throw std::invalid_argument(where + ": generator options must be an object");
-  cfg::check_keys(j, option_keys(), where);
-  AmgOptions o;
-  // The reference passes points_per_side=None together with explicit grids.
-  if (j.contains("points_per_side") && j["points_per_side"].is_null())
-    o.points_per_side = 0;
-  else
-    cfg::read(j, "points_per_side", o.points_per_side, where);
-  cfg::read(j, "points_per_batch", o.points_per_batch, where);
-  cfg::read(j, "pred_iou_thresh", o.pred_iou_thresh, where);
-  cfg::read(j, "stability_score_thresh", o.stability_score_thresh, where);
-  cfg::read(j, "stability_score_offset", o.stability_score_offset, where);
-  cfg::read(j, "box_nms_thresh", o.box_nms_thresh, where);
-  cfg::read(j, "crop_n_layers", o.crop_n_layers, where);
-  cfg::read(j, "crop_nms_thresh", o.crop_nms_thresh, where);
-  cfg::read(j, "crop_overlap_ratio", o.crop_overlap_ratio, where);
-  cfg::read(j, "crop_n_points_downscale_factor", o.crop_n_points_downscale_factor, where);
-  cfg::read(j, "min_mask_region_area", o.min_mask_region_area, where);
-  cfg::read(j, "max_area_frac", o.max_area_frac, where);
-  if (j.contains("point_grids") && !j["point_grids"].is_null()) {
-    try {
-      for (const auto& layer : j["point_grids"]) {
-        std::vector<Point> g;
-        for (const auto& p : layer) g.push_back({p.at(0).get<double>(), p.at(1).get<double>()});
-        o.point_grids.push_back(std::move(g));
-      }
-    } catch (const nlohmann::json::exception&) {
-      throw std::invalid_argument(where +
-                                  ": key 'point_grids' must be a list of [[x, y], ...] grids");
-    }
-  }
-  if (j.contains("output_mode")) {
-    const auto& m = j["output_mode"];
+  nlohmann::json rest = j;
+  // The reference's output format, accepted and ignored (the callers choose their own outputs).
+  if (rest.contains("output_mode")) {
+    const auto& m = rest["output_mode"];
     if (!m.is_string() || (m != "binary_mask" && m != "uncompressed_rle" && m != "coco_rle"))
-      throw std::invalid_argument(where +
-                                  ": key 'output_mode' must be binary_mask, "
-                                  "uncompressed_rle or coco_rle, got " +
+      throw std::invalid_argument(where + ": key 'output_mode' must be binary_mask, uncompressed_rle or coco_rle, got " +
                                   m.dump());
+    rest.erase("output_mode");
   }
+  AmgOptions o;
+  amg_options_schema().read(rest, o, where);
   try {
     o.validate();
   } catch (const std::invalid_argument& e) {

@@ -9,7 +9,16 @@
 
 #include "engine/amg/generator.h"
 
+namespace sam::cfg {
+template <class S>
+class Section;
+}
+
 namespace sam::amg {
+
+/// Every generator option, declared once (data/config_schema.h), named as the reference's
+/// SamAutomaticMaskGenerator arguments.
+const cfg::Section<AmgOptions>& amg_options_schema();
 
 /// Options with the reference's key names (plus max_area_frac and, when explicit, point_grids).
 nlohmann::json amg_options_to_json(const AmgOptions& o);
