@@ -15,9 +15,11 @@
 #include <nlohmann/json.hpp>
 
 #include "data/image.h"
+#include "engine/annotate/auth.h"
 #include "engine/annotate/export.h"
 #include "engine/annotate/http.h"
 #include "engine/annotate/image_folder.h"
+#include "engine/annotate/request.h"
 #include "engine/annotate/store.h"
 #include "engine/annotate/web_assets.h"
 
@@ -35,15 +37,13 @@ constexpr size_t kMaxClickPoints = 1000;
 constexpr size_t kMaxStrokePoints = 200000;
 constexpr int kMaxJsonDepth = 16;
 
-// An error answered with `status` and {"error": message}.
-struct HttpError : std::runtime_error {
-  HttpError(int s, const std::string& m) : std::runtime_error(m), status(s) {}
-  int status;
-};
-
 // Invalid UTF-8 (e.g. echoed from a bad request into an error message) is replaced, not thrown.
 std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json parse_body(const httplib::Request& req, size_t max_bytes) {
+  return parse_json_body(req.body, max_bytes, kMaxJsonDepth);
 }
 
 void send_json(httplib::Response& res, const json& j, int status = 200) {
@@ -55,122 +55,11 @@ void send_error(httplib::Response& res, int status, const std::string& msg) {
   send_json(res, json{{"error", msg}}, status);
 }
 
-// Rejects JSON nested deeper than `max_depth` before parsing (bounded work and stack).
-void check_json_depth(const std::string& body, int max_depth) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char c : body) {
-    if (in_string) {
-      if (escaped)
-        escaped = false;
-      else if (c == '\\')
-        escaped = true;
-      else if (c == '"')
-        in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) throw HttpError(400, "JSON nested too deeply");
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-}
-
-json parse_body(const httplib::Request& req, size_t max_bytes) {
-  if (req.body.size() > max_bytes)
-    throw HttpError(413, "request body over " + std::to_string(max_bytes) + " bytes");
-  check_json_depth(req.body, kMaxJsonDepth);
-  json j;
-  try {
-    j = json::parse(req.body);
-  } catch (const json::exception& e) {
-    throw HttpError(400, std::string("body is not valid JSON: ") + e.what());
-  }
-  if (!j.is_object()) throw HttpError(400, "body must be a JSON object");
-  return j;
-}
-
-const json& field(const json& j, const std::string& key) {
-  auto it = j.find(key);
-  if (it == j.end()) throw HttpError(400, "missing field '" + key + "'");
-  return *it;
-}
-
-double number(const json& v, const std::string& name, double lo, double hi) {
-  if (!v.is_number()) throw HttpError(400, "'" + name + "' must be a number");
-  const double d = v.get<double>();
-  if (!std::isfinite(d) || d < lo || d > hi)
-    throw HttpError(400, "'" + name + "' = " + v.dump() + " is outside [" + std::to_string(lo) +
-                             ", " + std::to_string(hi) + "]");
-  return d;
-}
-
-int64_t integer(const json& v, const std::string& name, int64_t lo, int64_t hi) {
-  if (!v.is_number_integer()) throw HttpError(400, "'" + name + "' must be an integer");
-  const int64_t i = v.get<int64_t>();
-  if (i < lo || i > hi)
-    throw HttpError(400, "'" + name + "' = " + std::to_string(i) + " is outside [" +
-                             std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  return i;
-}
-
-std::string text(const json& v, const std::string& name, size_t max_len) {
-  if (!v.is_string()) throw HttpError(400, "'" + name + "' must be a string");
-  std::string s = v.get<std::string>();
-  if (s.size() > max_len) throw HttpError(400, "'" + name + "' is too long");
-  return s;
-}
-
-std::string host_name_of(const std::string& host_header) {
-  if (!host_header.empty() && host_header[0] == '[') {
-    const auto end = host_header.find(']');
-    return end == std::string::npos ? host_header : host_header.substr(1, end - 1);
-  }
-  return host_header.substr(0, host_header.find(':'));
-}
-
-// Constant-time comparison (the token must not leak through response timing).
-bool same_secret(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char d = 0;
-  for (size_t i = 0; i < a.size(); ++i) d |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return d == 0;
-}
-
-std::string cookie_value(const std::string& cookies, const std::string& name) {
-  std::istringstream in(cookies);
-  std::string part;
-  while (std::getline(in, part, ';')) {
-    const auto b = part.find_first_not_of(' ');
-    if (b == std::string::npos) continue;
-    part = part.substr(b);
-    if (part.compare(0, name.size() + 1, name + "=") == 0) return part.substr(name.size() + 1);
-  }
-  return "";
-}
-
 double percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   const auto i = static_cast<size_t>(std::min<double>(v.size() - 1, std::floor(q * v.size())));
   return v[i];
-}
-
-// Percent-encodes everything but unreserved characters (RFC 3986), for a URL path segment.
-std::string url_encode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
-    }
-  }
-  return out;
 }
 
 json annotation_json(const Annotation& a) {
@@ -187,27 +76,6 @@ json annotation_json(const Annotation& a) {
 }
 
 }  // namespace
-
-bool is_loopback_host(const std::string& host) {
-  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
-  // 127.0.0.0/8 in dotted decimal.
-  unsigned a, b, c, d;
-  char tail;
-  if (std::sscanf(host.c_str(), "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4)
-    return a == 127 && b < 256 && c < 256 && d < 256;
-  return false;
-}
-
-std::string make_token() {
-  std::random_device rd;
-  std::ostringstream s;
-  for (int i = 0; i < 4; ++i) {
-    char buf[9];
-    std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(rd()));
-    s << buf;
-  }
-  return s.str();
-}
 
 struct AnnotateServer::Impl {
   explicit Impl(ServerOptions o) : opt(std::move(o)), folder(opt.images_dir), store(opt.db_path) {

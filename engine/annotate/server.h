@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/annotate/auth.h"
 #include "engine/annotate/segmenter.h"
 
 namespace sam::annotate {
@@ -30,12 +31,6 @@ struct ServerOptions {
   size_t max_body_bytes = size_t{32} << 20;  ///< larger request bodies get 413
   SegmenterOptions segmenter;
 };
-
-/// True for 127.0.0.0/8, ::1 and "localhost".
-bool is_loopback_host(const std::string& host);
-
-/// A random 128-bit token as 32 hex digits (from std::random_device).
-std::string make_token();
 
 class AnnotateServer {
  public:
