@@ -22,68 +22,19 @@
 //   model.pth                               the stage's final weights (input of the next stage)
 //   manifest.json, report.json, report.html inputs, checkpoints, config and counts; figures
 // A stage resumes by itself: images with a record are not redone, finished rounds are not rerun.
+// Where the pieces are: engine_context.h (the shared state, and which file holds each stage).
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <opencv2/core.hpp>
 
-#include "data/annotation.h"
-#include "engine/annotator_sim.h"
 #include "engine/engine_config.h"
-#include "engine/stage_report.h"
 #include "train/distributed.h"
 
 namespace sam::engine {
 
-/// A mask placed on an image before the annotator starts (the semi stage's pre-fill).
-struct PrefillMask {
-  cv::Mat mask;  ///< CV_8UC1 0/1, image size
-  double predicted_iou = 0;
-};
-
-/// What annotating one image produced.
-struct ImageAnnotation {
-  std::vector<data::Annotation> annotations;  ///< SA-1B records (RLE, bbox, area, ...)
-  ImageRecord record;                         ///< counts and per-mask clicks / seconds
-};
-
-/// The per-image step of the manual and semi stages: the annotator works through the image's
-/// objects (ground truth, most prominent first), skipping those a pre-filled mask already covers
-/// at the target IoU. Drives an InteractiveSegmenter the way the browser tool does.
-class AnnotationSession {
- public:
-  AnnotationSession(InteractiveSegmenter& seg, const AnnotatorOptions& opts);
-  /// The segmenter must hold the image (InteractiveSegmenter::set_image). gt: the objects
-  /// (CV_8UC1 0/1, image size); `stream` seeds the clicks. Output masks: pre-fills first, then
-  /// the annotated masks in annotation order.
-  ImageAnnotation annotate_image(const std::vector<cv::Mat>& gt,
-                                 const std::vector<PrefillMask>& prefill, uint64_t stream);
-
- private:
-  InteractiveSegmenter& seg_;
-  SimulatedAnnotator annotator_;
-};
-
-/// Produced masks against ground truth (RLEs of the same size): how many produced masks have IoU
-/// >= thr with some GT mask, how many GT masks have a produced one at >= thr, and each produced
-/// mask's best IoU.
-struct GtMatch {
-  int masks_matched = 0, gt_matched = 0;
-  std::vector<double> best_iou;
-};
-GtMatch match_ground_truth(const std::vector<mask::Rle>& produced, const std::vector<mask::Rle>& gt,
-                           double thr);
-
-/// An SA-1B annotation for a binary mask (CV_8UC1, nonzero = set): RLE, area, bbox in the
-/// generator's convention, predicted IoU, the first click as point_coords, whole-image crop box.
-data::Annotation mask_annotation(const cv::Mat& mask, int64_t id, double predicted_iou,
-                                 const std::vector<Click>& clicks);
-
-/// Retraining points of a stage: retrain after the p-th image (1-based) for
-/// p = ceil(k * n / rounds), k = 1..rounds (distinct, at most n of them).
-std::vector<int> retrain_points(int n_images, int rounds);
+struct EngineContext;
 
 class DataEngine {
  public:
@@ -94,8 +45,7 @@ class DataEngine {
   nlohmann::json run(const std::string& stage);
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<EngineContext> ctx_;
 };
 
 }  // namespace sam::engine

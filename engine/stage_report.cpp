@@ -138,8 +138,8 @@ nlohmann::json stage_summary(const std::string& stage, const std::vector<ImageRe
   std::vector<double> clicks, seconds, per_image, masks_with_gt;
   // Per model round (retraining rounds the model had when the image was processed).
   struct Round {
-    int64_t images = 0, masks = 0, annotated = 0, accepted = 0, brushed = 0, by_model = 0, gt_objects = 0,
-            gt_prefilled = 0;
+    int64_t images = 0, masks = 0, annotated = 0, accepted = 0, brushed = 0, by_model = 0,
+            gt_objects = 0, gt_prefilled = 0;
     std::vector<double> seconds, clicks;
   };
   std::map<int, Round> by_round;
@@ -258,17 +258,20 @@ nlohmann::json stage_summary(const std::string& stage, const std::vector<ImageRe
 
 std::string stage_summary_line(const nlohmann::json& s) {
   std::ostringstream os;
-  const int64_t done = s.at("images_done").get<int64_t>(), annotated = s.at("annotated_masks").get<int64_t>();
+  const int64_t done = s.at("images_done").get<int64_t>(),
+                annotated = s.at("annotated_masks").get<int64_t>();
   os << s.at("stage").get<std::string>() << ": " << done << " image(s)";
-  if (s.at("images_skipped").get<int64_t>() > 0) os << " (" << s.at("images_skipped").get<int64_t>() << " skipped)";
-  os << ", " << s.at("masks").get<int64_t>() << " masks (" << fmt(s.at("masks_per_image").get<double>(), 1)
-     << " per image)";
+  if (s.at("images_skipped").get<int64_t>() > 0)
+    os << " (" << s.at("images_skipped").get<int64_t>() << " skipped)";
+  os << ", " << s.at("masks").get<int64_t>() << " masks ("
+     << fmt(s.at("masks_per_image").get<double>(), 1) << " per image)";
   const auto& by_source = s.at("masks_by_source");
-  if (by_source.contains("prefill")) os << ", " << by_source.at("prefill").get<int64_t>() << " pre-filled";
+  if (by_source.contains("prefill"))
+    os << ", " << by_source.at("prefill").get<int64_t>() << " pre-filled";
   if (annotated > 0) {
     os << "; annotated " << annotated << ": " << fmt(100 * s.at("accepted_share").get<double>(), 0)
-       << "% accepted at the target IoU, " << fmt(s.at("clicks_per_mask").get<double>(), 1) << " clicks and "
-       << fmt(s.at("seconds_per_mask").get<double>(), 1) << " s per mask";
+       << "% accepted at the target IoU, " << fmt(s.at("clicks_per_mask").get<double>(), 1)
+       << " clicks and " << fmt(s.at("seconds_per_mask").get<double>(), 1) << " s per mask";
     // First and last model round with annotated masks: the trend a person looks for.
     const nlohmann::json* first = nullptr;
     const nlohmann::json* last = nullptr;
@@ -278,18 +281,23 @@ std::string stage_summary_line(const nlohmann::json& s) {
         last = &r;
       }
     if (first && last && first != last)
-      os << " (model round " << first->at("model_round").get<int>() << " -> " << last->at("model_round").get<int>()
-         << ": accepted " << fmt(100 * first->at("accepted_share").get<double>(), 0) << "% -> "
+      os << " (model round " << first->at("model_round").get<int>() << " -> "
+         << last->at("model_round").get<int>() << ": accepted "
+         << fmt(100 * first->at("accepted_share").get<double>(), 0) << "% -> "
          << fmt(100 * last->at("accepted_share").get<double>(), 0) << "%, "
          << fmt(first->at("seconds_per_mask").get<double>(), 1) << " -> "
          << fmt(last->at("seconds_per_mask").get<double>(), 1) << " s per mask)";
   }
   const auto& gt = s.at("ground_truth");
   if (gt.at("gt_masks").get<int64_t>() > 0) {
-    os << "; GT: " << fmt(100 * gt.at("masks_matched_frac").get<double>(), 0) << "% of masks match at IoU "
-       << fmt(gt.at("match_iou").get<double>()) << ", recall " << fmt(gt.at("gt_recall").get<double>());
+    os << "; GT: " << fmt(100 * gt.at("masks_matched_frac").get<double>(), 0)
+       << "% of masks match at IoU " << fmt(gt.at("match_iou").get<double>()) << ", recall "
+       << fmt(gt.at("gt_recall").get<double>());
     if (gt.at("gt_prefilled").get<int64_t>() > 0)
-      os << ", " << fmt(100.0 * double(gt.at("gt_prefilled").get<int64_t>()) / double(gt.at("gt_masks").get<int64_t>()), 0)
+      os << ", "
+         << fmt(100.0 * double(gt.at("gt_prefilled").get<int64_t>()) /
+                    double(gt.at("gt_masks").get<int64_t>()),
+                0)
          << "% pre-filled";
   }
   return os.str();
@@ -400,8 +408,10 @@ std::string stage_report_html(const nlohmann::json& s, const std::vector<ImageRe
     // The engine by model round, as the paper's Figure 5 view: effort per mask, masks per
     // image, and the shares the model took over (accepted without the brush, pre-filled or
     // generated masks).
-    PlotSeries rs{"seconds per annotated mask"}, rc{"clicks per annotated mask"}, rm{"masks per image"};
-    PlotSeries ra{"accepted at the target IoU (share of annotated)"}, rmo{"done by the model (share of masks)"};
+    PlotSeries rs{"seconds per annotated mask"}, rc{"clicks per annotated mask"},
+        rm{"masks per image"};
+    PlotSeries ra{"accepted at the target IoU (share of annotated)"},
+        rmo{"done by the model (share of masks)"};
     for (const auto& r : s.at("per_model_round")) {
       const double x = r.at("model_round").get<double>();
       if (r.at("annotated_masks").get<int64_t>() > 0) {
@@ -437,17 +447,19 @@ std::string stage_report_html(const nlohmann::json& s, const std::vector<ImageRe
     body.push_back(eval::svg_line_plot(shares, pr));
     std::vector<std::vector<std::string>> rt;
     for (const auto& r : s.at("per_model_round"))
-      rt.push_back({std::to_string(r.at("model_round").get<int>()), std::to_string(r.at("images").get<int64_t>()),
+      rt.push_back({std::to_string(r.at("model_round").get<int>()),
+                    std::to_string(r.at("images").get<int64_t>()),
                     fmt(r.at("masks_per_image").get<double>(), 1),
                     std::to_string(r.at("annotated_masks").get<int64_t>()),
                     fmt(100 * r.at("accepted_share").get<double>(), 0) + "%",
-                    fmt(r.at("clicks_per_mask").get<double>(), 1), fmt(r.at("seconds_per_mask").get<double>(), 1),
+                    fmt(r.at("clicks_per_mask").get<double>(), 1),
+                    fmt(r.at("seconds_per_mask").get<double>(), 1),
                     fmt(100 * r.at("model_share").get<double>(), 0) + "%",
                     fmt(100 * r.at("gt_prefilled_share").get<double>(), 0) + "%"});
     body.push_back("<h2>By model round</h2>" +
-                   eval::html_table({"model round", "images", "masks per image", "annotated", "accepted",
-                                     "clicks per mask", "seconds per mask", "done by the model",
-                                     "GT pre-filled"},
+                   eval::html_table({"model round", "images", "masks per image", "annotated",
+                                     "accepted", "clicks per mask", "seconds per mask",
+                                     "done by the model", "GT pre-filled"},
                                     rt));
   }
   if (!rounds.empty()) {

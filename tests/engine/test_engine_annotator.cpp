@@ -8,7 +8,7 @@
 
 #include "data/mask/rle.h"
 #include "engine/annotator_sim.h"
-#include "engine/data_engine.h"
+#include "engine/annotation_session.h"
 
 using namespace sam::engine;
 

@@ -8,11 +8,11 @@
 
 #include "sam/pickle.h"
 
+using Catch::Matchers::Contains;
 using sam::pickle::Error;
 using sam::pickle::Kind;
 using sam::pickle::Value;
 using sam::pickle::ValuePtr;
-using Catch::Matchers::Contains;
 
 namespace {
 
@@ -179,7 +179,8 @@ TEST_CASE("pickle: persistent ids and calls go to the hooks", "[pickle]") {
   REQUIRE(v.items.size() == 2);
   CHECK((v.items[1]->kind == Kind::Ext && v.items[1]->tag == 2 && v.items[1]->i == 2));
 
-  const auto leaves = sam::pickle::flatten(root, [](const Value& x) { return x.kind == Kind::Ext; });
+  const auto leaves =
+      sam::pickle::flatten(root, [](const Value& x) { return x.kind == Kind::Ext; });
   REQUIRE(leaves.size() == 3);
   CHECK(leaves[0].first == "w");
   CHECK(leaves[1].first == "v.0");
@@ -188,7 +189,9 @@ TEST_CASE("pickle: persistent ids and calls go to the hooks", "[pickle]") {
   // Without hooks a persistent id is refused, at the BINPERSID opcode (byte 36).
   CHECK_THAT(read_error(kPersistent), Contains("unsupported persistent id (pickle byte 36)"));
   // A hook's refusal carries the position too.
-  const std::string forbidden = bytes("\x80\x02\x63" "forbidden\nx\n.");
+  const std::string forbidden = bytes(
+      "\x80\x02\x63"
+      "forbidden\nx\n.");
   RefHooks h2;
   sam::pickle::Unpickler u2(forbidden.data(), forbidden.size(), h2);
   CHECK_THROWS_WITH(u2.run(), Contains("unsupported global forbidden.x (pickle byte 2)"));
@@ -198,14 +201,17 @@ TEST_CASE("pickle: malformed input is an error at the opcode's byte", "[pickle]"
   // Every truncation of a valid pickle fails (none reads as a shorter value).
   for (size_t cut = 0; cut < kDictP2.size(); ++cut)
     CHECK_THAT(read_error(kDictP2.substr(0, cut)), Contains("(pickle byte"));
-  CHECK_THAT(read_error(bytes("\x80\x02\xff.")), Contains("unsupported pickle opcode 0xff (pickle byte 2)"));
-  CHECK_THAT(read_error(bytes("\x80\x06N.")), Contains("unsupported pickle protocol 6 (pickle byte 0)"));
+  CHECK_THAT(read_error(bytes("\x80\x02\xff.")),
+             Contains("unsupported pickle opcode 0xff (pickle byte 2)"));
+  CHECK_THAT(read_error(bytes("\x80\x06N.")),
+             Contains("unsupported pickle protocol 6 (pickle byte 0)"));
   CHECK_THAT(read_error(bytes("\x80\x02h\x09.")), Contains("memo key 9 not found (pickle byte 2)"));
   CHECK_THAT(read_error(bytes("\x80\x02NN.")), Contains("STOP with a stack of 2 (pickle byte 4)"));
   CHECK_THAT(read_error(bytes("\x80\x02(0.")), Contains("stack underflow"));  // POP below a MARK
   CHECK_THAT(read_error(bytes("\x80\x02Nt.")), Contains("no MARK"));
   CHECK_THAT(read_error(bytes("\x80\x02]NNs.")), Contains("SETITEM on a list"));
-  CHECK_THAT(read_error(bytes("\x80\x02\x8b\xff\xff\xff\x7f.")), Contains("truncated pickle: LONG4"));
+  CHECK_THAT(read_error(bytes("\x80\x02\x8b\xff\xff\xff\x7f.")),
+             Contains("truncated pickle: LONG4"));
 }
 
 TEST_CASE("pickle: a list holding itself reads, and flattening refuses it", "[pickle]") {
