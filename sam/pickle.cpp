@@ -94,7 +94,9 @@ Unpickler::~Unpickler() {
   }
 }
 
-void Unpickler::fail(const std::string& what) const { throw Error(what); }
+void Unpickler::fail(const std::string& what) const {
+  throw Error(what);
+}
 
 const unsigned char* Unpickler::take(size_t n) {
   if (n > size_ - pos_) fail("truncated pickle: needs " + std::to_string(n) + " more bytes");
@@ -168,7 +170,9 @@ std::vector<ValuePtr> Unpickler::pop_mark() {
   return items;
 }
 
-void Unpickler::memo_put(uint64_t idx) { memo_[idx] = top(); }
+void Unpickler::memo_put(uint64_t idx) {
+  memo_[idx] = top();
+}
 
 void Unpickler::memo_get(uint64_t idx) {
   auto it = memo_.find(idx);
@@ -523,8 +527,8 @@ void flatten_into(const ValuePtr& v, const std::string& prefix,
       } else {
         std::vector<std::pair<std::string, ValuePtr>> sub;
         flatten_into(val, "", is_leaf, sub, path);
-        if (!sub.empty()) throw Error(std::string("wanted values under a dict key of type ") +
-                                      kind_name(k->kind));
+        if (!sub.empty())
+          throw Error(std::string("wanted values under a dict key of type ") + kind_name(k->kind));
       }
     }
   } else {

@@ -42,10 +42,10 @@ using ValuePtr = std::shared_ptr<Value>;
 
 struct Value {
   Kind kind = Kind::None;
-  int64_t i = 0;                           // Bool, Int
-  double f = 0;                            // Float
-  std::string s;                           // Str, Bytes; Global and Object: "module.name"
-  std::vector<ValuePtr> items;             // Tuple, List, Set
+  int64_t i = 0;                // Bool, Int
+  double f = 0;                 // Float
+  std::string s;                // Str, Bytes; Global and Object: "module.name"
+  std::vector<ValuePtr> items;  // Tuple, List, Set
   std::vector<std::pair<ValuePtr, ValuePtr>> entries;  // Dict, in insertion order
   std::unordered_map<std::string, size_t> index;       // Dict: hashable key -> entry
   int tag = 0;                    // Global: what the hooks made of the name (0 = unknown);
