@@ -10,32 +10,6 @@ namespace sam {
 
 namespace {
 
-// One output index of a bilinear resize: two source indices and their weights, with PyTorch's
-// arithmetic (upsample_bilinear2d, align_corners=False: scale = in / out in float, source =
-// scale * (d + 0.5) - 0.5 in double rounded to float, clamped at 0; identity when in == out).
-struct Tap {
-  int i0, i1;
-  float l0, l1;
-};
-
-std::vector<Tap> bilinear_taps(int in, int out) {
-  std::vector<Tap> taps(static_cast<size_t>(out));
-  const float scale = static_cast<float>(in) / static_cast<float>(out);
-  for (int d = 0; d < out; ++d) {
-    if (in == out) {
-      taps[d] = {d, d, 1.0f, 0.0f};
-      continue;
-    }
-    float real = static_cast<float>(scale * (d + 0.5) - 0.5);
-    if (real < 0) real = 0;
-    const int i0 = static_cast<int>(real);
-    const int i1 = i0 + (i0 < in - 1 ? 1 : 0);
-    const float l1 = std::min(std::max(real - static_cast<float>(i0), 0.0f), 1.0f);
-    taps[d] = {i0, i1, 1.0f - l1, l1};
-  }
-  return taps;
-}
-
 // Output rows: four weighted low-res rows (already resized along x), written as logits and/or
 // thresholded. Loops over contiguous x, vectorised.
 SAM_MULTIVERSION
@@ -54,23 +28,44 @@ void blend_row(const float* r0, const float* r1, const float* r2, const float* r
 
 }  // namespace
 
+std::vector<BilinearTap> bilinear_taps(int64_t in, int64_t out) {
+  if (in <= 0 || out <= 0)
+    throw std::invalid_argument("bilinear_taps: sizes must be positive, got " +
+                                std::to_string(in) + " -> " + std::to_string(out));
+  std::vector<BilinearTap> taps(static_cast<size_t>(out));
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  for (int64_t d = 0; d < out; ++d) {
+    if (in == out) {
+      taps[d] = {static_cast<int32_t>(d), static_cast<int32_t>(d), 1.0f, 0.0f};
+      continue;
+    }
+    float real = static_cast<float>(scale * (static_cast<double>(d) + 0.5) - 0.5);
+    if (real < 0) real = 0;
+    const auto i0 = static_cast<int32_t>(real);
+    const int32_t i1 = i0 + (i0 < in - 1 ? 1 : 0);
+    const float w1 = std::min(std::max(real - static_cast<float>(i0), 0.0f), 1.0f);
+    taps[d] = {i0, i1, 1.0f - w1, w1};
+  }
+  return taps;
+}
+
 // The two resizes of one axis composed: output index -> up to 4 consecutive low-res indices.
 std::vector<Upscaler::Composite> Upscaler::composite(int L, int S, int crop, int out) {
   const auto first = bilinear_taps(L, S);        // L -> S (only 0..crop-1 are used)
   const auto second = bilinear_taps(crop, out);  // crop -> out
   std::vector<Composite> c(static_cast<size_t>(out));
   for (int d = 0; d < out; ++d) {
-    const Tap& t = second[d];
-    const Tap& a = first[t.i0];
-    const Tap& b = first[t.i1];
+    const BilinearTap& t = second[d];
+    const BilinearTap& a = first[t.i0];
+    const BilinearTap& b = first[t.i1];
     const int start = std::min(a.i0, b.i0);
     Composite& k = c[d];
     k.start = start;
     // a.i0 <= a.i1 <= a.i0 + 1 and b.i0 <= a.i0 + 2, so every index lands in start..start+3.
-    k.w[a.i0 - start] += t.l0 * a.l0;
-    k.w[a.i1 - start] += t.l0 * a.l1;
-    k.w[b.i0 - start] += t.l1 * b.l0;
-    k.w[b.i1 - start] += t.l1 * b.l1;
+    k.w[a.i0 - start] += t.w0 * a.w0;
+    k.w[a.i1 - start] += t.w0 * a.w1;
+    k.w[b.i0 - start] += t.w1 * b.w0;
+    k.w[b.i1 - start] += t.w1 * b.w1;
     if (k.start + 3 >= L) {  // keep reads inside 0..L-1 (the extra weights are 0 there)
       const int shift = k.start + 3 - (L - 1);
       for (int s = 0; s < shift; ++s) {

@@ -13,6 +13,18 @@
 
 namespace sam {
 
+/// One output index of a 1-D bilinear resize (align_corners=False): two source indices and their
+/// weights, with PyTorch's arithmetic (upsample_bilinear2d on the CPU: scale = in / out in float,
+/// source = scale * (d + 0.5) - 0.5 in double rounded to float, clamped at 0; i1 = i0 + 1 except
+/// at the last source index; identity when in == out). The one rule behind every mask upscaling
+/// here: the Upscaler below (the predictor, the annotation tool) and the generator's MaskEncoder.
+struct BilinearTap {
+  int32_t i0, i1;
+  float w0, w1;
+};
+/// The taps of an in -> out resize. Throws std::invalid_argument on a non-positive size.
+std::vector<BilinearTap> bilinear_taps(int64_t in, int64_t out);
+
 /// The composite map of one geometry, built once and applied to any number of masks. Sizes:
 /// L the low-res side, S the model's input side, crop_h x crop_w the resized image inside the
 /// S x S frame, H x W the output. Throws std::invalid_argument on non-positive sizes, L < 4 or a

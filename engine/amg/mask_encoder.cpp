@@ -6,34 +6,17 @@
 #include <string>
 
 #include "engine/amg/rle_builder.h"
+#include "sam/upscale.h"
 
 namespace sam::amg {
 
 ResizeAxis make_resize_axis(int64_t in, int64_t out) {
-  if (in <= 0 || out <= 0)
-    throw std::invalid_argument("make_resize_axis: sizes must be positive, got " +
-                                std::to_string(in) + " -> " + std::to_string(out));
   ResizeAxis a;
-  a.i0.resize(out);
-  a.i1.resize(out);
-  a.w0.resize(out);
-  a.w1.resize(out);
-  const float ratio = static_cast<float>(in) / static_cast<float>(out);
-  for (int64_t i = 0; i < out; ++i) {
-    if (in == out) {
-      a.i0[i] = a.i1[i] = static_cast<int32_t>(i);
-      a.w0[i] = 1.0f;
-      a.w1[i] = 0.0f;
-      continue;
-    }
-    // torch computes the source index in double (acc_type of float on CPU) from a float ratio.
-    double src = static_cast<double>(ratio) * (static_cast<double>(i) + 0.5) - 0.5;
-    if (src < 0) src = 0;
-    const auto i0 = static_cast<int64_t>(src);
-    a.i0[i] = static_cast<int32_t>(i0);
-    a.i1[i] = static_cast<int32_t>(i0 + (i0 < in - 1 ? 1 : 0));
-    a.w1[i] = static_cast<float>(src - static_cast<double>(i0));
-    a.w0[i] = 1.0f - a.w1[i];
+  for (const BilinearTap& t : bilinear_taps(in, out)) {
+    a.i0.push_back(t.i0);
+    a.i1.push_back(t.i1);
+    a.w0.push_back(t.w0);
+    a.w1.push_back(t.w1);
   }
   return a;
 }

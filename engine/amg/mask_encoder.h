@@ -14,9 +14,8 @@
 
 namespace sam::amg {
 
-/// Indices and weights of a 1-D bilinear resize (align_corners=False) as torch computes them:
-/// ratio = float(in) / out; src = max(0, ratio * (i + 0.5) - 0.5) in double; i0 = int(src);
-/// i1 = i0 + (i0 < in - 1); w1 = float(src - i0), w0 = 1 - w1; identity when in == out.
+/// sam::bilinear_taps (sam/upscale.h: torch's indices and weights, the one rule of every mask
+/// upscaling) laid out as arrays for the encoder's column loops.
 struct ResizeAxis {
   std::vector<int32_t> i0, i1;
   std::vector<float> w0, w1;
