@@ -111,6 +111,13 @@ std::string replace_marked_table(const std::string& doc, const std::string& id, 
   return doc.substr(0, begin) + table + doc.substr(end);
 }
 
+std::string marked_tables(const std::string& prefix, const std::vector<std::string>& sections,
+                          const std::function<std::string(const std::string&)>& table) {
+  std::string out;
+  for (const auto& sec : sections) out += "<!-- schema: " + prefix + "." + sec + " -->\n" + table(sec) + "\n";
+  return out;
+}
+
 void write_marked_tables(const std::string& path, const std::string& prefix, const std::vector<std::string>& sections,
                          const std::function<std::string(const std::string&)>& table) {
   std::ifstream in(path, std::ios::binary);

@@ -58,6 +58,10 @@ std::string markdown_table(const std::vector<KeyDoc>& keys);
 /// of lines starting with '|') replaced by `table`. Throws std::invalid_argument naming the marker
 /// when the document has none. A document is up to date when this returns it unchanged.
 std::string replace_marked_table(const std::string& doc, const std::string& id, const std::string& table);
+/// Every table of `sections`, each after its "<!-- schema: <prefix>.<section> -->" line (what
+/// `config-docs` prints).
+std::string marked_tables(const std::string& prefix, const std::vector<std::string>& sections,
+                          const std::function<std::string(const std::string&)>& table);
 /// Rewrites the tables marked "<prefix>.<section>" of the Markdown file `path` with
 /// table(section) for each of `sections` (atomically). Throws naming the file.
 void write_marked_tables(const std::string& path, const std::string& prefix, const std::vector<std::string>& sections,

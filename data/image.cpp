@@ -149,21 +149,19 @@ cv::Mat image_read_gray(const std::string& path) {
 }
 
 cv::Mat resize_pil_bilinear(const cv::Mat& src, int newh, int neww) {
-  if (src.empty() || src.depth() != CV_8U || src.channels() > 4) {
-    throw std::invalid_argument(
-        "resize_pil_bilinear: needs a non-empty uint8 image with 1..4 channels, got " +
-        (src.empty() ? std::string("an empty one") : cv::typeToString(src.type())));
+  // The pixel type is the one thing the plain-buffer resize cannot see; it checks the rest
+  // (an empty source, channels, the target size).
+  if (!src.empty() && src.depth() != CV_8U) {
+    throw std::invalid_argument("resize_pil_bilinear: needs a non-empty uint8 image with 1..4 channels, got " +
+                                cv::typeToString(src.type()));
   }
-  if (newh <= 0 || neww <= 0) {
-    throw std::invalid_argument("resize_pil_bilinear: target size must be positive, got " +
-                                std::to_string(newh) + "x" + std::to_string(neww));
-  }
-  cv::Mat out(newh, neww, src.type());
+  cv::Mat out;
+  if (newh > 0 && neww > 0) out.create(newh, neww, src.type());
   const RowLoop opencv_pool = [](int n, const std::function<void(int, int)>& body) {
     cv::parallel_for_(cv::Range(0, n), [&](const cv::Range& r) { body(r.start, r.end); });
   };
   resize_pil_bilinear(PixelView{src.data, src.rows, src.cols, src.channels(), src.step[0]},
-                      PixelSpan{out.data, out.rows, out.cols, out.channels(), out.step[0]}, opencv_pool);
+                      PixelSpan{out.data, newh, neww, src.channels(), out.empty() ? 0 : out.step[0]}, opencv_pool);
   return out;
 }
 

@@ -9,10 +9,9 @@
 namespace sam::data {
 
 torch::Tensor resize_longest_side_fast(const torch::Tensor& image_hwc, int64_t long_side) {
-  TORCH_CHECK(image_hwc.dim() == 3 && image_hwc.size(2) == 3 && image_hwc.scalar_type() == torch::kUInt8,
-              "images must be uint8 [H, W, 3] RGB; got ", image_hwc.sizes(), " ",
-              image_hwc.scalar_type());
-  auto img = image_hwc.to(torch::kCPU).contiguous();
+  // An ImageResizer: Predictor::set_image checked the image (type, shape, CPU, contiguous).
+  TORCH_INTERNAL_ASSERT_DEBUG_ONLY(image_hwc.is_contiguous() && image_hwc.dim() == 3);
+  const auto& img = image_hwc;
   const int h = static_cast<int>(img.size(0)), w = static_cast<int>(img.size(1));
   auto [nh, nw] = preprocess_shape(h, w, static_cast<int>(long_side));
   cv::Mat src(h, w, CV_8UC3, img.data_ptr<uint8_t>());

@@ -16,8 +16,9 @@ enum class ResizeMode {
   kFast,      ///< OpenCV area/linear (training and throughput work)
 };
 
-/// An HxWx3 uint8 RGB image (CPU) resized by data::resize_fast so that its long side is
-/// `long_side` (data::preprocess_shape), as a float [1, 3, h, w] tensor (0-255).
+/// An HxWx3 uint8 RGB image resized by data::resize_fast so that its long side is `long_side`
+/// (data::preprocess_shape), as a float [1, 3, h, w] tensor (0-255). A sam::ImageResizer: it
+/// takes the image as Predictor::set_image checked it (uint8 [H, W, 3], contiguous, CPU).
 torch::Tensor resize_longest_side_fast(const torch::Tensor& image_hwc, int64_t long_side);
 
 /// What sam::Predictor::set_image takes for `mode`: empty for kPilExact (the predictor's own

@@ -6,7 +6,7 @@
 #include <random>
 #include <stdexcept>
 
-#include "engine/amg/amg_utils.h"
+#include "sam/amg/amg_utils.h"
 
 namespace sam::engine {
 

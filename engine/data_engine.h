@@ -8,7 +8,7 @@
 //   semi    semi-automatic: a box detector on the frozen embedding, trained on the manual stage's
 //           masks, proposes boxes; SAM's confident masks for them pre-fill each image; the
 //           annotator adds the objects still missing; retrained as above.
-//   auto    fully automatic: the generator (engine/amg) with the paper's settings over every
+//   auto    fully automatic: the generator (sam/amg) with the paper's settings over every
 //           image, sharded over the ranks of a torchrun job.
 //   all     the three in order, each starting from the model the previous one produced.
 // Outputs under <out_dir>/<stage>/:

@@ -4,7 +4,7 @@
 
 #include "data/config_file.h"
 #include "data/config_schema.h"
-#include "engine/amg/amg_io.h"
+#include "sam/amg/amg_io.h"
 
 namespace sam::engine {
 
@@ -143,6 +143,12 @@ nlohmann::json engine_config_defaults() {
   doc["auto"]["generator"] = amg::amg_options_schema().to_json(d.autom.generator);  // point_grids [] included
   doc["retrain"] = s.retrain.to_json(d.retrain);
   return doc;
+}
+
+const std::vector<std::string>& engine_config_sections() {
+  static const std::vector<std::string> sections{"top",  "model",          "annotator", "manual", "semi", "semi.detector",
+                                                 "auto", "auto.generator", "retrain"};
+  return sections;
 }
 
 std::string engine_config_markdown(const std::string& section) {

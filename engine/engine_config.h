@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/amg/generator.h"
+#include "sam/amg/generator.h"
 #include "engine/annotator_sim.h"
 #include "engine/box_detector.h"
 
@@ -87,6 +87,8 @@ nlohmann::json engine_config_defaults();
 /// meaning), from the schema that reads them: "top", "model", "annotator", "manual", "semi",
 /// "semi.detector", "auto", "auto.generator" or "retrain".
 std::string engine_config_markdown(const std::string& section);
+/// The sections engine_config_markdown knows, in docs/ENGINE.md's order.
+const std::vector<std::string>& engine_config_sections();
 /// Loads `path` ("" = defaults only) over the defaults strictly, applies `overrides`
 /// ("a.b=value"), validates. Throws std::invalid_argument naming the file, key or value at fault.
 EngineConfig load_engine_config(const std::string& path, const std::vector<std::string>& overrides);

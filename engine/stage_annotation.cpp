@@ -7,7 +7,7 @@
 #include <torch/torch.h>
 
 #include "data/progress.h"
-#include "engine/amg/amg_io.h"
+#include "sam/amg/amg_io.h"
 #include "engine/engine_context.h"
 #include "engine/retrain.h"
 #include "engine/stage_io.h"

@@ -7,8 +7,8 @@
 
 #include "data/log.h"
 #include "data/progress.h"
-#include "engine/amg/amg_io.h"
-#include "engine/amg/generator.h"
+#include "sam/amg/amg_io.h"
+#include "sam/amg/generator.h"
 #include "engine/engine_context.h"
 #include "engine/shards.h"
 #include "engine/stage_io.h"

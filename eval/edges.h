@@ -26,7 +26,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 
-#include "engine/amg/generator.h"
+#include "sam/amg/generator.h"
 #include "eval/bsds.h"
 #include "eval/common.h"
 #include "data/image_input.h"

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/dataset.h"
-#include "engine/amg/generator.h"
+#include "sam/amg/generator.h"
 #include "eval/coco_eval.h"
 #include "eval/common.h"
 #include "sam/sam_model.h"

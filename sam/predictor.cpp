@@ -6,11 +6,20 @@
 
 namespace sam {
 
-torch::Tensor resize_longest_side(const torch::Tensor& image_hwc, int64_t long_side) {
+namespace {
+
+// What every resize receives: uint8 [H, W, 3], contiguous, on the CPU.
+torch::Tensor checked_rgb(const torch::Tensor& image_hwc) {
   TORCH_CHECK(image_hwc.dim() == 3 && image_hwc.size(2) == 3 && image_hwc.scalar_type() == torch::kUInt8,
               "images must be uint8 [H, W, 3] RGB; got ", image_hwc.sizes(), " ",
               image_hwc.scalar_type());
-  auto img = image_hwc.to(torch::kCPU).contiguous();
+  return image_hwc.to(torch::kCPU).contiguous();
+}
+
+}  // namespace
+
+torch::Tensor resize_longest_side(const torch::Tensor& image_hwc, int64_t long_side) {
+  const auto img = checked_rgb(image_hwc);
   const int h = static_cast<int>(img.size(0)), w = static_cast<int>(img.size(1));
   auto [nh, nw] = data::preprocess_shape(h, w, static_cast<int>(long_side));
   auto out = torch::empty({nh, nw, 3}, torch::kUInt8);
@@ -36,7 +45,8 @@ void Predictor::reset() {
 
 void Predictor::set_image(const torch::Tensor& image_hwc, const ImageResizer& resize) {
   const int64_t S = model_->config.img_size;
-  auto x = resize ? resize(image_hwc, S) : resize_longest_side(image_hwc, S);
+  const auto img = checked_rgb(image_hwc);
+  auto x = resize ? resize(img, S) : resize_longest_side(img, S);
   torch::NoGradGuard ng;
   auto input = model_->preprocess(x.to(device_));
   embedding_ = model_->image_encoder->forward(input);

@@ -11,8 +11,9 @@
 
 namespace sam {
 
-/// Resizes an HxWx3 uint8 RGB image (CPU) so that its long side is `long_side` and returns it as a
-/// float [1, 3, h, w] tensor (0-255), h and w from data::preprocess_shape.
+/// Resizes an HxWx3 uint8 RGB image so that its long side is `long_side` and returns it as a
+/// float [1, 3, h, w] tensor (0-255), h and w from data::preprocess_shape. It receives the image as
+/// Predictor::set_image checked it: uint8 [H, W, 3], contiguous, on the CPU.
 using ImageResizer = std::function<torch::Tensor(const torch::Tensor& image_hwc, int64_t long_side)>;
 
 /// Results for B prompts with C masks each.

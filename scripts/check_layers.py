@@ -48,10 +48,10 @@ def library_of(path):
             return "samlib_base"
         return "samlib_data"
     if parts[0] == "sam":
-        return "samlib_onnx" if len(parts) > 2 and parts[1] == "onnx" else "samlib_core"
-    if parts[0] == "engine":
         if len(parts) > 2 and parts[1] == "amg":
             return "samlib_amg"
+        return "samlib_onnx" if len(parts) > 2 and parts[1] == "onnx" else "samlib_core"
+    if parts[0] == "engine":
         if len(parts) > 2 and parts[1] == "annotate":
             return "samlib_annotate"
         return "samlib_engine"

@@ -11,7 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "data/mask/rle.h"
-#include "engine/amg/generator.h"
+#include "sam/amg/generator.h"
 
 namespace sam_test {
 

@@ -12,9 +12,9 @@
 #include "data/image.h"
 #include "data/log.h"
 #include "data/progress.h"
-#include "engine/amg/amg_cli.h"
-#include "engine/amg/amg_io.h"
-#include "engine/amg/generator.h"
+#include "sam/amg/amg_cli.h"
+#include "sam/amg/amg_io.h"
+#include "sam/amg/generator.h"
 #include "tools/tool_common.h"
 
 namespace fs = std::filesystem;

@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "data/image.h"
-#include "engine/amg/amg_cli.h"
-#include "engine/amg/amg_io.h"
-#include "engine/amg/generator.h"
+#include "sam/amg/amg_cli.h"
+#include "sam/amg/amg_io.h"
+#include "sam/amg/generator.h"
 #include "sam/amp.h"
 #include "sam/device.h"
 #include "tools/tool_common.h"

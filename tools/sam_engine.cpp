@@ -35,11 +35,9 @@ int main(int argc, char** argv) {
 
   return sam::tools::run_main("sam_engine", [&]() {
     if (docs->parsed()) {
-      const std::vector<std::string> sections{"top",  "model",          "annotator", "manual", "semi", "semi.detector",
-                                              "auto", "auto.generator", "retrain"};
+      const auto& sections = sam::engine::engine_config_sections();
       if (docs_file.empty()) {
-        for (const auto& sec : sections)
-          std::cout << "<!-- schema: engine." << sec << " -->\n" << sam::engine::engine_config_markdown(sec) << "\n";
+        std::cout << sam::cfg::marked_tables("engine", sections, sam::engine::engine_config_markdown);
         return 0;
       }
       sam::cfg::write_marked_tables(docs_file, "engine", sections, sam::engine::engine_config_markdown);

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <iostream>
 
-#include "engine/amg/amg_cli.h"
+#include "sam/amg/amg_cli.h"
 #include "eval/report/eval_report.h"
 #include "tools/tool_common.h"
 

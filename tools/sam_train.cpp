@@ -5,7 +5,6 @@
 #include <CLI/CLI.hpp>
 
 #include <iostream>
-#include <iterator>
 
 #include "data/config_file.h"
 #include "data/config_schema.h"
@@ -43,14 +42,12 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (docs->parsed()) {
-      const char* sections[] = {"top", "model", "init", "data", "train", "optim", "prompt", "loss"};
+      const auto& sections = sam::train::train_config_sections();
       if (docs_file.empty()) {
-        for (const char* sec : sections)
-          std::cout << "<!-- schema: train." << sec << " -->\n" << sam::train::train_config_markdown(sec) << "\n";
+        std::cout << sam::cfg::marked_tables("train", sections, sam::train::train_config_markdown);
         return 0;
       }
-      sam::cfg::write_marked_tables(docs_file, "train", {std::begin(sections), std::end(sections)},
-                                    sam::train::train_config_markdown);
+      sam::cfg::write_marked_tables(docs_file, "train", sections, sam::train::train_config_markdown);
       sam::log::info("wrote the key tables of " + docs_file);
       return 0;
     }

@@ -227,6 +227,12 @@ nlohmann::json train_config_defaults() {
   return doc;
 }
 
+const std::vector<std::string>& train_config_sections() {
+  static const std::vector<std::string> sections{"top",   "model", "init",   "data",
+                                                 "train", "optim", "prompt", "loss"};
+  return sections;
+}
+
 std::string train_config_markdown(const std::string& section) {
   const auto& s = schema();
   const TrainConfig d;

@@ -83,5 +83,7 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
 /// meaning), from the schema that reads them: "top", "model", "init", "data", "train", "optim",
 /// "prompt" or "loss".
 std::string train_config_markdown(const std::string& section);
+/// The sections train_config_markdown knows, in docs/CONFIG.md's order.
+const std::vector<std::string>& train_config_sections();
 
 }  // namespace sam::train

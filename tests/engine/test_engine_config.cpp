@@ -6,7 +6,7 @@
 #include <filesystem>
 
 #include "data/config_schema.h"
-#include "engine/amg/amg_io.h"
+#include "sam/amg/amg_io.h"
 #include "engine/engine_config.h"
 #include "test_text.h"
 #include "test_util.h"
@@ -60,10 +60,9 @@ TEST_CASE("engine config: docs/ENGINE.md's key tables are the schema's") {
   // docs/ENGINE.md` regenerates them.
   const std::string doc = sam_test::read_text(fs::path(SAM_SOURCE_DIR) / "docs" / "ENGINE.md");
   REQUIRE_FALSE(doc.empty());
-  for (const char* sec : {"top", "model", "annotator", "manual", "semi", "semi.detector", "auto", "auto.generator",
-                          "retrain"}) {
+  for (const auto& sec : engine_config_sections()) {
     INFO("section " << sec << ": run build/bin/sam_engine config-docs --write docs/ENGINE.md");
-    CHECK(sam::cfg::replace_marked_table(doc, std::string("engine.") + sec, engine_config_markdown(sec)) == doc);
+    CHECK(sam::cfg::replace_marked_table(doc, "engine." + sec, engine_config_markdown(sec)) == doc);
   }
   // Every key of the defaults document has a row.
   std::function<void(const nlohmann::json&, const std::string&)> walk = [&](const nlohmann::json& j,

@@ -95,10 +95,10 @@ TEST_CASE("train config: docs/CONFIG.md's key tables are the schema's") {
   // docs/CONFIG.md` regenerates them.
   const std::string doc = sam_test::read_text(fs::path(SAM_SOURCE_DIR) / "docs" / "CONFIG.md");
   REQUIRE_FALSE(doc.empty());
-  for (const char* sec : {"top", "model", "init", "data", "train", "optim", "prompt", "loss"}) {
+  for (const auto& sec : train_config_sections()) {
     INFO("section " << sec << ": run build/bin/sam_train config-docs --write docs/CONFIG.md");
     const std::string table = train_config_markdown(sec);
-    CHECK(sam::cfg::replace_marked_table(doc, std::string("train.") + sec, table) == doc);
+    CHECK(sam::cfg::replace_marked_table(doc, "train." + sec, table) == doc);
   }
   // Every key of the defaults document has a row.
   const auto d = train_config_defaults();

@@ -3,7 +3,7 @@
 // (header-only; for the programs in tools/).
 #include <CLI/CLI.hpp>
 
-#include "engine/amg/generator.h"
+#include "sam/amg/generator.h"
 
 namespace sam::amg {
 

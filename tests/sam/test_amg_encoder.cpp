@@ -1,4 +1,4 @@
-// The generator's fused mask stage (engine/amg/mask_encoder.h) against the reference computed
+// The generator's fused mask stage (sam/amg/mask_encoder.h) against the reference computed
 // with libtorch ops: postprocess_masks (two bilinear interpolations with a crop between), the
 // stability score, thresholding, batched_mask_to_box, uncrop and RLE. Pixels may differ only where
 // a reference logit lies within float rounding of a threshold.
@@ -9,8 +9,8 @@
 
 #include "data/image.h"
 #include "data/mask/rle.h"
-#include "engine/amg/amg_utils.h"
-#include "engine/amg/mask_encoder.h"
+#include "sam/amg/amg_utils.h"
+#include "sam/amg/mask_encoder.h"
 
 using namespace sam::amg;
 namespace F = torch::nn::functional;

@@ -12,7 +12,7 @@
 
 #include "data/image_input.h"
 #include "data/mask/rle.h"
-#include "engine/amg/amg_utils.h"
+#include "sam/amg/amg_utils.h"
 #include "sam/predictor.h"
 
 namespace sam::amg {

@@ -14,8 +14,8 @@
 
 #include "amg_match.h"
 #include "data/image.h"
-#include "engine/amg/amg_io.h"
-#include "engine/amg/generator.h"
+#include "sam/amg/amg_io.h"
+#include "sam/amg/generator.h"
 #include "parity.h"
 #include "peer_reference.h"
 #include "peers.h"

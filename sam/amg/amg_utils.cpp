@@ -1,4 +1,4 @@
-#include "engine/amg/amg_utils.h"
+#include "sam/amg/amg_utils.h"
 
 #include <opencv2/imgproc.hpp>
 
@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "engine/amg/rle_builder.h"
+#include "sam/amg/rle_builder.h"
 
 namespace sam::amg {
 

@@ -1,11 +1,11 @@
-#include "engine/amg/mask_encoder.h"
+#include "sam/amg/mask_encoder.h"
 
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
-#include "engine/amg/rle_builder.h"
+#include "sam/amg/rle_builder.h"
 #include "sam/upscale.h"
 
 namespace sam::amg {

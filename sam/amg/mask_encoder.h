@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "data/mask/rle.h"
-#include "engine/amg/amg_utils.h"
+#include "sam/amg/amg_utils.h"
 
 namespace sam::amg {
 

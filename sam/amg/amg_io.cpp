@@ -1,4 +1,4 @@
-#include "engine/amg/amg_io.h"
+#include "sam/amg/amg_io.h"
 
 #include <filesystem>
 #include <fstream>
@@ -48,7 +48,9 @@ const cfg::Section<AmgOptions>& amg_options_schema() {
                   o.points_per_side = 0;
                   return;
                 }
-                cfg::read(nlohmann::json{{"points_per_side", v}}, "points_per_side", o.points_per_side, "");
+                if (!v.is_number_integer())
+                  throw std::invalid_argument("must be an integer or null, got " + v.dump());
+                o.points_per_side = v.get<int>();
               },
               "grid side n (n x n points) of crop layer 0; 0 or null: `point_grids` instead", cfg::at_least(0))
           .key("points_per_batch", &AmgOptions::points_per_batch, "point prompts per decoder call", cfg::at_least(1))

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/amg/generator.h"
+#include "sam/amg/generator.h"
 
 namespace sam::cfg {
 template <class S>

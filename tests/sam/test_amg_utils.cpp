@@ -1,4 +1,4 @@
-// The generator's helper rules (engine/amg/amg_utils.h) on constructed inputs with hand-computed
+// The generator's helper rules (sam/amg/amg_utils.h) on constructed inputs with hand-computed
 // answers: point grids and crop boxes (SAM_SPEC section 9 values), stability score, mask boxes,
 // the crop-edge test, uncropping, torchvision-exact NMS, and hole/island removal.
 #include <catch2/catch.hpp>
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "data/mask/rle.h"
-#include "engine/amg/amg_utils.h"
+#include "sam/amg/amg_utils.h"
 
 using namespace sam::amg;
 using sam::mask::Rle;

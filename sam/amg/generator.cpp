@@ -1,4 +1,4 @@
-#include "engine/amg/generator.h"
+#include "sam/amg/generator.h"
 
 #include <ATen/Parallel.h>
 
@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "engine/amg/mask_encoder.h"
+#include "sam/amg/mask_encoder.h"
 
 namespace sam::amg {
 namespace {

@@ -12,8 +12,8 @@
 
 #include "amg_match.h"
 #include "data/image.h"
-#include "engine/amg/amg_io.h"
-#include "engine/amg/generator.h"
+#include "sam/amg/amg_io.h"
+#include "sam/amg/generator.h"
 #include "sam/sam_model.h"
 #include "test_util.h"
 
@@ -159,6 +159,16 @@ TEST_CASE("records: JSON forms round-trip and options JSON is strict", "[amg]") 
   CHECK(o.pred_iou_thresh == 0.88);
   CHECK_THROWS_WITH(amg_options_from_json({{"points_per_sid", 16}}, "t"),
                     Catch::Matchers::Contains("points_per_sid"));
+  // A fraction for the grid side is an error naming the file and the key once; null means
+  // "explicit grids" as in the reference.
+  try {
+    amg_options_from_json({{"points_per_side", 16.5}}, "cfg.json");
+    FAIL("no error");
+  } catch (const std::invalid_argument& e) {
+    CHECK(std::string(e.what()) == "cfg.json: generator.points_per_side: must be an integer or null, got 16.5");
+  }
+  CHECK(amg_options_from_json({{"points_per_side", nullptr}, {"point_grids", {{{0.5, 0.5}}}}}, "t")
+            .points_per_side == 0);
   auto round = amg_options_from_json(amg_options_to_json(o), "t");
   CHECK(round.points_per_side == 16);
   CHECK(round.crop_overlap_ratio == o.crop_overlap_ratio);
