@@ -47,7 +47,7 @@ TEST_CASE("parallel: every item runs once, on workers [0, jobs), progress counts
   for (int64_t k = 0; k < n; ++k) CHECK(progress[size_t(k)] == k + 1);
 }
 
-TEST_CASE("parallel: workers never outnumber the items; none is an empty loop") {
+TEST_CASE("parallel: workers never outnumber the items, none is an empty loop") {
   std::set<int> started, counts;
   std::mutex mu;
   parallel_for_workers(

@@ -33,7 +33,7 @@ TEST_CASE("stage_io: stems and extensions safe on every file system", "[engine][
   CHECK(image_ext(r) == ".png");
 }
 
-TEST_CASE("stage_io: an image's outputs, then its record; skip records", "[engine][stage_io]") {
+TEST_CASE("stage_io: an image's outputs, then its record, and skip records", "[engine][stage_io]") {
   const auto dir = sam_test::temp_dir("engine_stage_io");
   const auto img = sam_test::write_text(dir / "in.png", "PNGBYTES");
   sam::data::Sample s;

@@ -143,7 +143,7 @@ TEST_CASE("pickle: Python's protocol 2 and 5 dumps of the same dict read the sam
   }
 }
 
-TEST_CASE("pickle: OrderedDict keeps its order; keys follow Python's identity", "[pickle]") {
+TEST_CASE("pickle: OrderedDict keeps its order, keys follow Python's identity", "[pickle]") {
   sam::pickle::Hooks none;
   sam::pickle::Unpickler u(kOrderedDict.data(), kOrderedDict.size(), none);
   const ValuePtr root = u.run();
