@@ -102,7 +102,10 @@ StepSums interactive_step_async(Sam& model, const StepBatch& batch, const StepOp
     auto guard = amp();
     emb = model->image_encoder->forward(preprocess_batch(model, batch.images, device));
   }
-  auto emb_leaf = emb.detach().requires_grad_(true);
+  // A frozen encoder (train.freeze) records no graph: the rounds then need no gradient of the
+  // embedding either.
+  const bool encoder_trains = emb.requires_grad();
+  auto emb_leaf = encoder_trains ? emb.detach().requires_grad_(true) : emb;
   torch::Tensor dense_pe;
   {
     auto guard = amp();
@@ -185,7 +188,7 @@ StepSums interactive_step_async(Sam& model, const StepBatch& batch, const StepOp
     }
   }
   if (o.before_encoder_backward) o.before_encoder_backward();
-  if (emb_leaf.grad().defined()) emb.backward(emb_leaf.grad());
+  if (encoder_trains && emb_leaf.grad().defined()) emb.backward(emb_leaf.grad());
 
   StepSums out;
   out.masks = N;

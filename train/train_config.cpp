@@ -122,6 +122,13 @@ Schema make_schema() {
            "keep an exponential moving average of the weights with this decay (rank 0; model.pth and `sam_train "
            "export` hold it, see docs/TRAINING.md); 0 = none",
            in_range_open_hi(0, 1))
+      .key("freeze", &RunConfig::freeze,
+           "parameter-name patterns (`*` any characters, `?` one; names as in the state dict) kept fixed: no "
+           "gradient, no optimiser state, no all-reduce, e.g. `[\"image_encoder.*\"]`; a pattern that matches "
+           "nothing is an error")
+      .key("trainable", &RunConfig::trainable,
+           "when not empty, only parameters matching one of these patterns train (e.g. `[\"mask_decoder.*\"]`); "
+           "`freeze` applies on top")
       .key("tensorboard", &RunConfig::tensorboard,
            "also write the numbers of metrics.jsonl (training and validation lines) as TensorBoard scalars, "
            "`events.out.tfevents.*` in the run directory (`tensorboard --logdir runs/`; docs/TRAINING.md)");

@@ -48,6 +48,8 @@ struct RunConfig {
   double time_limit_min = 0;    ///< stop (with a checkpoint) after this many minutes; 0 = none
   double ema_decay = 0;         ///< weight average (train/optim.h WeightAverage) kept and exported; 0 = none
   bool tensorboard = true;      ///< TensorBoard event files beside metrics.jsonl (train/tensorboard.h)
+  std::vector<std::string> freeze;     ///< parameter-name patterns kept fixed (train/freeze.h)
+  std::vector<std::string> trainable;  ///< when not empty, only these patterns train
 };
 
 struct InitConfig {

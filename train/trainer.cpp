@@ -25,6 +25,7 @@
 #include "data/progress.h"
 #include "eval/points.h"
 #include "sam/sam_model.h"
+#include "train/freeze.h"
 #include "train/grad_reducer.h"
 #include "train/interactive.h"
 #include "train/optim.h"
@@ -253,6 +254,7 @@ void Trainer::Impl::setup() {
   model = Sam(cfg.model);
   model->to(device);
   model->image_encoder->set_activation_checkpointing(cfg.train.activation_checkpointing);
+  log(apply_freeze(*model, cfg.train.freeze, cfg.train.trainable).summary());
   optim = std::make_unique<AdamW>(make_param_groups(*model, cfg.model.depth, cfg.optim), cfg.optim);
 
   data::LoaderState start;
