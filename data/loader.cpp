@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <iostream>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -28,10 +29,34 @@ int64_t shard_len(size_t n, const LoaderOptions& o) {
   return N > o.rank ? (N - o.rank + R - 1) / R : 0;
 }
 
-// The epoch's permutation of [0, n).
+// round(f n), the slots of a part in every epoch.
+size_t mix_slots(const MixPart& m) {
+  return static_cast<size_t>(std::llround(m.factor * static_cast<double>(m.end - m.begin)));
+}
+
+// The epoch's visits: a permutation of [0, n), or of the multiset `mix` makes of it.
 std::vector<uint32_t> epoch_order(size_t n, const LoaderOptions& o, int64_t epoch) {
-  std::vector<uint32_t> order(n);
-  std::iota(order.begin(), order.end(), 0u);
+  std::vector<uint32_t> order;
+  if (o.mix.empty()) {
+    order.resize(n);
+    std::iota(order.begin(), order.end(), 0u);
+  } else {
+    order.reserve(epoch_length(n, o));
+    for (size_t p = 0; p < o.mix.size(); ++p) {
+      const MixPart& m = o.mix[p];
+      const size_t size = m.end - m.begin, slots = mix_slots(m);
+      std::vector<uint32_t> part(size);
+      std::iota(part.begin(), part.end(), static_cast<uint32_t>(m.begin));
+      size_t left = slots;
+      for (; left >= size && size > 0; left -= size) order.insert(order.end(), part.begin(), part.end());
+      // The rest: the first `left` of a partial Fisher-Yates shuffle drawn from (seed, epoch, p).
+      Rng rng(derive_seed({o.seed, static_cast<uint64_t>(epoch), 0x4D1Cu, static_cast<uint64_t>(p)}));
+      for (size_t i = 0; i < left; ++i) {
+        std::swap(part[i], part[i + static_cast<size_t>(rng.below(size - i))]);
+        order.push_back(part[i]);
+      }
+    }
+  }
   if (o.shuffle) {
     Rng rng(derive_seed({o.seed, static_cast<uint64_t>(epoch), 0x0D0E0Fu}));
     rng.shuffle(order);
@@ -79,9 +104,28 @@ nlohmann::json LoaderStats::to_json() const {
   return {{"returned", returned}, {"skipped", sk}};
 }
 
+size_t epoch_length(size_t n, const LoaderOptions& o) {
+  if (o.mix.empty()) return n;
+  size_t at = 0, total = 0;
+  for (const auto& m : o.mix) {
+    if (m.begin != at || m.end < m.begin)
+      throw std::invalid_argument("loader: the weighted parts must cover the dataset's indices in order; part [" +
+                                  std::to_string(m.begin) + ", " + std::to_string(m.end) + ") follows " +
+                                  std::to_string(at));
+    if (!(m.factor > 0) || !std::isfinite(m.factor))
+      throw std::invalid_argument("loader: a part's weight must be positive, got " + std::to_string(m.factor));
+    at = m.end;
+    total += mix_slots(m);
+  }
+  if (at != n)
+    throw std::invalid_argument("loader: the weighted parts cover " + std::to_string(at) + " of " +
+                                std::to_string(n) + " samples");
+  return total;
+}
+
 std::vector<int64_t> shard_indices(size_t dataset_size, const LoaderOptions& o, int64_t epoch) {
   const auto order = epoch_order(dataset_size, o, epoch);
-  const int64_t len = shard_len(dataset_size, o);
+  const int64_t len = shard_len(epoch_length(dataset_size, o), o);
   std::vector<int64_t> out(static_cast<size_t>(len));
   for (int64_t p = 0; p < len; ++p) out[size_t(p)] = order[size_t(p * o.world_size + o.rank)];
   return out;
@@ -262,7 +306,7 @@ Loader::Loader(std::shared_ptr<Dataset> dataset, LoaderOptions options, LoaderSt
     bad("datasets of 2^32 samples or more are not supported");
   m.ds = std::move(dataset);
   m.o = options;
-  m.len = shard_len(m.ds->size(), m.o);
+  m.len = shard_len(epoch_length(m.ds->size(), m.o), m.o);
   if (m.len <= 0)
     bad("rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size) +
         " gets no sample of " + m.ds->describe());

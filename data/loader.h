@@ -4,7 +4,11 @@
 // and skip bad samples without stopping.
 //
 // Order. Epoch e visits a permutation of the dataset drawn from (seed, e) (the identity when
-// shuffle is off). Rank r of R reads the global positions g = r, r + R, r + 2R, ... of that
+// shuffle is off). With `mix` (several datasets weighted, SAM 2's repeat factors) the epoch is a
+// permutation of a multiset instead: part p of factor f and n samples takes floor(f) copies of
+// each of its samples and round(f n) - floor(f) n more drawn without replacement from (seed, e,
+// p), so every epoch has the same length, sum_p round(f_p n_p), and a part with f < 1 shows a
+// different subset each epoch. Rank r of R reads the global positions g = r, r + R, r + 2R, ... of that
 // permutation (DistributedSampler's striding), so the ranks together read every sample of the
 // epoch once; with drop_last every rank reads floor(N / R) (the last N mod R are left out), else
 // ranks read ceil or floor of N / R. The loader never ends: after its shard it starts the next
@@ -29,6 +33,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -46,6 +51,12 @@ struct TrainSample {
   int64_t index = 0;    // global index in the epoch order
 };
 
+/// A range of the dataset's indices (one dataset of a ConcatDataset) and its weight.
+struct MixPart {
+  size_t begin = 0, end = 0;  ///< indices [begin, end)
+  double factor = 1.0;        ///< expected visits per sample and epoch (> 0)
+};
+
 struct LoaderOptions {
   int image_size = 1024;            // S
   int max_masks = 64;               // K
@@ -60,6 +71,8 @@ struct LoaderOptions {
   int rank = 0, world_size = 1;
   bool drop_last = true;
   bool shuffle = true;  // false: dataset order (still sharded)
+  /// Weighted parts covering [0, dataset size) in order, or empty: every sample once per epoch.
+  std::vector<MixPart> mix;
   /// Samples in page-locked memory, for training on a GPU: their copies to the device then run
   /// asynchronously (needs a CUDA build with a GPU).
   bool pin_memory = false;
@@ -109,6 +122,11 @@ class Loader {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+/// Samples per epoch over all ranks: the dataset size, or with `mix` sum_p round(f_p n_p). Throws
+/// std::invalid_argument when the parts do not cover [0, dataset_size) in order or a factor is
+/// not positive.
+size_t epoch_length(size_t dataset_size, const LoaderOptions& options);
 
 /// The dataset indices rank `rank` reads in `epoch`, in order (what the Loader visits; exposed for
 /// tests and tools).

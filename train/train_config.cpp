@@ -1,5 +1,7 @@
 #include "train/train_config.h"
 
+#include <cmath>
+
 #include <stdexcept>
 
 #include "data/config_file.h"
@@ -46,6 +48,10 @@ Schema make_schema() {
       .key("train", &DataConfig::train,
            "training dataset specs (`data/dataset.h`: `sa1b:PATH`, `coco:JSON[:IMAGE_DIR]`, `folder:DIR`, ...), "
            "concatenated; must not be empty (at start)")
+      .key("weights", &DataConfig::weights,
+           "one weight per `data.train` entry: a dataset's samples are visited this many times per epoch on "
+           "average (SAM 2's repeat factors; 0.5 = a different half each epoch, 2 = every sample twice); `[]` = 1 "
+           "each. The log gives each dataset's samples per epoch")
       .key("val", &DataConfig::val, "dataset spec for validation (1-click mIoU on rank 0); `\"\"` = no validation")
       .key("val_max_samples", &DataConfig::val_max_samples,
            "validate on the first N objects of `data.val` in dataset order; 0 = all", at_least(0))
@@ -302,6 +308,13 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
   if (c.init.kind != "random" && c.init.checkpoint.empty())
     throw std::invalid_argument(where + ": init.kind " + c.init.kind + " needs init.checkpoint");
   s.data.read(d.at("data"), c.data, where);
+  if (!c.data.weights.empty() && c.data.weights.size() != c.data.train.size())
+    throw std::invalid_argument(where + ": data.weights has " + std::to_string(c.data.weights.size()) +
+                                " values for " + std::to_string(c.data.train.size()) +
+                                " data.train entries (one each, or [] for 1 each)");
+  for (double w : c.data.weights)
+    if (!(w > 0) || !std::isfinite(w))
+      throw std::invalid_argument(where + ": data.weights must be positive, got " + std::to_string(w));
   s.train.read(d.at("train"), c.train, where);
   if (c.train.log_every < 1) c.train.log_every = 1;
   s.optim.read(d.at("optim"), c.optim, where);

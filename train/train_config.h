@@ -17,6 +17,7 @@ namespace sam::train {
 
 struct DataConfig {
   std::vector<std::string> train;  ///< dataset specs (see data/dataset.h), concatenated
+  std::vector<double> weights;     ///< one per `train` entry (repeat factors), or empty: 1 each
   std::string val;                 ///< dataset spec for periodic validation ("" = none)
   int val_max_samples = 100;
   int max_masks = 64;

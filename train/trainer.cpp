@@ -49,9 +49,36 @@ std::string fmt(double v, int prec = 4) {
 // ---------------------------------------------------------------------------------------------
 // Datasets
 
-std::shared_ptr<data::Dataset> open_train_datasets(const std::vector<std::string>& specs) {
+TrainDatasets open_train_datasets(const std::vector<std::string>& specs, const std::vector<double>& weights) {
   if (specs.empty()) throw std::invalid_argument("data.train is empty: give at least one dataset spec");
-  return data::make_datasets(specs);
+  if (!weights.empty() && weights.size() != specs.size())
+    throw std::invalid_argument("data.weights: " + std::to_string(weights.size()) + " values for " +
+                                std::to_string(specs.size()) + " data.train entries");
+  TrainDatasets out;
+  out.specs = specs;
+  if (weights.empty()) {
+    out.dataset = data::make_datasets(specs);
+    return out;
+  }
+  std::vector<std::shared_ptr<data::Dataset>> parts;
+  size_t at = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    parts.push_back(data::make_dataset(specs[i]));
+    out.mix.push_back({at, at + parts.back()->size(), weights[i]});
+    at += parts.back()->size();
+  }
+  out.dataset = parts.size() == 1 ? parts[0] : std::make_shared<data::ConcatDataset>(parts);
+  return out;
+}
+
+std::string TrainDatasets::describe_mix() const {
+  std::ostringstream s;
+  for (size_t i = 0; i < mix.size(); ++i) {
+    const size_t n = mix[i].end - mix[i].begin;
+    s << (i ? "; " : "") << specs[i] << ": " << n << " samples x " << mix[i].factor << " = "
+      << std::llround(mix[i].factor * static_cast<double>(n)) << " per epoch";
+  }
+  return s.str();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -295,7 +322,8 @@ void Trainer::Impl::setup() {
     else if (resuming) log("resume: the checkpoint holds no weight average; it starts from the resumed weights");
   }
 
-  train_set = open_train_datasets(cfg.data.train);
+  auto opened = open_train_datasets(cfg.data.train, cfg.data.weights);
+  train_set = opened.dataset;
   for (const auto& w : train_set->warnings()) log_warning("data warning: " + w);
   data::LoaderOptions lo;
   lo.image_size = cfg.model.img_size;
@@ -313,7 +341,9 @@ void Trainer::Impl::setup() {
   lo.rank = comm->rank();
   lo.world_size = comm->world_size();
   lo.log = [](const std::string& line) { log::warn(line); };
+  lo.mix = opened.mix;
   loader = std::make_unique<data::Loader>(train_set, lo, start);
+  if (!opened.mix.empty()) log("data mix: " + opened.describe_mix());
   if (!cfg.data.val.empty()) val_set = data::make_dataset(cfg.data.val);
   log("train: " + train_set->describe() + ", " + std::to_string(loader->shard_size()) + " samples per epoch on each of " +
       std::to_string(comm->world_size()) + " rank(s) (" + comm->backend() + "), " + std::to_string(threads) + " thread(s), " +

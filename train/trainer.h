@@ -11,18 +11,24 @@
 // A run resumes by itself when its directory holds checkpoint.pth.
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "data/loader.h"
 #include "train/distributed.h"
 #include "train/train_config.h"
 
-namespace sam::data {
-class Dataset;
-}
-
 namespace sam::train {
 
-/// Concatenates the datasets of `specs` (data::make_dataset spec strings).
-std::shared_ptr<data::Dataset> open_train_datasets(const std::vector<std::string>& specs);
+/// The training datasets: those of `specs` (data::make_dataset spec strings) concatenated, and
+/// with `weights` (one per spec, or empty) the loader's weighted parts over them.
+struct TrainDatasets {
+  std::shared_ptr<data::Dataset> dataset;
+  std::vector<data::MixPart> mix;  ///< empty without weights
+  /// "coco:X: 120 samples x 2 = 240 per epoch; sa1b:Y: 50 samples x 0.5 = 25 per epoch"
+  std::string describe_mix() const;
+  std::vector<std::string> specs;
+};
+TrainDatasets open_train_datasets(const std::vector<std::string>& specs, const std::vector<double>& weights = {});
 
 class Trainer {
  public:

@@ -337,3 +337,84 @@ TEST_CASE("loader: option errors") {
   o.max_mask_area_frac = 0;
   CHECK_THROWS(Loader(ds, o));
 }
+
+TEST_CASE("loader: weighted parts, every epoch the same length with round(f n) visits per part") {
+  // Parts [0, 10) x 2.5, [10, 30) x 0.5, [30, 33) x 1: 25 + 10 + 3 = 38 visits an epoch.
+  LoaderOptions o;
+  o.seed = 9;
+  o.mix = {{0, 10, 2.5}, {10, 30, 0.5}, {30, 33, 1.0}};
+  CHECK(epoch_length(33, o) == 38);
+  std::set<int64_t> half_seen[2];
+  for (int64_t epoch = 0; epoch < 2; ++epoch) {
+    const auto idx = shard_indices(33, o, epoch);
+    REQUIRE(idx.size() == 38);
+    std::map<int64_t, int> visits;
+    for (int64_t i : idx) ++visits[i];
+    int twice = 0, thrice = 0, half = 0;
+    for (int64_t i = 0; i < 10; ++i) {
+      CHECK((visits[i] == 2 || visits[i] == 3));  // floor(2.5) copies, then 5 of the 10 once more
+      twice += visits[i] == 2;
+      thrice += visits[i] == 3;
+    }
+    CHECK(twice == 5);
+    CHECK(thrice == 5);
+    for (int64_t i = 10; i < 30; ++i) {
+      CHECK(visits[i] <= 1);
+      half += visits[i];
+      if (visits[i]) half_seen[epoch].insert(i);
+    }
+    CHECK(half == 10);  // round(0.5 x 20), without replacement
+    for (int64_t i = 30; i < 33; ++i) CHECK(visits[i] == 1);
+    CHECK(shard_indices(33, o, epoch) == idx);  // a function of (seed, epoch)
+  }
+  CHECK(half_seen[0] != half_seen[1]);  // another half the next epoch
+
+  // Two ranks share an epoch's visits between them.
+  o.world_size = 2;
+  std::multiset<int64_t> both;
+  for (int r = 0; r < 2; ++r) {
+    o.rank = r;
+    const auto idx = shard_indices(33, o, 0);
+    CHECK(idx.size() == 19);
+    both.insert(idx.begin(), idx.end());
+  }
+  o.world_size = 1;
+  o.rank = 0;
+  const auto one = shard_indices(33, o, 0);
+  CHECK(both == std::multiset<int64_t>(one.begin(), one.end()));
+
+  // Parts that leave a gap, or a weight that is not positive, are refused.
+  LoaderOptions bad = o;
+  bad.mix = {{0, 10, 1.0}, {11, 33, 1.0}};
+  CHECK_THROWS_WITH(epoch_length(33, bad), Catch::Contains("cover"));
+  bad.mix = {{0, 33, 0.0}};
+  CHECK_THROWS_WITH(epoch_length(33, bad), Catch::Contains("positive"));
+  bad.mix = {{0, 30, 1.0}};
+  CHECK_THROWS_WITH(epoch_length(33, bad), Catch::Contains("30 of 33"));
+}
+
+TEST_CASE("loader: a weighted loader resumes bit for bit and repeats samples with fresh draws") {
+  const auto ds = open_sa1b(clean_dir().string());  // 12 samples
+  LoaderOptions o = small_options();
+  o.large_scale_jitter = true;
+  o.hflip = true;
+  o.mix = {{0, 4, 2.0}, {4, 12, 0.5}};  // 8 + 4 = 12 visits an epoch
+  Loader a(ds, o);
+  CHECK(a.shard_size() == 12);
+  std::map<std::string, std::vector<torch::Tensor>> seen;
+  for (int i = 0; i < 5; ++i) {
+    const auto s = a.next();
+    seen[s.id].push_back(s.image);
+  }
+  const auto saved = a.state();
+  std::vector<TrainSample> expect;
+  for (int i = 0; i < 10; ++i) expect.push_back(a.next());  // into epoch 1
+  Loader b(ds, o, saved);
+  for (int i = 0; i < 10; ++i) CHECK(same(b.next(), expect[size_t(i)]));
+  // The samples of the first part come twice an epoch, each visit with its own jitter.
+  for (const auto& s : expect) seen[s.id].push_back(s.image);
+  bool repeated_differs = false;
+  for (const auto& [id, images] : seen)
+    for (size_t k = 1; k < images.size(); ++k) repeated_differs |= !torch::equal(images[0], images[k]);
+  CHECK(repeated_differs);
+}

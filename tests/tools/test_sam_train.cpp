@@ -364,3 +364,16 @@ TEST_CASE("sam_train: train.freeze keeps the matching weights bit for bit, the o
   CHECK_THAT(out, Catch::Contains("train.freeze") && Catch::Contains("image_encodr.*"));
   fs::remove_all(root);
 }
+
+TEST_CASE("sam_train: data.weights mixes the datasets and logs each one's samples per epoch", "[tools][train]") {
+  const auto root = sam_test::temp_dir("train_mix");
+  std::string out;
+  const std::string spec = "sa1b:" + synth_dir();
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "run") + " train.ckpt_every=0 train.iterations=1" +
+                                    " 'data.train=[\"" + spec + "\", \"" + spec + "\"]' 'data.weights=[1.5, 0.5]'",
+                                &out) == 0);
+  CHECK_THAT(out, Catch::Contains("data mix: " + spec + ": 8 samples x 1.5 = 12 per epoch; " + spec +
+                                  ": 8 samples x 0.5 = 4 per epoch"));
+  CHECK_THAT(out, Catch::Contains("16 samples per epoch on each of 1 rank"));
+  fs::remove_all(root);
+}

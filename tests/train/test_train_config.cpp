@@ -62,6 +62,12 @@ TEST_CASE("train config: bad keys and values are errors naming the key") {
   CHECK_THROWS_WITH(load_train_config("", {"init.kind=sam"}), Contains("init.checkpoint"));
   CHECK_THROWS_WITH(load_train_config("", {"init.kind=imagenet"}), Contains("init.kind"));
   CHECK_THROWS_WITH(load_train_config("", {"optim.betas=[0.9]"}), Contains("betas"));
+  CHECK_THROWS_WITH(load_train_config("", {"data.train=[\"sa1b:a\",\"sa1b:b\"]", "data.weights=[2]"}),
+                    Contains("data.weights has 1 values for 2 data.train entries"));
+  CHECK_THROWS_WITH(load_train_config("", {"data.train=[\"sa1b:a\"]", "data.weights=[-1]"}),
+                    Contains("data.weights must be positive"));
+  CHECK(load_train_config("", {"data.train=[\"sa1b:a\",\"sa1b:b\"]", "data.weights=[2, 0.5]"}).data.weights ==
+        std::vector<double>{2, 0.5});
   CHECK_THROWS_WITH(load_train_config("", {"loss.resolution=half"}), Contains("loss.resolution"));
   CHECK_THROWS_WITH(load_train_config((dir / "missing.yaml").string(), {}), Contains("missing.yaml"));
   fs::remove_all(dir);
