@@ -14,7 +14,7 @@
 using sam::data::parallel_for;
 using sam::data::parallel_for_workers;
 
-TEST_CASE("parallel: every item runs once, on workers [0, jobs), progress counts 1..n") {
+TEST_CASE("parallel: every item runs once, on workers 0..jobs-1, progress counts 1..n") {
   const int64_t n = 200;
   std::vector<std::atomic<int>> runs(n);
   std::mutex mu;
