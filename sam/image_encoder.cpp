@@ -203,8 +203,13 @@ struct CheckpointedBlock : torch::autograd::Function<CheckpointedBlock> {
 }  // namespace
 
 torch::Tensor EncoderBlockImpl::forward(const torch::Tensor& x) {
-  if (checkpoint && is_training() && torch::GradMode::is_enabled() && x.requires_grad())
-    return CheckpointedBlock::apply(x, reinterpret_cast<int64_t>(this));
+  if (checkpoint && is_training() && torch::GradMode::is_enabled()) {
+    if (x.requires_grad()) return CheckpointedBlock::apply(x, reinterpret_cast<int64_t>(this));
+    // A frozen prefix (patch embedding, earlier blocks) before a block that trains (fine-tuning,
+    // adapters): the block is recomputed like the others, from an input that starts a graph.
+    for (const auto& p : parameters())
+      if (p.requires_grad()) return CheckpointedBlock::apply(x.detach().requires_grad_(true), reinterpret_cast<int64_t>(this));
+  }
   return forward_impl(x);
 }
 

@@ -1,6 +1,6 @@
 // sam_train: SAM's interactive training (paper appendix A), single process or under torchrun.
 //   sam_train --config configs/vit_b.yaml [--run-dir DIR] [key.sub=value ...] [--dump-config]
-//   sam_train export RUN_DIR OUT.pth [--raw]
+//   sam_train export RUN_DIR OUT.pth [--raw] [--adapters]
 //   sam_train config-docs [--write docs/CONFIG.md]   the key tables, from the schema
 #include <CLI/CLI.hpp>
 
@@ -30,6 +30,10 @@ int main(int argc, char** argv) {
   exp->add_option("out", exp_out, "output .pth")->required();
   bool exp_raw = false;
   exp->add_flag("--raw", exp_raw, "the optimiser's own weights instead of the weight average (train.ema_decay)");
+  bool exp_adapters = false;
+  exp->add_flag("--adapters", exp_adapters,
+                "a LoRA run's adapters alone (small; init.adapters adds them onto a base) instead of the merged "
+                "weights");
   auto* docs = app.add_subcommand("config-docs", "print every key table of docs/CONFIG.md, from the schema");
   std::string docs_file;
   docs->add_option("--write", docs_file, "rewrite the tables of this Markdown file in place (docs/CONFIG.md)");
@@ -37,7 +41,7 @@ int main(int argc, char** argv) {
 
   return sam::tools::run_main("sam_train", [&]() {
     if (exp->parsed()) {
-      sam::train::export_run(exp_dir, exp_out, exp_raw);
+      sam::train::export_run(exp_dir, exp_out, exp_raw, exp_adapters);
       sam::log::info("exported " + exp_dir + " -> " + exp_out);
       return 0;
     }

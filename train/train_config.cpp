@@ -17,6 +17,7 @@ namespace {
 struct Schema {
   cfg::Section<TrainConfig> top{""};
   cfg::Section<InitConfig> init{"init"};
+  cfg::Section<LoraConfig> lora{"lora"};
   cfg::Section<DataConfig> data{"data"};
   cfg::Section<RunConfig> train{"train"};
   cfg::Section<OptimOptions> optim{"optim"};
@@ -43,7 +44,25 @@ Schema make_schema() {
            one_of({"random", "sam", "mae", "run"}))
       .key("checkpoint", &InitConfig::checkpoint,
            "the .pth for `sam`/`mae`; for `run` a run directory or its checkpoint.pth; required unless `kind` is "
-           "`random` (read at start)");
+           "`random` (read at start)")
+      .key("adapters", &InitConfig::adapters,
+           "LoRA adapter files (`sam_train export --adapters`) added onto the starting weights in order (W += "
+           "scale × B A each), e.g. a domain's adapters stacked on the released checkpoint; a target or shape "
+           "the model lacks is an error naming the file");
+  s.lora
+      .key("rank", &LoraConfig::rank,
+           "rank r of the LoRA adapters (W + (alpha / r) B A, A r × in, B out × r; docs/TRAINING.md); 0 = no "
+           "adapters. With adapters every other parameter is frozen unless `train.trainable` names it",
+           at_least(0))
+      .key("alpha", &LoraConfig::alpha, "the adapters' scale is alpha / rank", above(0))
+      .key("dropout", &LoraConfig::dropout,
+           "probability of dropping each input feature of A for a step (one mask per layer and step, kept "
+           "features scaled by 1 / (1 − p)); 0 = none",
+           in_range_open_hi(0, 1))
+      .key("targets", &LoraConfig::targets,
+           "Linear-module name patterns that get adapters, e.g. `[\"image_encoder.blocks.*.attn.qkv\", "
+           "\"image_encoder.blocks.*.attn.proj\"]`, `*.mlp.lin1`, `mask_decoder.transformer.layers.*.*_proj`; "
+           "with `rank` > 0 must match at least one Linear each (at start)");
   s.data
       .key("train", &DataConfig::train,
            "training dataset specs (`data/dataset.h`: `sa1b:PATH`, `coco:JSON[:IMAGE_DIR]`, `folder:DIR`, ...), "
@@ -232,6 +251,7 @@ nlohmann::json train_config_defaults() {
   nlohmann::json doc = s.top.to_json(d);
   doc["model"] = model;
   doc["init"] = s.init.to_json(d.init);
+  doc["lora"] = s.lora.to_json(d.lora);
   doc["data"] = s.data.to_json(d.data);
   doc["train"] = s.train.to_json(d.train);
   doc["optim"] = s.optim.to_json(d.optim);
@@ -241,7 +261,7 @@ nlohmann::json train_config_defaults() {
 }
 
 const std::vector<std::string>& train_config_sections() {
-  static const std::vector<std::string> sections{"top",   "model", "init",   "data",
+  static const std::vector<std::string> sections{"top",   "model", "init",   "lora", "data",
                                                  "train", "optim", "prompt", "loss"};
   return sections;
 }
@@ -251,6 +271,7 @@ std::string train_config_markdown(const std::string& section) {
   const TrainConfig d;
   if (section == "top") return cfg::markdown_table(s.top.docs(d));
   if (section == "init") return cfg::markdown_table(s.init.docs(d.init));
+  if (section == "lora") return cfg::markdown_table(s.lora.docs(d.lora));
   if (section == "data") return cfg::markdown_table(s.data.docs(d.data));
   if (section == "train") return cfg::markdown_table(s.train.docs(d.train));
   if (section == "optim") return cfg::markdown_table(s.optim.docs(d.optim));
@@ -271,7 +292,7 @@ std::string train_config_markdown(const std::string& section) {
     return cfg::markdown_table(rows);
   }
   throw std::invalid_argument("train_config_markdown: no section '" + section +
-                              "' (top, model, init, data, train, optim, prompt, loss)");
+                              "' (top, model, init, lora, data, train, optim, prompt, loss)");
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string& where) {
@@ -307,6 +328,10 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
   s.init.read(d.at("init"), c.init, where);
   if (c.init.kind != "random" && c.init.checkpoint.empty())
     throw std::invalid_argument(where + ": init.kind " + c.init.kind + " needs init.checkpoint");
+  s.lora.read(d.at("lora"), c.lora, where);
+  if (c.lora.rank > 0 && c.lora.targets.empty())
+    throw std::invalid_argument(where + ": lora.rank " + std::to_string(c.lora.rank) +
+                                " needs lora.targets (Linear-module name patterns)");
   s.data.read(d.at("data"), c.data, where);
   if (!c.data.weights.empty() && c.data.weights.size() != c.data.train.size())
     throw std::invalid_argument(where + ": data.weights has " + std::to_string(c.data.weights.size()) +

@@ -56,6 +56,15 @@ struct RunConfig {
 struct InitConfig {
   std::string kind = "random";  ///< random, sam (official/our .pth), mae (MAE ViT), run (a run dir)
   std::string checkpoint;
+  std::vector<std::string> adapters;  ///< LoRA adapter files added onto the starting weights, in order
+};
+
+/// LoRA adapters (train/lora.h): rank 0 = none.
+struct LoraConfig {
+  int64_t rank = 0;
+  double alpha = 16;                 ///< the update is (alpha / rank) B A
+  double dropout = 0;                ///< input features of A dropped per step (train/lora.h)
+  std::vector<std::string> targets;  ///< Linear-module name patterns (train/freeze.h's globs)
 };
 
 /// The loss weights and the resolution the loss is computed at.
@@ -68,6 +77,7 @@ struct TrainConfig {
   ModelConfig model;
   std::string model_arch = "vit_b";
   InitConfig init;
+  LoraConfig lora;
   DataConfig data;
   RunConfig train;
   OptimOptions optim;
@@ -83,8 +93,8 @@ TrainConfig load_train_config(const std::string& path, const std::vector<std::st
 /// Parses a resolved document (as written to a run dir) without defaults merging.
 TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string& where);
 /// The key table of one section as docs/CONFIG.md shows it (Markdown: key, default, allowed,
-/// meaning), from the schema that reads them: "top", "model", "init", "data", "train", "optim",
-/// "prompt" or "loss".
+/// meaning), from the schema that reads them: "top", "model", "init", "lora", "data", "train",
+/// "optim", "prompt" or "loss".
 std::string train_config_markdown(const std::string& section);
 /// The sections train_config_markdown knows, in docs/CONFIG.md's order.
 const std::vector<std::string>& train_config_sections();

@@ -28,6 +28,7 @@
 #include "train/freeze.h"
 #include "train/grad_reducer.h"
 #include "train/interactive.h"
+#include "train/lora.h"
 #include "train/optim.h"
 #include "train/run_state.h"
 #include "train/tensorboard.h"
@@ -150,25 +151,34 @@ nlohmann::json init_from_mae(torch::nn::Module& model, const std::string& path) 
   return report;
 }
 
-void export_run(const std::string& run_dir, const std::string& out, bool raw) {
+void export_run(const std::string& run_dir, const std::string& out, bool raw, bool adapters) {
   const fs::path dir(run_dir);
   NamedTensors weights;
   if (fs::exists(dir / "checkpoint.pth")) {
     auto ck = load_run_checkpoint((dir / "checkpoint.pth").string());
     weights = (raw || ck.ema.empty()) ? std::move(ck.model) : std::move(ck.ema);
-  } else if (raw) {
-    throw std::runtime_error(run_dir + ": no checkpoint.pth (the optimiser's own weights are only there)");
+  } else if (raw || adapters) {
+    throw std::runtime_error(run_dir + ": no checkpoint.pth (" +
+                             (adapters ? "a run's LoRA adapters" : "the optimiser's own weights") + " are only there)");
   } else if (fs::exists(dir / "model.pth")) {
     weights = pth_read((dir / "model.pth").string());
   } else {
     throw std::runtime_error(run_dir + ": no checkpoint.pth or model.pth to export");
   }
-  // Validate against the run's architecture before writing.
+  // Validate against the run's architecture (with its adapters) before writing.
   if (fs::exists(dir / "config.json")) {
     std::ifstream in(dir / "config.json");
     auto cfg = train_config_from_json(nlohmann::json::parse(in), (dir / "config.json").string());
     Sam model(cfg.model);
+    std::unique_ptr<LoraAdapters> lora;
+    if (cfg.lora.rank > 0) lora = std::make_unique<LoraAdapters>(*model, cfg.lora);
     load_state_dict(*model, weights, run_dir);
+  }
+  if (adapters) {
+    weights = lora_only(weights);
+    if (weights.empty()) throw std::runtime_error(run_dir + ": the run has no LoRA adapters (lora.rank 0)");
+  } else {
+    weights = merge_lora(std::move(weights));  // the official format: adapters folded into their weights
   }
   const std::string tmp = out + ".tmp";
   pth_write(tmp, weights);
@@ -186,6 +196,7 @@ struct Trainer::Impl {
   Sam model{nullptr};
   std::unique_ptr<AdamW> optim;
   std::unique_ptr<WeightAverage> ema;  // rank 0 only, when train.ema_decay > 0
+  std::unique_ptr<LoraAdapters> lora;  // when lora.rank > 0
   bool autocast = false;               // bf16 autocast of the forward passes (train.amp)
   std::shared_ptr<data::Dataset> train_set, val_set;
   std::unique_ptr<data::Loader> loader;
@@ -232,7 +243,7 @@ void Trainer::Impl::init_weights() {
     log("init: loaded SAM weights from " + in.checkpoint);
   } else if (in.kind == "run") {
     const fs::path p = fs::is_directory(in.checkpoint) ? fs::path(in.checkpoint) / "checkpoint.pth" : fs::path(in.checkpoint);
-    load_state_dict(*model, load_run_checkpoint(p.string()).model, p.string());
+    load_state_dict(*model, merge_lora(load_run_checkpoint(p.string()).model), p.string());
     log("init: loaded weights of run checkpoint " + p.string());
   } else if (in.kind == "mae") {
     auto r = init_from_mae(*model, in.checkpoint);
@@ -243,6 +254,8 @@ void Trainer::Impl::init_weights() {
     for (const auto& k : r["unexpected"]) log("init:   unexpected " + k.get<std::string>());
     metric({{"event", "init_mae"}, {"report", r}});
   }
+  for (const auto& a : in.adapters)
+    log("init: added the LoRA adapters of " + a + " (" + std::to_string(stack_adapters(*model, a)) + " layers)");
 }
 
 void Trainer::Impl::setup() {
@@ -281,14 +294,22 @@ void Trainer::Impl::setup() {
   model = Sam(cfg.model);
   model->to(device);
   model->image_encoder->set_activation_checkpointing(cfg.train.activation_checkpointing);
-  log(apply_freeze(*model, cfg.train.freeze, cfg.train.trainable).summary());
+  const fs::path ck = dir / "checkpoint.pth";
+  const bool resuming = fs::exists(ck);
+  if (!resuming) init_weights();  // the base that adapters start from
+  std::vector<std::string> trainable = cfg.train.trainable;
+  if (cfg.lora.rank > 0) {
+    // The adapters train; everything else only when train.trainable names it.
+    lora = std::make_unique<LoraAdapters>(*model, cfg.lora);
+    log(lora->summary());
+    trainable.insert(trainable.end(), {"*.lora_A", "*.lora_B"});
+  }
+  log(apply_freeze(*model, cfg.train.freeze, trainable).summary());
   optim = std::make_unique<AdamW>(make_param_groups(*model, cfg.model.depth, cfg.optim), cfg.optim);
 
   data::LoaderState start;
-  const fs::path ck = dir / "checkpoint.pth";
   NamedTensors resumed_ema;
   int64_t resumed_ema_updates = 0;
-  const bool resuming = fs::exists(ck);
   if (resuming) {
     auto state = load_run_checkpoint(ck.string());
     resumed_ema = std::move(state.ema);
@@ -308,7 +329,6 @@ void Trainer::Impl::setup() {
           " (written on another device type): drop path draws differ from an uninterrupted run");
     log("resume: " + ck.string() + " at step " + std::to_string(step));
   } else {
-    init_weights();
     torch::manual_seed(cfg.train.seed * 1000003ULL + comm->rank());
   }
   {
@@ -316,6 +336,7 @@ void Trainer::Impl::setup() {
     for (auto& kv : state_dict(*model)) params.push_back(kv.second);
     comm->broadcast(params, 0);
   }
+  if (lora) lora->materialize(false);
   if (cfg.train.ema_decay > 0 && is_root()) {
     ema = std::make_unique<WeightAverage>(state_dict(*model), cfg.train.ema_decay);
     if (!resumed_ema.empty()) ema->load(resumed_ema, resumed_ema_updates);
@@ -385,6 +406,7 @@ nlohmann::json Trainer::Impl::validate() {
   nlohmann::json j;
   if (!val_set) return j;
   if (is_root()) {
+    if (lora) lora->materialize(false);
     eval::PointsOptions po;
     po.clicks = 1;
     po.max_samples = cfg.data.val_max_samples;
@@ -397,8 +419,10 @@ nlohmann::json Trainer::Impl::validate() {
     if (ema) {
       // The average, swapped into the model for the evaluation and out again (exact copies).
       ema->swap_in();
+      if (lora) lora->materialize(false);
       auto e = eval::evaluate_points(model, *val_set, po, device);
       ema->swap_in();
+      if (lora) lora->materialize(false);
       j["ema_miou_1click"] = e.miou_1click;
       j["ema_miou_1click_oracle"] = e.miou_1click_oracle;
       line += " | weight average " + fmt(e.miou_1click) + ", oracle " + fmt(e.miou_1click_oracle);
@@ -447,7 +471,9 @@ int Trainer::Impl::loop() {
     std::vector<torch::Tensor> early, hooked;
     for (auto& kv : model->named_parameters(true)) {
       if (!kv.value().requires_grad()) continue;
-      (kv.key().rfind("image_encoder.", 0) == 0 ? hooked : early).push_back(kv.value());
+      // The adapters' gradients exist only after the backward pass (LoraAdapters::pull_grads):
+      // with adapters every bucket starts then.
+      (!lora && kv.key().rfind("image_encoder.", 0) == 0 ? hooked : early).push_back(kv.value());
     }
     std::reverse(hooked.begin(), hooked.end());  // the backward pass meets the neck first, the patch embedding last
     reducer = std::make_unique<GradientReducer>(*comm, early, hooked);
@@ -458,6 +484,7 @@ int Trainer::Impl::loop() {
     const auto t0 = std::chrono::steady_clock::now();
     const double lr = lr_at(cfg.optim, step);
     optim->zero_grad();
+    if (lora) lora->materialize(true);  // W + s B A from this step's adapters (and dropout masks)
     auto sums = torch::zeros({4 + R}, dd);
     double step_masks = 0;
     int64_t images = 0;
@@ -482,11 +509,15 @@ int Trainer::Impl::loop() {
       so.before_encoder_backward = nullptr;
       if (reducer && last) {
         reducer->arm();
-        so.before_encoder_backward = [&] { reducer->start_early(); };
+        if (!lora) so.before_encoder_backward = [&] { reducer->start_early(); };
       }
       sums += interactive_step_async(model, batch, so, device).sums;
     }
-    if (reducer) reducer->finish();
+    if (lora) lora->pull_grads();
+    if (reducer) {
+      if (lora) reducer->start_early();
+      reducer->finish();
+    }
     const bool injected = nonfinite_injected(step);  // the tests' fault injection (run_state.h)
     // One device collective for the step's numbers and whether any rank's loss was not finite.
     auto local_bad = torch::logical_not(torch::isfinite(sums[0])).to(torch::kDouble) + (injected ? 1.0 : 0.0);
@@ -595,7 +626,8 @@ int Trainer::Impl::loop() {
   if (tc.val_every == 0 || step % tc.val_every != 0) validate();
   if (is_root()) {
     // The weight average when the run keeps one (the optimiser's own weights stay in checkpoint.pth).
-    NamedTensors sd = ema ? ema->average() : state_dict(*model);
+    // Adapters folded into their weights: model.pth is always the official format.
+    NamedTensors sd = merge_lora(ema ? ema->average() : state_dict(*model));
     pth_write((dir / "model.pth.tmp").string(), sd);
     fs::rename(dir / "model.pth.tmp", dir / "model.pth");
     auto stats = loader->stats().to_json();

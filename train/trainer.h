@@ -49,8 +49,10 @@ class Trainer {
 /// Writes the model weights of a run's checkpoint (or final model.pth) as an official-format
 /// state dict to `out` (Python's torch.load returns an OrderedDict with the official key names).
 /// A run with a weight average (train.ema_decay) exports the average, as its model.pth holds,
-/// unless `raw` asks for the optimiser's own weights.
-void export_run(const std::string& run_dir, const std::string& out, bool raw = false);
+/// unless `raw` asks for the optimiser's own weights. A run with LoRA adapters exports them folded
+/// into their layers' weights (train/lora.h), or, with `adapters`, the adapter entries alone (the
+/// file `init.adapters` reads).
+void export_run(const std::string& run_dir, const std::string& out, bool raw = false, bool adapters = false);
 
 /// Initialises model weights from an MAE-pretrained ViT checkpoint: patch_embed.proj.*, blocks.N.*
 /// (timm's mlp.fc1/fc2 mapped to lin1/lin2), pos_embed with its class token dropped and bicubically

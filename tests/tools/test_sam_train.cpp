@@ -143,19 +143,21 @@ TEST_CASE("sam_train on CUDA: a killed run resumes with the GPU generator's stat
   check_resume("train_resume_cuda", " train.device=cuda model.drop_path_rate=0.3 train.amp=off", /*exact=*/false, 1e-4);
 }
 
-TEST_CASE("sam_train: 2 Gloo processes under torchrun give the losses of 1 process with the same global batch",
-          "[tools][train][dist]") {
+namespace {
+
+// One process with 2 images per step against 2 Gloo processes with 1 image each.
+void check_two_ranks(const std::string& tag, int port, const std::string& args) {
   if (!sam_test::have_torchrun()) {
     sam_test::skip(sam_test::test_python() + " has no torchrun (Debian: python3-torch)");
     return;
   }
-  const auto root = sam_test::temp_dir("train_dist");
-  const std::string extra = " train.iterations=4 train.ckpt_every=0";
+  const auto root = sam_test::temp_dir(tag);
+  const std::string extra = " train.iterations=4 train.ckpt_every=0" + args;
   std::string out;
   // One process, 2 images per step.
   REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "one") + extra, &out) == 0);
   // Two processes, 1 image each: the same 2 images per step (the sampler strides by rank).
-  const std::string torchrun = sam_test::torchrun_two(29500);
+  const std::string torchrun = sam_test::torchrun_two(port);
   const int rc = sam_test::run_command(torchrun + sam_train() + " " + base_args(root / "two") + extra + " train.batch_size=1", &out);
   INFO(out);
   REQUIRE(rc == 0);
@@ -185,6 +187,115 @@ TEST_CASE("sam_train: 2 Gloo processes under torchrun give the losses of 1 proce
   INFO("largest difference " << worst << ", mean " << sum / count);
   CHECK(worst < 2 * 2e-3 * 4);
   CHECK(sum / count < 1e-5);
+  fs::remove_all(root);
+}
+
+const std::string kLoraArgs =
+    " lora.rank=4 lora.alpha=8 'lora.targets=[\"image_encoder.blocks.*.attn.qkv\", \"*.mlp.lin1\"]'";
+
+}  // namespace
+
+TEST_CASE("sam_train: 2 Gloo processes under torchrun give the losses of 1 process with the same global batch",
+          "[tools][train][dist]") {
+  check_two_ranks("train_dist", 29500, "");
+}
+
+TEST_CASE("sam_train: LoRA on 2 Gloo processes gives the losses of 1 process", "[tools][train][dist]") {
+  // The adapters' gradients are all-reduced after the backward pass (train/lora.h), not from hooks.
+  check_two_ranks("train_dist_lora", 29520, kLoraArgs);
+}
+
+TEST_CASE("sam_train: a LoRA run with dropout and activation checkpointing resumes bit for bit", "[tools][train]") {
+  check_resume("train_resume_lora", kLoraArgs + " lora.dropout=0.2 train.activation_checkpointing=true",
+               /*exact=*/true, 0);
+}
+
+TEST_CASE("sam_train: LoRA trains the adapters alone, model.pth and export are the official format, and "
+          "export --adapters stacked on the base gives the same weights",
+          "[tools][train]") {
+  const auto root = sam_test::temp_dir("train_lora");
+  std::string out;
+  const std::string common = " train.ckpt_every=0 train.ema_decay=0";
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "start") + common + " train.iterations=0", &out) == 0);
+  const auto start = sam::pth_read((root / "start" / "model.pth").string());
+  const int rc = sam_test::run_command(sam_train() + " " + base_args(root / "run") + common + kLoraArgs +
+                                           " train.iterations=3 optim.lr=0.01",
+                                       &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK_THAT(out, Catch::Contains("LoRA: rank 4, alpha 8 on "));
+  auto adapted = [](const std::string& k) {
+    return (k.find(".attn.qkv.") != std::string::npos && k.rfind("image_encoder.", 0) == 0) ||
+           k.find(".mlp.lin1.") != std::string::npos;
+  };
+  // The checkpoint: the base weights bit for bit, trained adapters.
+  int base_same = 0, lora_b = 0;
+  for (const auto& [k, t] : sam::pth_read((root / "run" / "checkpoint.pth").string())) {
+    if (k.rfind("model.", 0) != 0) continue;
+    const std::string name = k.substr(6);
+    if (name.find(".lora_B") != std::string::npos) {
+      ++lora_b;
+      CHECK(t.abs().max().item<double>() > 0);  // B starts at zero
+      continue;
+    }
+    if (name.find(".lora_") != std::string::npos) continue;
+    bool found = false;
+    for (const auto& kv : start)
+      if (kv.first == name) {
+        found = true;
+        CHECK(torch::equal(kv.second, t));
+        ++base_same;
+      }
+    CHECK(found);
+  }
+  CHECK(lora_b > 0);
+  CHECK(base_same == static_cast<int>(start.size()));
+  // model.pth: the official keys, changed in the adapted layers' weights only.
+  const auto merged = sam::pth_read((root / "run" / "model.pth").string());
+  REQUIRE(merged.size() == start.size());
+  int changed = 0;
+  for (size_t i = 0; i < merged.size(); ++i) {
+    REQUIRE(merged[i].first == start[i].first);
+    const bool same = torch::equal(merged[i].second, start[i].second);
+    const bool is_adapted_weight = adapted(merged[i].first) && merged[i].first.find(".weight") != std::string::npos;
+    INFO(merged[i].first);
+    CHECK(same == !is_adapted_weight);
+    changed += same ? 0 : 1;
+  }
+  CHECK(changed == lora_b);
+  // export: the same merged weights; --adapters: the adapter entries alone.
+  REQUIRE(sam_test::run_command(sam_train() + " export " + (root / "run").string() + " " + (root / "merged.pth").string(), &out) == 0);
+  const auto exported = sam::pth_read((root / "merged.pth").string());
+  REQUIRE(exported.size() == merged.size());
+  for (size_t i = 0; i < merged.size(); ++i) CHECK(torch::equal(exported[i].second, merged[i].second));
+  const auto adapters = (root / "adapters.pth").string();
+  REQUIRE(sam_test::run_command(sam_train() + " export --adapters " + (root / "run").string() + " " + adapters, &out) == 0);
+  const auto only = sam::pth_read(adapters);
+  CHECK(static_cast<int>(only.size()) == 3 * lora_b);
+  for (const auto& kv : only) CHECK_THAT(kv.first, Catch::Contains(".lora_"));
+  CHECK(fs::file_size(adapters) * 20 < fs::file_size(root / "merged.pth"));
+  // init.adapters: the base plus the adapters is the run's model.
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "stacked") + common + " train.iterations=0" +
+                                    " init.kind=sam init.checkpoint=" + (root / "start" / "model.pth").string() +
+                                    " 'init.adapters=[\"" + adapters + "\"]'",
+                                &out) == 0);
+  CHECK_THAT(out, Catch::Contains("added the LoRA adapters of " + adapters));
+  const auto stacked = sam::pth_read((root / "stacked" / "model.pth").string());
+  REQUIRE(stacked.size() == merged.size());
+  for (size_t i = 0; i < merged.size(); ++i) {
+    INFO(merged[i].first);
+    CHECK(torch::equal(stacked[i].second, merged[i].second));
+  }
+  // A run without adapters has none to export.
+  CHECK(sam_test::run_command(sam_train() + " export --adapters " + (root / "start").string() + " " +
+                                  (root / "none.pth").string(), &out) != 0);
+  CHECK_THAT(out, Catch::Contains("no LoRA adapters"));
+  // A LoRA target that matches nothing stops the run before it starts.
+  CHECK(sam_test::run_command(sam_train() + " " + base_args(root / "typo") + common +
+                                  " train.iterations=1 lora.rank=4 'lora.targets=[\"*.qvk\"]'",
+                              &out) != 0);
+  CHECK_THAT(out, Catch::Contains("lora.targets") && Catch::Contains("*.qvk"));
+  fs::remove_all(root);
 }
 
 TEST_CASE("sam_train: non-finite steps are skipped, logged, and stop the run after max_nonfinite in a row",

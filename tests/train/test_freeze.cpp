@@ -5,24 +5,14 @@
 #include <string>
 
 #include "sam/sam_model.h"
+#include "small_model.h"
 #include "train/freeze.h"
 
 using sam::train::apply_freeze;
 using sam::train::name_matches;
+using sam_test::small_model;
 
 namespace {
-
-sam::Sam small_model() {
-  sam::ModelConfig c;
-  c.img_size = 64;
-  c.patch_size = 16;
-  c.depth = 2;
-  c.embed_dim = 32;
-  c.num_heads = 2;
-  c.global_attn_indexes = {1};
-  torch::manual_seed(3);
-  return sam::Sam(c);
-}
 
 bool starts(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
 
