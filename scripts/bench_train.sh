@@ -5,9 +5,11 @@
 #   recipe the tiny run's configuration (configs/tiny.yaml: 8 images x 1 mask x 5 rounds)
 #   rounds11 the paper's schedule at CPU scale: 4 images x 8 masks x 11 rounds (2 without a click)
 #   vit_b  ViT-B at 1024 px, one image with 16 masks and 11 rounds per step, activation checkpointing
-#          (3 steps; the first is the warm-up)
+#          (3 steps; the first is the warm-up); vit_b_nockpt without checkpointing; vit_b_frozen and
+#          vit_b_lora (each also _nockpt): the encoder frozen, or LoRA rank 8 on its attention with the
+#          mask decoder trained (issue 21)
 # on COCO_Tiny/train2017. Steady-state figures skip the first logging window (warm-up).
-# Usage: scripts/bench_train.sh [ref|recipe|rounds11|vit_b ...]   (default: ref recipe)
+# Usage: scripts/bench_train.sh [ref|recipe|rounds11|vit_b|vit_b_nockpt|vit_b_frozen|vit_b_lora ...]   (default: ref recipe)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${BUILD_DIR:-$root/build}/bin
@@ -31,7 +33,19 @@ for c in "${cases[@]}"; do
     vit_b) args=("${common[@]}" model.arch=vit_b train.batch_size=1 data.max_masks=16 data.min_mask_area_frac=0
                  prompt.rounds=11 prompt.mask_only_rounds=2 prompt.prob_box=0.5 train.iterations=3
                  train.log_every=1 train.activation_checkpointing=true) ;;
-    *) echo "unknown case $c (ref, recipe, rounds11, vit_b)" >&2; exit 2 ;;
+    # Issue 21's fine-tuning variants of the vit_b case (random weights: the cost does not depend on
+    # them): the image encoder frozen; LoRA rank 8 on the encoder's qkv and proj with the mask
+    # decoder trained; each also without activation checkpointing (suffix _nockpt).
+    vit_b_frozen|vit_b_frozen_nockpt|vit_b_lora|vit_b_lora_nockpt|vit_b_nockpt)
+      args=("${common[@]}" model.arch=vit_b train.batch_size=1 data.max_masks=16 data.min_mask_area_frac=0
+            prompt.rounds=11 prompt.mask_only_rounds=2 prompt.prob_box=0.5 train.iterations=3 train.log_every=1)
+      case $c in *_nockpt) ;; *) args+=(train.activation_checkpointing=true) ;; esac
+      case $c in
+        vit_b_frozen*) args+=('train.freeze=["image_encoder.*"]') ;;
+        vit_b_lora*) args+=(lora.rank=8 lora.alpha=16 'train.trainable=["mask_decoder.*"]'
+                            'lora.targets=["image_encoder.blocks.*.attn.qkv", "image_encoder.blocks.*.attn.proj"]') ;;
+      esac ;;
+    *) echo "unknown case $c (ref, recipe, rounds11, vit_b, vit_b_nockpt, vit_b_frozen[_nockpt], vit_b_lora[_nockpt])" >&2; exit 2 ;;
   esac
   echo "== $c: load $(cut -d' ' -f1-3 /proc/loadavg)"
   "$bin/sam_train" --run-dir "$dir" "${args[@]}" | grep -E "^step|^done"

@@ -205,6 +205,11 @@ TEST_CASE("sam_train: LoRA on 2 Gloo processes gives the losses of 1 process", "
   check_two_ranks("train_dist_lora", 29520, kLoraArgs);
 }
 
+TEST_CASE("sam_train: a frozen image encoder on 2 Gloo processes gives the losses of 1 process", "[tools][train][dist]") {
+  // The frozen parameters are in no bucket; the encoder's pass records no graph on either rank.
+  check_two_ranks("train_dist_freeze", 29540, " 'train.freeze=[\"image_encoder.*\"]'");
+}
+
 TEST_CASE("sam_train: a LoRA run with dropout and activation checkpointing resumes bit for bit", "[tools][train]") {
   check_resume("train_resume_lora", kLoraArgs + " lora.dropout=0.2 train.activation_checkpointing=true",
                /*exact=*/true, 0);

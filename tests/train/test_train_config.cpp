@@ -74,7 +74,7 @@ TEST_CASE("train config: bad keys and values are errors naming the key") {
 }
 
 TEST_CASE("train config: every shipped config loads") {
-  for (const char* name : {"tiny.yaml", "demo.yaml", "vit_b.yaml", "vit_l.yaml", "vit_h.yaml"}) {
+  for (const char* name : {"tiny.yaml", "demo.yaml", "vit_b.yaml", "vit_l.yaml", "vit_h.yaml", "finetune_vit_b.yaml", "finetune_vit_b_lora.yaml"}) {
     INFO(name);
     const auto path = (fs::path(SAM_SOURCE_DIR) / "configs" / name).string();
     CHECK_NOTHROW(load_train_config(path, {}));
