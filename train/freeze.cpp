@@ -26,13 +26,13 @@ bool name_matches(const std::string& pattern, const std::string& name) {
   return p == pattern.size();
 }
 
-namespace {
-
 std::string millions(int64_t n) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2fM", static_cast<double>(n) / 1e6);
   return buf;
 }
+
+namespace {
 
 bool any_match(const std::vector<std::string>& patterns, const std::string& name) {
   for (const auto& p : patterns)

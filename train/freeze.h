@@ -15,6 +15,9 @@ namespace sam::train {
 /// character; no other special characters), e.g. "image_encoder.*", "*.attn.qkv.*".
 bool name_matches(const std::string& pattern, const std::string& name);
 
+/// A parameter count as the training log writes it: 4061212 -> "4.06M".
+std::string millions(int64_t n);
+
 struct FreezeReport {
   int64_t tensors = 0, frozen_tensors = 0;
   int64_t params = 0, trainable_params = 0;  ///< elements

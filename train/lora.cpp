@@ -1,7 +1,6 @@
 #include "train/lora.h"
 
 #include <cmath>
-#include <cstdio>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -56,12 +55,6 @@ std::map<std::string, Entry> adapters_of(const NamedTensors& sd, const std::stri
 // s B A in double precision, [out, in].
 torch::Tensor delta(const Entry& e) {
   return e.b.to(torch::kDouble).mm(e.a.to(torch::kDouble)) * e.scale.to(torch::kDouble).reshape({});
-}
-
-std::string millions(int64_t n) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2fM", static_cast<double>(n) / 1e6);
-  return buf;
 }
 
 }  // namespace
