@@ -166,6 +166,8 @@ const char* problem_name(Problem p) {
       return "no_usable_masks";
     case Problem::empty_after_transform:
       return "empty_after_transform";
+    case Problem::missing_embedding:
+      return "missing_embedding";
     case Problem::other:
       return "other";
   }

@@ -33,6 +33,7 @@ enum class Problem {
   size_mismatch,          // the image's size is not the one the annotations declare
   no_usable_masks,        // nothing left after the loader's filters (area 0, > 90%, crowd)
   empty_after_transform,  // every mask fell outside the jittered crop
+  missing_embedding,      // an embedding store (data/embedding_store.h) has none of the image
   other,
 };
 constexpr int kProblemCount = static_cast<int>(Problem::other) + 1;

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "data/embedding_store.h"
 #include "data/log.h"
 #include "data/rng.h"
 #include "data/transforms.h"
@@ -123,6 +124,21 @@ size_t epoch_length(size_t n, const LoaderOptions& o) {
   return total;
 }
 
+torch::Tensor chw_tensor(const cv::Mat& rgb, bool pinned) {
+  TORCH_CHECK(rgb.type() == CV_8UC3, "chw_tensor: expected an 8-bit 3-channel image");
+  torch::Tensor t = torch::empty({3, rgb.rows, rgb.cols}, torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(pinned));
+  const size_t plane = size_t(rgb.rows) * size_t(rgb.cols);
+  std::vector<cv::Mat> planes;
+  for (int c = 0; c < 3; ++c) planes.emplace_back(rgb.rows, rgb.cols, CV_8UC1, t.data_ptr<uint8_t>() + size_t(c) * plane);
+  cv::split(rgb, planes);
+  return t;
+}
+
+torch::Tensor resized_image(const Sample& s, int image_size) {
+  const cv::Mat img = s.load_image();
+  return chw_tensor(apply_image(img, plan_resize_longest(img.rows, img.cols, image_size)));
+}
+
 std::vector<int64_t> shard_indices(size_t dataset_size, const LoaderOptions& o, int64_t epoch) {
   const auto order = epoch_order(dataset_size, o, epoch);
   const int64_t len = shard_len(epoch_length(dataset_size, o), o);
@@ -209,8 +225,13 @@ struct Loader::Impl {
                             " annotations; crowd, empty, < " + std::to_string(o.min_mask_area_frac) +
                             " and > " + std::to_string(o.max_mask_area_frac) +
                             " of the image are dropped)");
-      const cv::Mat img = s.load_image();
-      const int H = img.rows, W = img.cols;
+      // With an embedding store the image is not decoded: the store checks the sizes instead.
+      cv::Mat img;
+      if (!o.embeddings) img = s.load_image();
+      const int H = o.embeddings ? static_cast<int>(s.height) : img.rows;
+      const int W = o.embeddings ? static_cast<int>(s.width) : img.cols;
+      if (H <= 0 || W <= 0)
+        throw DataError(Problem::size_mismatch, res.file, "image " + s.id + " declares no size");
 
       for (int attempt = 0; attempt < kJitterTries; ++attempt) {
         const bool flip = o.hflip && rng.chance(0.5);
@@ -232,15 +253,13 @@ struct Loader::Impl {
           if (!o.large_scale_jitter) break;  // nothing to redraw
           continue;
         }
-        const cv::Mat out = apply_image(img, geo);
-        torch::Tensor image = torch::empty({3, geo.canvas_h, geo.canvas_w}, u8);
-        std::vector<cv::Mat> planes;
-        for (int c = 0; c < 3; ++c)
-          planes.emplace_back(geo.canvas_h, geo.canvas_w, CV_8UC1,
-                              image.data_ptr<uint8_t>() + size_t(c) * plane);
-        cv::split(out, planes);
+        if (o.embeddings) {
+          res.sample.embedding = o.embeddings->read(image_key(s.image), s.height, s.width);
+          if (o.pin_memory) res.sample.embedding = res.sample.embedding.pin_memory();
+        } else {
+          res.sample.image = chw_tensor(apply_image(img, geo), o.pin_memory);
+        }
         res.ok = true;
-        res.sample.image = image;
         res.sample.masks = kept == want ? masks : torch::empty({kept, geo.canvas_h, geo.canvas_w}, u8)
                                                       .copy_(masks.narrow(0, 0, kept));
         res.sample.id = s.id;
@@ -297,6 +316,8 @@ Loader::Loader(std::shared_ptr<Dataset> dataset, LoaderOptions options, LoaderSt
     bad("min_mask_area_frac must be in [0, max_mask_area_frac)");
   if (o.large_scale_jitter && !(o.lsj_min > 0 && o.lsj_max >= o.lsj_min))
     bad("need 0 < lsj_min <= lsj_max");
+  if (o.embeddings && (o.large_scale_jitter || o.hflip))
+    bad("embeddings are of the unaugmented images: large-scale jitter and flips must be off with them");
   if (o.workers < 0 || o.workers > 256) bad("workers must be 0..256");
   if (o.prefetch < 1) bad("prefetch must be >= 1");
   if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size)

@@ -42,10 +42,13 @@
 
 namespace sam::data {
 
+class EmbeddingStore;
+
 /// One training sample, the trainer's input.
 struct TrainSample {
   torch::Tensor image;  // uint8 [3, h, w] RGB, longest side resized to S (h, w <= S), or the S x S
-                        // jittered crop
+                        // jittered crop; undefined when the loader reads embeddings
+  torch::Tensor embedding;  // [C, G, G] in the store's dtype, with LoaderOptions::embeddings
   torch::Tensor masks;  // uint8 [K, h, w] 0/1, aligned with image (1 <= K <= max_masks)
   std::string id;       // sample name for logs
   int64_t index = 0;    // global index in the epoch order
@@ -76,6 +79,10 @@ struct LoaderOptions {
   /// Samples in page-locked memory, for training on a GPU: their copies to the device then run
   /// asynchronously (needs a CUDA build with a GPU).
   bool pin_memory = false;
+  /// The images' encoder embeddings instead of the images (decoder training on cached
+  /// embeddings, data/embedding_store.h): each sample carries its image's embedding and no image.
+  /// Needs large_scale_jitter and hflip off (the store holds the unaugmented images' embeddings).
+  std::shared_ptr<const EmbeddingStore> embeddings;
   /// Where "skipping <file>: <problem>" lines go (once per file); default: stderr.
   std::function<void(const std::string&)> log;
 };
@@ -127,6 +134,13 @@ class Loader {
 /// std::invalid_argument when the parts do not cover [0, dataset_size) in order or a factor is
 /// not positive.
 size_t epoch_length(size_t dataset_size, const LoaderOptions& options);
+
+/// An RGB image (CV_8UC3) as uint8 [3, h, w] (page-locked when `pinned`).
+torch::Tensor chw_tensor(const cv::Mat& rgb, bool pinned = false);
+
+/// Sample `s`'s image as the loader gives it without jitter or flip: the longest side resized to
+/// `image_size`, uint8 [3, h, w] (what sam_data embed encodes). Throws the image's DataError.
+torch::Tensor resized_image(const Sample& s, int image_size);
 
 /// The dataset indices rank `rank` reads in `epoch`, in order (what the Loader visits; exposed for
 /// tests and tools).

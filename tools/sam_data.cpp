@@ -1,5 +1,6 @@
 // sam_data: dataset tools. RLE encode/decode, COCO -> SA-1B conversion, COCO export of any
-// dataset, SA-1B validation, synthetic scenes, dataset info and the loader benchmark.
+// dataset, SA-1B validation, synthetic scenes, dataset info, the loader benchmark, and the image
+// encoder's embeddings of a dataset (embed: decoder training on cached embeddings).
 #include <CLI/CLI.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -14,6 +15,8 @@
 #include "data/convert.h"
 #include "data/synth.h"
 #include "data/log.h"
+#include "train/embed.h"
+#include "train/trainer.h"
 #include "tools/tool_common.h"
 
 namespace {
@@ -149,9 +152,47 @@ int main(int argc, char** argv) {
   ben->add_option("--rle-reps", bo.rle_reps, "repetitions of the RLE timing (best is reported)");
   ben->add_option("--json", bench_json, "also write the results here");
 
+  auto* emb = app.add_subcommand(
+      "embed",
+      "store the image encoder's embeddings of a training configuration's data.train (for data.embeddings); "
+      "resumable, sharded over torchrun ranks");
+  std::string emb_config;
+  std::vector<std::string> emb_data, emb_overrides;
+  sam::train::EmbedOptions eo;
+  emb->add_option("--config", emb_config, "the training configuration (model, init, data.train, train.device)")
+      ->required();
+  emb->add_option("--out", eo.out, "the store's folder (a rerun resumes it)")->required();
+  emb->add_option("--data", emb_data, "dataset specs to embed instead of data.train (repeatable)");
+  emb->add_option("--dtype", eo.dtype, "fp16, bf16 or fp32 on disk")->capture_default_str();
+  emb->add_option("--batch", eo.batch, "images per encoder call")->capture_default_str();
+  emb->add_option("--shard-size", eo.shard_size, "samples per shard (the unit of resume)")->capture_default_str();
+  emb->add_option("overrides", emb_overrides, "key.sub=value overrides of the configuration");
+
   CLI11_PARSE(app, argc, argv);
   return sam::tools::run_main("sam_data", [&]() -> int {
-    if (enc->parsed()) {
+    if (emb->parsed()) {
+      auto cfg = sam::train::load_train_config(emb_config, emb_overrides);
+      const auto specs = emb_data.empty() ? cfg.data.train : emb_data;
+      if (specs.empty()) throw std::invalid_argument(emb_config + ": data.train is empty and no --data given");
+      const auto env = sam::train::dist_env_from_environment();
+      const auto device = sam::train::process_device(cfg.train.device, env);
+      torch::set_num_threads(sam::train::threads_per_process(cfg.train.threads, env));
+      auto comm = sam::train::Communicator::create(env, device, cfg.train.dist_backend);
+      torch::manual_seed(cfg.train.seed);
+      sam::Sam model(cfg.model);
+      sam::train::load_initial_weights(model, cfg.init, [&](const std::string& line) {
+        if (comm->rank() == 0) sam::log::info(line);
+      });
+      model->to(device);
+      model->eval();
+      eo.autocast = sam::train::uses_autocast(cfg.train, device);
+      const auto ds = d::make_datasets(specs);
+      const auto rep = sam::train::embed_dataset(model, *ds, specs, eo, *comm, device);
+      if (comm->rank() == 0)
+        std::cout << "embed: " << rep.images << " images in " << rep.shards << " shards of " << eo.out << " ("
+                  << rep.shards_written << " written now, " << rep.shards_existing << " already there, "
+                  << rep.skipped << " samples skipped)\n";
+    } else if (enc->parsed()) {
       const cv::Mat m = d::read_mask_nonzero(rle_in);
       const auto r = sam::mask::rle_encode(m.data, m.rows, m.cols);
       std::cout << sam::mask::rle_to_json(r, true).dump() << "\n";

@@ -1,6 +1,9 @@
 #include "train/distributed.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <functional>
+#include <thread>
 #include <stdexcept>
 
 #include <map>
@@ -76,40 +79,20 @@ class C10dGroup : public Communicator {
   std::string backend() const override { return backend_; }
 
   void broadcast(std::vector<torch::Tensor>& tensors, int root) override {
-    for (auto& t : tensors) {
-      std::vector<torch::Tensor> one{t.detach()};
+    // Buckets of 25 MB: a model's few hundred tensors in a few collectives.
+    in_buckets(tensors, 25.0, /*copy_back=*/rank_ != root, [&](torch::Tensor& flat) {
+      std::vector<torch::Tensor> one{flat};
       c10d::BroadcastOptions o;
       o.rootRank = root;
       pg_->broadcast(one, o)->wait();
-    }
+    });
   }
 
   void allreduce_sum(std::vector<torch::Tensor>& tensors, double bucket_mb) override {
-    torch::NoGradGuard ng;
-    const int64_t cap = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * 1024 * 1024 / 4));
-    size_t i = 0;
-    while (i < tensors.size()) {
-      // A bucket: consecutive tensors of one dtype up to `cap` elements, reduced as one buffer.
-      size_t j = i;
-      int64_t n = 0;
-      while (j < tensors.size() && (j == i || (n + tensors[j].numel() <= cap &&
-                                               tensors[j].scalar_type() == tensors[i].scalar_type()))) {
-        n += tensors[j].numel();
-        ++j;
-      }
-      std::vector<torch::Tensor> parts;
-      for (size_t k = i; k < j; ++k) parts.push_back(tensors[k].reshape(-1));
-      auto flat = torch::cat(parts);
+    in_buckets(tensors, bucket_mb, /*copy_back=*/true, [&](torch::Tensor& flat) {
       std::vector<torch::Tensor> one{flat};
       pg_->allreduce(one)->wait();
-      int64_t off = 0;
-      for (size_t k = i; k < j; ++k) {
-        const int64_t m = tensors[k].numel();
-        tensors[k].copy_(flat.narrow(0, off, m).view_as(tensors[k]));
-        off += m;
-      }
-      i = j;
-    }
+    });
   }
 
   std::unique_ptr<Pending> allreduce_sum_async(torch::Tensor t) override {
@@ -127,6 +110,37 @@ class C10dGroup : public Communicator {
   void barrier() override { host_->barrier()->wait(); }
 
  private:
+  // Runs `op` on buckets of `tensors`: consecutive tensors of one dtype up to `bucket_mb`, copied
+  // into one flat buffer (and back into the tensors after `op` when `copy_back`).
+  static void in_buckets(std::vector<torch::Tensor>& tensors, double bucket_mb, bool copy_back,
+                         const std::function<void(torch::Tensor&)>& op) {
+    torch::NoGradGuard ng;
+    const int64_t cap = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * 1024 * 1024 / 4));
+    size_t i = 0;
+    while (i < tensors.size()) {
+      size_t j = i;
+      int64_t n = 0;
+      while (j < tensors.size() && (j == i || (n + tensors[j].numel() <= cap &&
+                                               tensors[j].scalar_type() == tensors[i].scalar_type()))) {
+        n += tensors[j].numel();
+        ++j;
+      }
+      std::vector<torch::Tensor> parts;
+      for (size_t k = i; k < j; ++k) parts.push_back(tensors[k].detach().reshape(-1));
+      auto flat = torch::cat(parts);
+      op(flat);
+      if (copy_back) {
+        int64_t off = 0;
+        for (size_t k = i; k < j; ++k) {
+          const int64_t m = tensors[k].numel();
+          tensors[k].detach().copy_(flat.narrow(0, off, m).view_as(tensors[k]));
+          off += m;
+        }
+      }
+      i = j;
+    }
+  }
+
   GroupPtr pg_, host_;
   int rank_, world_;
   std::string backend_;
@@ -215,6 +229,26 @@ void bind_device(const torch::Device& device) {
 #else
   throw std::runtime_error("train.device " + device.str() + ": this build has no CUDA (SAM_WITH_CUDA)");
 #endif
+}
+
+torch::Device process_device(const std::string& spec, const DistEnv& env) {
+  torch::Device device(spec);
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw std::runtime_error("train.device " + spec + ": CUDA is not available in this build");
+  // "cuda" without an index: each process of a node takes the GPU of its local rank, or the one GPU
+  // its launcher exposes to it; it becomes the process's current device before NCCL starts.
+  if (device.is_cuda() && !device.has_index())
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(cuda_index_for_local_rank(
+                                             env.local_rank, static_cast<int>(torch::cuda::device_count()))));
+  bind_device(device);
+  return device;
+}
+
+int threads_per_process(int configured, const DistEnv& env) {
+  if (configured > 0) return configured;
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int local = env.world_size > 1 ? std::max(1, std::min(env.world_size, cores)) : 1;
+  return std::max(1, cores / local);
 }
 
 std::unique_ptr<Communicator> Communicator::create(const DistEnv& e, const torch::Device& device,

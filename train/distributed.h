@@ -36,6 +36,15 @@ int cuda_index_for_local_rank(int local_rank, int visible);
 /// that NCCL, cuBLAS and the caching allocator start on it); a no-op for the CPU.
 void bind_device(const torch::Device& device);
 
+/// This process's device for a `train.device` value ("cpu", "cuda", "cuda:1"), made current
+/// (bind_device): "cuda" without an index takes the GPU of the local rank
+/// (cuda_index_for_local_rank). Throws when CUDA is asked for and not available.
+torch::Device process_device(const std::string& spec, const DistEnv& env);
+
+/// Intra-op threads of one process: `configured` when > 0, else the node's cores shared by its
+/// processes (`world_size` of them at most, one per core).
+int threads_per_process(int configured, const DistEnv& env);
+
 /// An operation in flight (an all-reduce started while the backward pass runs).
 class Pending {
  public:

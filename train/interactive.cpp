@@ -53,9 +53,10 @@ torch::Tensor preprocess_batch(const Sam& model, const std::vector<torch::Tensor
 StepSums interactive_step_async(Sam& model, const StepBatch& batch, const StepOptions& o,
                                 const torch::Device& device) {
   const int64_t S = model->config.img_size;
-  const int64_t B = static_cast<int64_t>(batch.images.size());
-  TORCH_CHECK(B > 0 && batch.masks.size() == batch.images.size() && batch.keys.size() == batch.images.size(),
-              "interactive_step: images, masks and keys must have the same length");
+  const bool cached = !batch.embeddings.empty();
+  const int64_t B = static_cast<int64_t>(cached ? batch.embeddings.size() : batch.images.size());
+  TORCH_CHECK(B > 0 && static_cast<int64_t>(batch.masks.size()) == B && static_cast<int64_t>(batch.keys.size()) == B,
+              "interactive_step: images (or embeddings), masks and keys must have the same length");
   const auto bopts = torch::TensorOptions().device(device).dtype(torch::kBool);
   // Host values go up without waiting for the device (the copy is staged at once; from pinned
   // memory, the loader's, it runs asynchronously).
@@ -69,7 +70,7 @@ StepSums interactive_step_async(Sam& model, const StepBatch& batch, const StepOp
   for (int64_t b = 0; b < B; ++b) {
     const auto& m = batch.masks[b];
     const int64_t k = m.size(0), h = m.size(1), w = m.size(2);
-    TORCH_CHECK(h <= S && w <= S && batch.images[b].size(1) == h && batch.images[b].size(2) == w,
+    TORCH_CHECK(h <= S && w <= S && (cached || (batch.images[b].size(1) == h && batch.images[b].size(2) == w)),
                 "interactive_step: image and masks of sample ", b, " disagree or exceed ", S);
     gts.push_back(torch::constant_pad_nd(up(m).to(torch::kBool).to(torch::kUInt8), {0, S - w, 0, S - h}).to(torch::kBool));
     auto v = torch::zeros({S, S}, bopts);
@@ -98,9 +99,20 @@ StepSums interactive_step_async(Sam& model, const StepBatch& batch, const StepOp
   // and the click sampling see fp32.
   const auto amp = [&] { return AutocastGuard(device.type(), o.autocast_bf16); };
   torch::Tensor emb;
-  {
+  if (cached) {
+    // The stored embeddings: what the encoder (frozen, in evaluation mode) gave for these images.
+    std::vector<torch::Tensor> es;
+    for (const auto& e : batch.embeddings) es.push_back(up(e).to(torch::kFloat));
+    emb = torch::stack(es);
+    const int64_t G = model->config.grid_size();
+    TORCH_CHECK(emb.size(1) == model->config.prompt_dim && emb.size(2) == G && emb.size(3) == G,
+                "interactive_step: embeddings of shape ", emb.sizes(), " for a model whose encoder gives [",
+                model->config.prompt_dim, ", ", G, ", ", G, "]");
+  } else {
     auto guard = amp();
-    emb = model->image_encoder->forward(preprocess_batch(model, batch.images, device));
+    // Dense NCHW (the neck's convolutions may leave another layout), as stored embeddings are:
+    // the decoder then sums in the same order whichever way the embedding came.
+    emb = model->image_encoder->forward(preprocess_batch(model, batch.images, device)).contiguous();
   }
   // A frozen encoder (train.freeze) records no graph: the rounds then need no gradient of the
   // embedding either.

@@ -17,6 +17,9 @@ namespace sam::train {
 /// The images and masks of one step on this rank.
 struct StepBatch {
   std::vector<torch::Tensor> images;  ///< uint8 [3, h_i, w_i], h_i, w_i <= S
+  /// Or, instead of the images, their encoder embeddings [C, G, G] (any floating dtype; cached,
+  /// data/embedding_store.h): the encoder does not run and gets no gradient.
+  std::vector<torch::Tensor> embeddings;
   std::vector<torch::Tensor> masks;   ///< uint8/bool [K_i, h_i, w_i]
   std::vector<int64_t> keys;          ///< per image: a key that seeds its prompt randomness
 };

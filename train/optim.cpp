@@ -1,5 +1,7 @@
 #include "train/optim.h"
 
+#include "train/distributed.h"
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -85,7 +87,8 @@ bool fused_adamw_available(const torch::Device& device) {
 #endif
 }
 
-AdamW::AdamW(std::vector<ParamGroup> groups, const OptimOptions& o) : groups_(std::move(groups)), opt_(o) {
+AdamW::AdamW(std::vector<ParamGroup> groups, const OptimOptions& o, Communicator* shard_over)
+    : groups_(std::move(groups)), opt_(o), comm_(shard_over) {
   torch::Device device(torch::kCPU);
   for (const auto& g : groups_)
     if (!g.params.empty()) device = g.params.front().device();
@@ -94,11 +97,14 @@ AdamW::AdamW(std::vector<ParamGroup> groups, const OptimOptions& o) : groups_(st
                                 ") has no fused AdamW for " + device.str());
   fused_ = fused_adamw_available(device) && (o.fused == "on" || (o.fused == "auto" && device.is_cuda()));
   if (fused_) step_t_ = torch::zeros({}, torch::TensorOptions().device(device).dtype(torch::kFloat));
-  for (const auto& g : groups_) {
+  if (comm_) partition();
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
     std::vector<torch::Tensor> m, v;
-    for (const auto& p : g.params) {
-      m.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-      v.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
+      const auto& p = groups_[gi].params[i];
+      const bool mine = !comm_ || owner_[gi][i] == comm_->rank();
+      m.push_back(mine ? torch::zeros_like(p, torch::MemoryFormat::Preserve) : torch::Tensor());
+      v.push_back(mine ? torch::zeros_like(p, torch::MemoryFormat::Preserve) : torch::Tensor());
     }
     exp_avg_.push_back(std::move(m));
     exp_avg_sq_.push_back(std::move(v));
@@ -124,7 +130,7 @@ void AdamW::step(double lr, const torch::Tensor& skip) {
       const auto& g = groups_[gi];
       std::vector<torch::Tensor> ps, gs, ms, vs, steps;
       for (size_t i = 0; i < g.params.size(); ++i) {
-        if (!g.params[i].grad().defined()) continue;
+        if (!g.params[i].grad().defined() || !exp_avg_[gi][i].defined()) continue;
         ps.push_back(g.params[i]);
         gs.push_back(g.params[i].grad());
         ms.push_back(exp_avg_[gi][i]);
@@ -138,9 +144,10 @@ void AdamW::step(double lr, const torch::Tensor& skip) {
     }
     if (skip.defined()) step_t_.sub_(skip);
 #endif
+    gather_params();
     return;
   }
-  if (skip.defined() && skip.item<float>() != 0.0f) return;
+  if (skip.defined() && skip.item<float>() != 0.0f) return;  // every rank skips alike
   ++steps_;
   const double bc1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(steps_));
   const double bc2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(steps_));
@@ -152,7 +159,7 @@ void AdamW::step(double lr, const torch::Tensor& skip) {
     for (size_t i = 0; i < g.params.size(); ++i) {
       auto p = g.params[i];
       const auto& grad = p.grad();
-      if (!grad.defined()) continue;
+      if (!grad.defined() || !exp_avg_[gi][i].defined()) continue;
       // The same sequence of operations as torch.optim.AdamW (single-tensor path).
       p.mul_(1.0 - glr * g.weight_decay);
       auto& m = exp_avg_[gi][i];
@@ -163,16 +170,94 @@ void AdamW::step(double lr, const torch::Tensor& skip) {
       p.addcdiv_(m, denom, -step_size);
     }
   }
+  gather_params();
+}
+
+void AdamW::gather_params() {
+  if (!comm_) return;
+  for (int r = 0; r < comm_->world_size(); ++r) comm_->broadcast(owned_by_[static_cast<size_t>(r)], r);
+}
+
+void AdamW::partition() {
+  const int world = comm_->world_size();
+  std::vector<std::pair<int64_t, std::pair<size_t, size_t>>> order;  // (elements, (group, index))
+  owner_.assign(groups_.size(), {});
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    owner_[gi].assign(groups_[gi].params.size(), 0);
+    for (size_t i = 0; i < groups_[gi].params.size(); ++i) order.push_back({groups_[gi].params[i].numel(), {gi, i}});
+  }
+  // Largest first, ties in optimiser order; each to the least loaded rank (the lowest of equals).
+  std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<int64_t> load(static_cast<size_t>(world), 0);
+  for (const auto& [n, at] : order) {
+    const int r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[static_cast<size_t>(r)] += n;
+    owner_[at.first][at.second] = r;
+  }
+  owned_by_.assign(static_cast<size_t>(world), {});
+  for (size_t gi = 0; gi < groups_.size(); ++gi)
+    for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
+      owned_by_[static_cast<size_t>(owner_[gi][i])].push_back(groups_[gi].params[i]);
+    }
+}
+
+int64_t AdamW::state_bytes() const {
+  int64_t n = 0;
+  for (size_t gi = 0; gi < groups_.size(); ++gi)
+    for (size_t i = 0; i < exp_avg_[gi].size(); ++i)
+      if (exp_avg_[gi][i].defined()) n += exp_avg_[gi][i].nbytes() + exp_avg_sq_[gi][i].nbytes();
+  return n;
 }
 
 NamedTensors AdamW::state() const {
   NamedTensors out;
   out.emplace_back("step", torch::tensor(steps(), torch::kLong));
+  if (!comm_) {
+    for (size_t gi = 0; gi < groups_.size(); ++gi)
+      for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
+        out.emplace_back(groups_[gi].names[i] + ".exp_avg", exp_avg_[gi][i]);
+        out.emplace_back(groups_[gi].names[i] + ".exp_avg_sq", exp_avg_sq_[gi][i]);
+      }
+    return out;
+  }
+  // Sharded: each owner broadcasts its moments, about 25 MB at a time; rank 0 keeps them (on the
+  // CPU), the others drop what they received, so no rank holds more than its share plus a chunk.
+  const int me = comm_->rank();
+  std::map<std::string, torch::Tensor> got;
+  for (int r = 0; r < comm_->world_size(); ++r) {
+    std::vector<std::pair<std::string, torch::Tensor>> chunk;
+    int64_t bytes = 0;
+    const auto send = [&] {
+      if (chunk.empty()) return;
+      std::vector<torch::Tensor> ts;
+      for (auto& kv : chunk) ts.push_back(kv.second);
+      comm_->broadcast(ts, r);
+      if (me == 0 && r != 0)
+        for (size_t k = 0; k < chunk.size(); ++k) got[chunk[k].first] = ts[k].to(torch::kCPU);
+      chunk.clear();
+      bytes = 0;
+    };
+    for (size_t gi = 0; gi < groups_.size(); ++gi)
+      for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
+        if (owner_[gi][i] != r) continue;
+        for (const bool sq : {false, true}) {
+          const auto& mine = sq ? exp_avg_sq_[gi][i] : exp_avg_[gi][i];
+          const auto t = r == me ? mine : torch::empty_like(groups_[gi].params[i], torch::MemoryFormat::Preserve);
+          chunk.emplace_back(groups_[gi].names[i] + (sq ? ".exp_avg_sq" : ".exp_avg"), t);
+          bytes += t.nbytes();
+        }
+        if (bytes >= (25 << 20)) send();
+      }
+    send();
+  }
   for (size_t gi = 0; gi < groups_.size(); ++gi)
-    for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
-      out.emplace_back(groups_[gi].names[i] + ".exp_avg", exp_avg_[gi][i]);
-      out.emplace_back(groups_[gi].names[i] + ".exp_avg_sq", exp_avg_sq_[gi][i]);
-    }
+    for (size_t i = 0; i < groups_[gi].params.size(); ++i)
+      for (const bool sq : {false, true}) {
+        const std::string key = groups_[gi].names[i] + (sq ? ".exp_avg_sq" : ".exp_avg");
+        const auto& mine = sq ? exp_avg_sq_[gi][i] : exp_avg_[gi][i];
+        if (mine.defined()) out.emplace_back(key, mine);
+        else if (me == 0) out.emplace_back(key, got.at(key));
+      }
   return out;
 }
 
@@ -188,8 +273,11 @@ void AdamW::load_state(const NamedTensors& s) {
   torch::NoGradGuard ng;
   for (size_t gi = 0; gi < groups_.size(); ++gi)
     for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
-      exp_avg_[gi][i].copy_(get(groups_[gi].names[i] + ".exp_avg"));
-      exp_avg_sq_[gi][i].copy_(get(groups_[gi].names[i] + ".exp_avg_sq"));
+      const auto& m = get(groups_[gi].names[i] + ".exp_avg");
+      const auto& v = get(groups_[gi].names[i] + ".exp_avg_sq");
+      if (!exp_avg_[gi][i].defined()) continue;  // another rank's (sharded)
+      exp_avg_[gi][i].copy_(m);
+      exp_avg_sq_[gi][i].copy_(v);
     }
 }
 

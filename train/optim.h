@@ -11,6 +11,8 @@
 
 namespace sam::train {
 
+class Communicator;  // train/distributed.h
+
 struct OptimOptions {
   double lr = 8e-4;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
@@ -53,7 +55,9 @@ bool fused_adamw_available(const torch::Device& device);
 /// libtorch's fused kernel, torch.optim.AdamW(fused=True), one launch per group.
 class AdamW {
  public:
-  AdamW(std::vector<ParamGroup> groups, const OptimOptions& o);
+  /// With `shard_over` (ZeRO stage 1, train.shard_optimizer; see shard() below) this rank
+  /// allocates only its share of the moments. The communicator must outlive the optimiser.
+  AdamW(std::vector<ParamGroup> groups, const OptimOptions& o, Communicator* shard_over = nullptr);
   /// One update with base learning rate `lr` (each group uses lr * lr_scale). Parameters without
   /// a gradient are skipped. `skip`, a 0-d float tensor on the parameters' device (1 = skip), lets
   /// the caller skip the update without reading the value on the host (the fused kernel checks it
@@ -64,10 +68,22 @@ class AdamW {
   int64_t steps() const;
   bool fused() const { return fused_; }
   const std::vector<ParamGroup>& groups() const { return groups_; }
-  /// Moments per parameter name ("<name>.exp_avg", "<name>.exp_avg_sq") and "step".
+  /// Moments per parameter name ("<name>.exp_avg", "<name>.exp_avg_sq") and "step". Sharded, a
+  /// collective (every rank calls it): rank 0 gets every moment (the other ranks' copied to the
+  /// CPU), the other ranks their own.
   NamedTensors state() const;
-  /// Restores what state() returned; throws naming missing entries.
+  /// Restores what state() returned (a sharded optimiser: its own parameters' moments); throws
+  /// naming missing entries.
   void load_state(const NamedTensors& s);
+
+  /// Sharding (ZeRO stage 1): each parameter tensor has one owner rank (whole tensors, largest
+  /// first to the rank holding the fewest elements so far), which alone keeps its moments and
+  /// updates it; after each step every rank broadcasts the parameters it owns (the all-gather of
+  /// the updated weights). The gradients arrive reduced as without sharding, so each parameter's
+  /// update is the unsharded one, bit for bit. load_state keeps this rank's share.
+  bool sharded() const { return comm_ != nullptr; }
+  /// Bytes of the moments this process holds.
+  int64_t state_bytes() const;
 
  private:
   std::vector<ParamGroup> groups_;
@@ -75,7 +91,14 @@ class AdamW {
   int64_t steps_ = 0;
   bool fused_ = false;
   torch::Tensor step_t_;  ///< fused path: the update count as a float on the device (the kernel reads it)
+  /// Undefined for the parameters another rank owns (sharded).
   std::vector<std::vector<torch::Tensor>> exp_avg_, exp_avg_sq_;
+  Communicator* comm_ = nullptr;
+  void gather_params();
+  void partition();
+  std::vector<std::vector<int>> owner_;  ///< per group and parameter: its rank (sharded)
+  /// Every rank's parameters, by owner (sharded): what the all-gather after a step moves.
+  std::vector<std::vector<torch::Tensor>> owned_by_;
 };
 
 /// An exponential moving average of the weights (Polyak averaging; not in the paper, off in the

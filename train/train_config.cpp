@@ -71,6 +71,10 @@ Schema make_schema() {
            "one weight per `data.train` entry: a dataset's samples are visited this many times per epoch on "
            "average (SAM 2's repeat factors; 0.5 = a different half each epoch, 2 = every sample twice); `[]` = 1 "
            "each. The log gives each dataset's samples per epoch")
+      .key("embeddings", &DataConfig::embeddings,
+           "a folder of the image encoder's embeddings of `data.train` (written by `sam_data embed` with this "
+           "configuration): the loader reads them instead of the images and the encoder does not run (it is "
+           "frozen; the store must be of this run's encoder, and jitter and flips off); `\"\"` = run the encoder")
       .key("val", &DataConfig::val, "dataset spec for validation (1-click mIoU on rank 0); `\"\"` = no validation")
       .key("val_max_samples", &DataConfig::val_max_samples,
            "validate on the first N objects of `data.val` in dataset order; 0 = all", at_least(0))
@@ -118,6 +122,10 @@ Schema make_schema() {
            "clip the global L2 norm of the summed gradients to this; 0 = off", at_least(0))
       .key("activation_checkpointing", &RunConfig::activation_checkpointing,
            "recompute the encoder blocks' activations in the backward pass (memory for time)")
+      .key("shard_optimizer", &RunConfig::shard_optimizer,
+           "ZeRO stage 1 over the ranks: each keeps the AdamW moments of its share of the parameters (whole "
+           "tensors, balanced by size) and updates them, then broadcasts them; updates equal the unsharded ones bit "
+           "for bit, the checkpoint is the one unsharded file (any world size resumes it); no effect on 1 rank")
       .key("amp", &RunConfig::amp,
            "`auto`: bf16 autocast of the forward passes on CUDA, fp32 on CPU; `bf16`: bf16 autocast on any device "
            "(CPU autocast is for checks: slow on CPUs without bf16 units); `off`: fp32. Losses, fed-back logits and "
@@ -340,6 +348,9 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
   for (double w : c.data.weights)
     if (!(w > 0) || !std::isfinite(w))
       throw std::invalid_argument(where + ": data.weights must be positive, got " + std::to_string(w));
+  if (!c.data.embeddings.empty() && (c.data.large_scale_jitter || c.data.hflip))
+    throw std::invalid_argument(where + ": data.embeddings holds the embeddings of the unaugmented images: "
+                                "data.large_scale_jitter and data.hflip must be false with it");
   s.train.read(d.at("train"), c.train, where);
   if (c.train.log_every < 1) c.train.log_every = 1;
   s.optim.read(d.at("optim"), c.optim, where);

@@ -18,6 +18,7 @@ namespace sam::train {
 struct DataConfig {
   std::vector<std::string> train;  ///< dataset specs (see data/dataset.h), concatenated
   std::vector<double> weights;     ///< one per `train` entry (repeat factors), or empty: 1 each
+  std::string embeddings;          ///< a store of sam_data embed: the encoder's outputs, read instead of running it
   std::string val;                 ///< dataset spec for periodic validation ("" = none)
   int val_max_samples = 100;
   int max_masks = 64;
@@ -40,6 +41,7 @@ struct RunConfig {
   int threads = 0;
   double clip_grad_norm = 0.0;  ///< 0 = off
   bool activation_checkpointing = false;
+  bool shard_optimizer = false; ///< ZeRO stage 1: each rank keeps the AdamW moments of its share (train/optim.h)
   std::string amp = "auto";     ///< auto (bf16 on CUDA), off, bf16
   int max_nonfinite = 10;       ///< stop after this many non-finite losses in a row
   int log_every = 10;

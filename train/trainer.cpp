@@ -25,6 +25,7 @@
 #include "data/progress.h"
 #include "eval/points.h"
 #include "sam/sam_model.h"
+#include "train/embed.h"
 #include "train/freeze.h"
 #include "train/grad_reducer.h"
 #include "train/interactive.h"
@@ -84,6 +85,10 @@ std::string TrainDatasets::describe_mix() const {
 
 // ---------------------------------------------------------------------------------------------
 // Initialisation and export
+
+bool uses_autocast(const RunConfig& run, const torch::Device& device) {
+  return run.amp == "bf16" || (run.amp == "auto" && device.is_cuda());
+}
 
 nlohmann::json init_from_mae(torch::nn::Module& model, const std::string& path) {
   namespace F = torch::nn::functional;
@@ -199,6 +204,7 @@ struct Trainer::Impl {
   std::unique_ptr<LoraAdapters> lora;  // when lora.rank > 0
   bool autocast = false;               // bf16 autocast of the forward passes (train.amp)
   std::shared_ptr<data::Dataset> train_set, val_set;
+  std::shared_ptr<const data::EmbeddingStore> embeddings;  // data.embeddings: the encoder does not run
   std::unique_ptr<data::Loader> loader;
   fs::path dir;
   std::unique_ptr<log::FileSink> log_file;  // rank 0: the run's train.log
@@ -237,7 +243,12 @@ Trainer::Trainer(TrainConfig config, DistEnv env) : impl_(std::make_unique<Impl>
 Trainer::~Trainer() = default;
 
 void Trainer::Impl::init_weights() {
-  const auto& in = cfg.init;
+  const nlohmann::json r = load_initial_weights(model, cfg.init, [&](const std::string& line) { log(line); });
+  if (!r.is_null()) metric({{"event", "init_mae"}, {"report", r}});
+}
+
+nlohmann::json load_initial_weights(Sam& model, const InitConfig& in, const std::function<void(const std::string&)>& log) {
+  nlohmann::json mae;
   if (in.kind == "sam") {
     load_checkpoint(model, in.checkpoint);
     log("init: loaded SAM weights from " + in.checkpoint);
@@ -252,31 +263,18 @@ void Trainer::Impl::init_weights() {
         " unexpected");
     for (const auto& k : r["missing"]) log("init:   missing " + k.get<std::string>());
     for (const auto& k : r["unexpected"]) log("init:   unexpected " + k.get<std::string>());
-    metric({{"event", "init_mae"}, {"report", r}});
+    mae = r;
   }
   for (const auto& a : in.adapters)
     log("init: added the LoRA adapters of " + a + " (" + std::to_string(stack_adapters(*model, a)) + " layers)");
+  return mae;
 }
 
 void Trainer::Impl::setup() {
-  device = torch::Device(cfg.train.device);
-  if (device.is_cuda() && !torch::cuda::is_available())
-    throw std::runtime_error("train.device " + cfg.train.device + ": CUDA is not available in this build");
-  // "cuda" without an index: each process of a node takes the GPU of its local rank, or the one GPU
-  // its launcher exposes to it; it becomes the process's current device before NCCL starts.
-  if (device.is_cuda() && !device.has_index())
-    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(cuda_index_for_local_rank(
-                                             env.local_rank, static_cast<int>(torch::cuda::device_count()))));
-  bind_device(device);
-  autocast = cfg.train.amp == "bf16" || (cfg.train.amp == "auto" && device.is_cuda());
+  device = process_device(cfg.train.device, env);
+  autocast = uses_autocast(cfg.train, device);
   comm = Communicator::create(env, device, cfg.train.dist_backend);
-  int threads = cfg.train.threads;
-  if (threads <= 0) {
-    // All cores, shared by the processes of this node.
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const int local = env.world_size > 1 ? std::max(1, std::min(env.world_size, cores)) : 1;
-    threads = std::max(1, cores / local);
-  }
+  const int threads = threads_per_process(cfg.train.threads, env);
   torch::set_num_threads(threads);
 
   dir = cfg.run_dir;
@@ -304,8 +302,36 @@ void Trainer::Impl::setup() {
     log(lora->summary());
     trainable.insert(trainable.end(), {"*.lora_A", "*.lora_B"});
   }
-  log(apply_freeze(*model, cfg.train.freeze, trainable).summary());
-  optim = std::make_unique<AdamW>(make_param_groups(*model, cfg.model.depth, cfg.optim), cfg.optim);
+  auto frozen = apply_freeze(*model, cfg.train.freeze, trainable);
+  if (!cfg.data.embeddings.empty()) {
+    // The encoder does not run: it is frozen, and naming a part of it to train is an error.
+    for (auto& kv : model->named_parameters(true)) {
+      if (!kv.value().requires_grad() || kv.key().rfind("image_encoder.", 0) != 0) continue;
+      if (!trainable.empty())
+        throw std::invalid_argument("data.embeddings: the image encoder does not run, so " + kv.key() +
+                                    " cannot train (named by train.trainable or lora.targets)");
+      auto freeze = cfg.train.freeze;
+      freeze.push_back("image_encoder.*");
+      frozen = apply_freeze(*model, freeze, trainable);
+      break;
+    }
+  }
+  log(frozen.summary());
+  const bool shard = cfg.train.shard_optimizer && comm->world_size() > 1;
+  optim = std::make_unique<AdamW>(make_param_groups(*model, cfg.model.depth, cfg.optim), cfg.optim,
+                                  shard ? comm.get() : nullptr);
+  {
+    const double mib = static_cast<double>(optim->state_bytes()) / (1 << 20);
+    if (shard) {
+      const auto all = comm->allreduce_sum({mib});  // the whole, as each rank holds a share
+      log("optimizer state sharded over " + std::to_string(comm->world_size()) + " ranks: " + fmt(mib, 5) +
+          " MiB on rank 0 of " + fmt(all[0], 5) + " MiB");
+    } else {
+      log("optimizer state: " + fmt(mib, 5) + " MiB" +
+          (comm->world_size() > 1 ? " on each rank (train.shard_optimizer would share it out)" : ""));
+    }
+    metric({{"event", "optimizer_state"}, {"mib_rank0", mib}, {"sharded", shard}});
+  }
 
   data::LoaderState start;
   NamedTensors resumed_ema;
@@ -319,6 +345,21 @@ void Trainer::Impl::setup() {
     step = state.meta.at("step").get<int64_t>();
     nonfinite_streak = state.meta.value("nonfinite_streak", 0);
     start = data::LoaderState::from_json(state.meta.at("loader"));
+    const int was = state.meta.value("world_size", 1), now = comm->world_size();
+    if (was != now) {
+      // Another world size: the same place in the epoch's order (ranks read positions r, r + W,
+      // ...), so the run continues with the same samples when its global batch is kept.
+      const int64_t global = start.position * was;
+      if (global % now != 0)
+        throw std::runtime_error(ck.string() + ": " + std::to_string(global) + " samples of epoch " +
+                                 std::to_string(start.epoch) + " were read on " + std::to_string(was) +
+                                 " ranks; that is not a whole number per rank on " + std::to_string(now) +
+                                 ": resume on a world size that divides it");
+      start.position = global / now;
+      log("resume: " + std::to_string(was) + " rank(s) -> " + std::to_string(now) + " (sample " +
+          std::to_string(global) + " of epoch " + std::to_string(start.epoch) + "; keep train.batch_size x ranks x "
+          "train.grad_accum to continue the same run)");
+    }
     // Generator states are per rank (drop path / dropout draws differ between ranks).
     const std::string key = "rank" + std::to_string(comm->rank());
     NamedTensors mine;
@@ -343,6 +384,16 @@ void Trainer::Impl::setup() {
     else if (resuming) log("resume: the checkpoint holds no weight average; it starts from the resumed weights");
   }
 
+  if (!cfg.data.embeddings.empty()) {
+    // The store must be of this run's encoder (its weights as loaded: init, or the checkpoint).
+    embeddings = std::make_shared<const data::EmbeddingStore>(cfg.data.embeddings);
+    check_embedding_store(*embeddings, model);
+    if (embeddings->manifest().value("datasets", nlohmann::json()) != nlohmann::json(cfg.data.train))
+      log_warning("data.embeddings " + cfg.data.embeddings + " was made for " + embeddings->manifest().value("datasets", nlohmann::json()).dump() +
+                  ", data.train is " + nlohmann::json(cfg.data.train).dump() + ": images it lacks are skipped");
+    log("data: the encoder's embeddings from " + cfg.data.embeddings + " (" + std::to_string(embeddings->size()) +
+        " images, " + embeddings->manifest().at("dtype").get<std::string>() + "); the encoder does not run");
+  }
   auto opened = open_train_datasets(cfg.data.train, cfg.data.weights);
   train_set = opened.dataset;
   for (const auto& w : train_set->warnings()) log_warning("data warning: " + w);
@@ -363,6 +414,7 @@ void Trainer::Impl::setup() {
   lo.world_size = comm->world_size();
   lo.log = [](const std::string& line) { log::warn(line); };
   lo.mix = opened.mix;
+  lo.embeddings = embeddings;
   loader = std::make_unique<data::Loader>(train_set, lo, start);
   if (!opened.mix.empty()) log("data mix: " + opened.describe_mix());
   if (!cfg.data.val.empty()) val_set = data::make_dataset(cfg.data.val);
@@ -386,10 +438,11 @@ void Trainer::Impl::save_checkpoint() {
       all_rng.emplace_back("rank" + std::to_string(r) + "." + kv.first, t);
     }
   }
+  auto optim_state = optim->state();  // sharded: every rank takes part in gathering it
   if (is_root()) {
     RunCheckpoint ck;
     ck.model = state_dict(*model);
-    ck.optim = optim->state();
+    ck.optim = std::move(optim_state);
     ck.rng = all_rng;
     ck.meta = {{"step", step}, {"loader", loader->state().to_json()}, {"nonfinite_streak", nonfinite_streak},
                {"world_size", comm->world_size()}};
@@ -493,7 +546,7 @@ int Trainer::Impl::loop() {
       const auto td = std::chrono::steady_clock::now();
       for (int b = 0; b < tc.batch_size; ++b) {
         auto s = loader->next();
-        batch.images.push_back(s.image);
+        (embeddings ? batch.embeddings : batch.images).push_back(embeddings ? s.embedding : s.image);
         batch.masks.push_back(s.masks);
         batch.keys.push_back(s.index);
       }

@@ -9,11 +9,13 @@
 //   <run_dir>/loss.svg, iou.svg  loss and IoU / validation curves, drawn from metrics.jsonl when
 //                              the run ends by its programs (eval/report/training_curves.h)
 // A run resumes by itself when its directory holds checkpoint.pth.
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "data/loader.h"
+#include "sam/sam_model.h"
 #include "train/distributed.h"
 #include "train/train_config.h"
 
@@ -53,6 +55,15 @@ class Trainer {
 /// into their layers' weights (train/lora.h), or, with `adapters`, the adapter entries alone (the
 /// file `init.adapters` reads).
 void export_run(const std::string& run_dir, const std::string& out, bool raw = false, bool adapters = false);
+
+/// Loads the starting weights `init` names into `model` (init.kind sam, run or mae; random leaves
+/// the seeded construction), then adds init.adapters; `log` gets one line per step. Returns the MAE
+/// report (init_from_mae) for init.kind mae, else null.
+nlohmann::json load_initial_weights(Sam& model, const InitConfig& init,
+                                    const std::function<void(const std::string&)>& log);
+
+/// Whether the forward passes run under bf16 autocast: train.amp bf16, or auto on a GPU.
+bool uses_autocast(const RunConfig& run, const torch::Device& device);
 
 /// Initialises model weights from an MAE-pretrained ViT checkpoint: patch_embed.proj.*, blocks.N.*
 /// (timm's mlp.fc1/fc2 mapped to lin1/lin2), pos_embed with its class token dropped and bicubically

@@ -493,3 +493,101 @@ TEST_CASE("sam_train: data.weights mixes the datasets and logs each one's sample
   CHECK_THAT(out, Catch::Contains("16 samples per epoch on each of 1 rank"));
   fs::remove_all(root);
 }
+
+TEST_CASE("sam_train: data.embeddings from sam_data embed trains as the frozen encoder in the loop does",
+          "[tools][train][embed]") {
+  const auto root = sam_test::temp_dir("train_embeddings");
+  std::string out;
+  const std::string common = " train.ckpt_every=0 train.ema_decay=0 train.iterations=3 data.hflip=false";
+  const std::string sam_data = (sam_test::bin_dir() / "sam_data").string();
+  // The stores: sam_data embed reads the same configuration (model, init, data.train).
+  std::string config = base_args(root / "unused");  // the same keys; a run folder as an override
+  config.replace(config.find("--run-dir "), 10, "run_dir=");
+  for (const char* dtype : {"fp32", "fp16"}) {
+    REQUIRE(sam_test::run_command(sam_data + " embed " + config + " --out " +
+                                      (root / dtype).string() + " --dtype " + dtype + " --shard-size 3",
+                                  &out) == 0);
+    INFO(out);
+    CHECK_THAT(out, Catch::Contains("embed: 8 images in 3 shards"));
+  }
+  const std::string frozen = " 'train.freeze=[\"image_encoder.*\"]'";
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "frozen") + common + frozen, &out) == 0);
+  const auto ref = losses(root / "frozen");
+  REQUIRE(ref.size() == 3);
+  for (const char* dtype : {"fp32", "fp16"}) {
+    const auto run = root / (std::string("run_") + dtype);
+    REQUIRE(sam_test::run_command(sam_train() + " " + base_args(run) + common + " data.embeddings=" + (root / dtype).string(),
+                                  &out) == 0);
+    INFO(out);
+    CHECK_THAT(out, Catch::Contains("the encoder does not run"));
+    const auto got = losses(run);
+    REQUIRE(got.size() == 3);
+    // The first step's loss: the stored embeddings are the encoder's to the stored precision (the
+    // clicks of later steps depend on thresholded predictions, so runs drift apart from there).
+    CHECK(got.at(1) == Approx(ref.at(1)).epsilon(std::string(dtype) == "fp32" ? 1e-5 : 2e-3));
+    // The encoder is frozen: its weights leave the run as they came.
+    const auto a = sam::pth_read((root / "frozen" / "model.pth").string());
+    const auto b = sam::pth_read((run / "model.pth").string());
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i)
+      if (a[i].first.rfind("image_encoder.", 0) == 0) CHECK(torch::equal(a[i].second, b[i].second));
+  }
+  // Refusals, naming what is wrong: flips, an encoder that would train, another encoder's store.
+  const std::string store = " data.embeddings=" + (root / "fp32").string();
+  CHECK(sam_test::run_command(sam_train() + " " + base_args(root / "r1") + common + store + " data.hflip=true", &out) != 0);
+  CHECK_THAT(out, Catch::Contains("data.hflip must be false"));
+  CHECK(sam_test::run_command(sam_train() + " " + base_args(root / "r2") + common + store +
+                                  " 'train.trainable=[\"image_encoder.neck.*\", \"mask_decoder.*\"]'",
+                              &out) != 0);
+  CHECK_THAT(out, Catch::Contains("cannot train"));
+  CHECK(sam_test::run_command(sam_train() + " " + base_args(root / "r3") + common + store + " train.seed=4", &out) != 0);
+  CHECK_THAT(out, Catch::Contains("another image encoder (weights"));
+  fs::remove_all(root);
+}
+
+TEST_CASE("sam_train: train.shard_optimizer on 2 Gloo processes trains as without it, bit for bit, and its "
+          "checkpoint resumes on 1 process",
+          "[tools][train][dist]") {
+  if (!sam_test::have_torchrun()) {
+    sam_test::skip(sam_test::test_python() + " has no torchrun (Debian: python3-torch)");
+    return;
+  }
+  const auto root = sam_test::temp_dir("train_zero1");
+  const std::string two = sam_test::torchrun_two(29560) + sam_train() + " ";
+  const std::string extra = " train.batch_size=1 train.ckpt_every=0";
+  std::string out;
+  REQUIRE(sam_test::run_command(two + base_args(root / "plain") + extra + " train.iterations=4", &out) == 0);
+  REQUIRE(sam_test::run_command(two + base_args(root / "zero") + extra + " train.iterations=4 train.shard_optimizer=true",
+                                &out) == 0);
+  INFO(out);
+  CHECK_THAT(out, Catch::Contains("optimizer state sharded over 2 ranks"));
+  const auto plain = losses(root / "plain"), zero = losses(root / "zero");
+  REQUIRE(plain.size() == 4);
+  REQUIRE(zero.size() == 4);
+  for (const auto& [step, loss] : plain) {
+    INFO("step " << step);
+    CHECK(zero.at(step) == loss);  // the same bits: each weight's update is the unsharded one
+  }
+  const auto a = sam::pth_read((root / "plain" / "model.pth").string());
+  const auto b = sam::pth_read((root / "zero" / "model.pth").string());
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO(a[i].first);
+    CHECK(torch::equal(a[i].second, b[i].second));
+  }
+  // A sharded run stopped at step 2 and resumed by one process with the same global batch (2
+  // images): the same samples and prompts; the losses as check_two_ranks compares 2 ranks with 1.
+  REQUIRE(sam_test::run_command(two + base_args(root / "resumed") + extra +
+                                    " train.iterations=2 train.shard_optimizer=true train.ckpt_every=2",
+                                &out) == 0);
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "resumed") + " train.iterations=4 train.batch_size=2",
+                                &out) == 0);
+  CHECK_THAT(out, Catch::Contains("resume: 2 rank(s) -> 1 (sample "));
+  const auto resumed = losses(root / "resumed");
+  REQUIRE(resumed.size() == 4);
+  for (const auto& [step, loss] : plain) {
+    INFO("step " << step);
+    CHECK(resumed.at(step) == Approx(loss).epsilon(1e-4));
+  }
+  fs::remove_all(root);
+}

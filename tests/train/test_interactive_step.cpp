@@ -2,6 +2,8 @@
 // part, determinism, activation checkpointing equivalence, and that repeated steps fit a batch.
 #include <catch2/catch.hpp>
 
+#include <map>
+
 #include "sam/sam_model.h"
 #include "sam/amp.h"
 #include "train/interactive.h"
@@ -219,4 +221,49 @@ TEST_CASE("repeated steps fit a fixed batch", "[train][step]") {
   // with the host's last bits over 130 steps); the IoU is the firmer sign of learning.
   CHECK(last < 0.45 * first);
   CHECK(last_iou > 0.4);  // from about 0.05 at random initialisation
+}
+
+TEST_CASE("embeddings given instead of images give the frozen encoder's step, bit for bit", "[train][step][embed]") {
+  // What data.embeddings does (train/embed.h): the decoder sees the stored encoder outputs.
+  torch::manual_seed(0);
+  sam::Sam model(tiny());
+  model->train();
+  for (auto& p : model->image_encoder->parameters()) p.set_requires_grad(false);
+  StepOptions o;
+  o.seed = 5;
+  o.step = 2;
+  auto batch = make_batch();
+  model->zero_grad();
+  const auto ref = interactive_step(model, batch, o, torch::kCPU);
+  std::map<std::string, torch::Tensor> ref_grads;
+  for (auto& p : model->named_parameters())
+    if (p.value().grad().defined()) ref_grads[p.key()] = p.value().grad().clone();
+  CHECK(ref_grads.count("mask_decoder.iou_token.weight"));
+  CHECK(!ref_grads.count("image_encoder.patch_embed.proj.weight"));
+
+  StepBatch cached;
+  cached.masks = batch.masks;
+  cached.keys = batch.keys;
+  {
+    auto emb = model->image_encoder->forward(preprocess_batch(model, batch.images, torch::kCPU));
+    CHECK(!emb.requires_grad());
+    for (int64_t b = 0; b < emb.size(0); ++b) cached.embeddings.push_back(emb[b].clone());
+  }
+  model->zero_grad();
+  const auto got = interactive_step(model, cached, o, torch::kCPU);
+  CHECK(got.loss == ref.loss);
+  CHECK(got.iou_per_round == ref.iou_per_round);
+  int compared = 0;
+  for (auto& p : model->named_parameters()) {
+    INFO(p.key());
+    const bool had = ref_grads.count(p.key()) > 0;
+    REQUIRE(p.value().grad().defined() == had);
+    if (had) CHECK(torch::equal(p.value().grad(), ref_grads[p.key()]));
+    compared += had;
+  }
+  CHECK(compared == static_cast<int>(ref_grads.size()));
+  // Embeddings of another shape are refused with both shapes named.
+  StepBatch wrong = cached;
+  for (auto& e : wrong.embeddings) e = torch::zeros({e.size(0), e.size(1) / 2, e.size(2) / 2});
+  CHECK_THROWS_WITH(interactive_step(model, wrong, o, torch::kCPU), Catch::Contains("for a model whose encoder gives"));
 }
