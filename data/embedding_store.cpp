@@ -19,9 +19,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kFormat = "sam-embeddings";
-constexpr int kVersion = 1;
-
 nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error(path + ": cannot open (no such file?)");
@@ -113,9 +110,9 @@ EmbeddingStore::EmbeddingStore(const std::string& dir) : dir_(dir) {
   if (!fs::is_directory(dir, ec)) throw std::runtime_error(dir + ": no such embedding folder (sam_data embed writes one)");
   manifest_ = read_json_file(mpath);
   try {
-    if (manifest_.at("format").get<std::string>() != kFormat || manifest_.at("version").get<int>() != kVersion)
+    if (manifest_.at("format").get<std::string>() != kEmbeddingFormat || manifest_.at("version").get<int>() != kEmbeddingVersion)
       throw std::runtime_error("format " + manifest_.at("format").dump() + " version " + manifest_.at("version").dump() +
-                               ", expected \"" + kFormat + "\" version " + std::to_string(kVersion));
+                               ", expected \"" + kEmbeddingFormat + "\" version " + std::to_string(kEmbeddingVersion));
     if (manifest_.at("status").get<std::string>() != "complete")
       throw std::runtime_error("status \"" + manifest_.at("status").get<std::string>() +
                                "\": sam_data embed has not finished (run it again: it resumes)");

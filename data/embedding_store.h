@@ -33,6 +33,10 @@
 
 namespace sam::data {
 
+/// The manifest's "format" and "version" (what sam_data embed writes and EmbeddingStore reads).
+inline constexpr const char* kEmbeddingFormat = "sam-embeddings";
+inline constexpr int kEmbeddingVersion = 1;
+
 /// The key of an image in a store: its absolute, normalised path; "path:member" for a member of
 /// a tar archive.
 std::string image_key(const ImageRef& ref);

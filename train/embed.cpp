@@ -18,6 +18,20 @@ namespace sam::train {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// The first key of `want` whose value `have` lacks or holds otherwise, with both values ("none"
+// where `have` lacks it); empty when `have` agrees on every key of `want`.
+std::string first_difference(const nlohmann::json& want, const nlohmann::json& have) {
+  for (auto it = want.begin(); it != want.end(); ++it)
+    if (!have.contains(it.key()) || have[it.key()] != it.value())
+      return it.key() + " " + (have.contains(it.key()) ? have[it.key()].dump() : std::string("none")) + ", now " +
+             it.value().dump();
+  return {};
+}
+
+}  // namespace
+
 nlohmann::json encoder_identity(Sam& model) {
   const auto all = model_config_to_json(model->config);
   nlohmann::json id = nlohmann::json::object();
@@ -43,16 +57,10 @@ nlohmann::json encoder_identity(Sam& model) {
 }
 
 void check_embedding_store(const data::EmbeddingStore& store, Sam& model) {
-  const auto& m = store.manifest();
-  const auto mine = encoder_identity(model);
-  const auto theirs = m.value("identity", nlohmann::json::object());
-  for (auto it = mine.begin(); it != mine.end(); ++it) {
-    if (theirs.contains(it.key()) && theirs[it.key()] == it.value()) continue;
-    throw std::runtime_error(store.dir() + ": the embeddings were made by another image encoder (" + it.key() + " " +
-                             (theirs.contains(it.key()) ? theirs[it.key()].dump() : std::string("missing")) +
-                             ", this run's " + it.value().dump() +
-                             "): run sam_data embed with this run's model and init");
-  }
+  const auto diff = first_difference(encoder_identity(model), store.manifest().value("identity", nlohmann::json::object()));
+  if (!diff.empty())
+    throw std::runtime_error(store.dir() + ": the embeddings were made by another image encoder (" + diff +
+                             " in this run): run sam_data embed with this run's model and init");
   const int64_t G = model->config.grid_size();
   const std::vector<int64_t> want{model->config.prompt_dim, G, G};
   if (store.shape() != want)
@@ -73,8 +81,8 @@ EmbedReport embed_dataset(Sam& model, const data::Dataset& ds, const std::vector
   const int64_t G = model->config.grid_size();
   const std::string manifest_path = (fs::path(o.out) / "manifest.json").string();
 
-  nlohmann::json manifest = {{"format", "sam-embeddings"},
-                             {"version", 1},
+  nlohmann::json manifest = {{"format", data::kEmbeddingFormat},
+                             {"version", data::kEmbeddingVersion},
                              {"dtype", o.dtype},
                              {"shape", {model->config.prompt_dim, G, G}},
                              {"image_size", S},
@@ -93,12 +101,10 @@ EmbedReport embed_dataset(Sam& model, const data::Dataset& ds, const std::vector
       if (fs::exists(manifest_path)) {
         std::ifstream in(manifest_path);
         const auto old = nlohmann::json::parse(in);
-        auto want = data::embedding_manifest_header(manifest), have = data::embedding_manifest_header(old);
-        for (auto it = want.begin(); it != want.end(); ++it)
-          if (!have.contains(it.key()) || have[it.key()] != it.value())
-            throw std::runtime_error(manifest_path + " holds embeddings made with another " + it.key() + " (" +
-                                     (have.contains(it.key()) ? have[it.key()].dump() : "none") + ", now " +
-                                     it.value().dump() + "): choose another folder or delete it");
+        const auto diff = first_difference(data::embedding_manifest_header(manifest), data::embedding_manifest_header(old));
+        if (!diff.empty())
+          throw std::runtime_error(manifest_path + " holds embeddings made with another " + diff +
+                                   ": choose another folder or delete it");
       }
       manifest["status"] = "building";
       data::write_file_atomic(manifest_path, manifest.dump(2) + "\n");
