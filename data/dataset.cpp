@@ -514,7 +514,7 @@ std::shared_ptr<Dataset> make_datasets(const std::vector<std::string>& specs) {
 std::shared_ptr<Dataset> make_dataset(const std::string& spec) {
   const size_t colon = spec.find(':');
   const std::string kinds =
-      "sa1b, coco, grabcut, berkeley, davis, coco-mval, pascalvoc, sbd, folder";
+      "sa1b, coco, grabcut, berkeley, davis, coco-mval, pascalvoc, sbd, folder, images";
   if (colon == std::string::npos || colon == 0)
     throw std::invalid_argument("dataset spec '" + spec +
                                 "': expected KIND:PATH with KIND one of " + kinds);
@@ -565,6 +565,11 @@ std::shared_ptr<Dataset> make_dataset(const std::string& spec) {
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument("dataset spec '" + spec + "': " + e.what());
     }
+  }
+  if (kind == "images") {
+    check_options(opts, {"recursive"}, spec);
+    require_dir(path, spec, kind);
+    return open_image_folder(path, bool_option(opts, "recursive", spec));
   }
   MaskFolderOptions mo;
   mo.kind = kind;

@@ -46,6 +46,9 @@
 //                             mask file; object = channel 0 > threshold (option threshold=127).
 //                             Options: ignore=V (a grey value to ignore), labels=1 (each mask
 //                             file is an id map: one sample per distinct non-black value).
+//   images:DIR                a plain folder of images without annotations (pre-training on
+//                             pixels, e.g. MAE): one sample per image file, natural name order,
+//                             no masks. Option recursive=1 also lists its subfolders.
 // Options follow a '?' at the end of the spec: "berkeley:/data/Berkeley?all=1", several joined by
 // '&'. Unknown kinds, unknown options and missing paths raise std::invalid_argument naming them.
 #include <opencv2/core.hpp>
@@ -167,6 +170,11 @@ struct MaskFolderOptions {
 
 /// Image + mask folder dataset (grabcut, berkeley, davis and folder kinds are presets of this).
 std::shared_ptr<Dataset> open_mask_folder(const MaskFolderOptions& options);
+
+/// A folder of images without annotations (the images kind): one sample per image file
+/// (jpg, jpeg, png, bmp, tif, tiff, webp, ppm, pgm, pbm, any case), in natural name order, ids
+/// the paths relative to `dir` without extension; `recursive` adds subfolders.
+std::shared_ptr<Dataset> open_image_folder(const std::string& dir, bool recursive = false);
 
 /// PASCAL VOC instances (the pascalvoc kind) of ImageSets/Segmentation/<split>.txt under `root`.
 /// Listing reads every listed mask; masks that are missing or unreadable are left out with a

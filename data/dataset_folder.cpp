@@ -1,5 +1,6 @@
 // Image + mask folders: the interactive benchmarks (GrabCut, Berkeley, DAVIS-style) and users'
 // own folders. Each sample is one object: its mask (and ignore region) read from a mask image.
+// Also plain folders of images (the images kind), one sample per image and no annotations.
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -204,10 +205,54 @@ class MaskFolderDataset : public Dataset {
   size_t unused_suffixed_ = 0;
 };
 
+// A folder of images without annotations (pre-training on pixels alone, e.g. MAE): one sample
+// per image file, natural name order; with `recursive`, subfolders too (paths relative to the
+// folder, compared in natural order).
+class ImageFolderDataset : public Dataset {
+ public:
+  ImageFolderDataset(const std::string& dir, bool recursive) : dir_(dir) {
+    std::error_code ec;
+    auto take = [&](const fs::path& p) {
+      if (is_image_ext(lower_ext(p))) files_.push_back(fs::relative(p, dir, ec).generic_string());
+    };
+    if (recursive) {
+      for (const auto& e : fs::recursive_directory_iterator(dir, ec))
+        if (e.is_regular_file(ec)) take(e.path());
+    } else {
+      for (const auto& e : fs::directory_iterator(dir, ec))
+        if (e.is_regular_file(ec)) take(e.path());
+    }
+    if (ec) throw std::invalid_argument("images: " + dir + ": " + ec.message());
+    std::sort(files_.begin(), files_.end(), natural_less);
+  }
+  size_t size() const override { return files_.size(); }
+  std::string sample_id(size_t i) const override {
+    const std::string& f = files_.at(i);
+    return f.substr(0, f.size() - fs::path(f).extension().string().size());
+  }
+  Sample get(size_t i) const override {
+    Sample s;
+    s.id = sample_id(i);
+    s.image.path = (fs::path(dir_) / files_.at(i)).string();
+    return s;
+  }
+  std::string describe() const override {
+    return "images:" + dir_ + " (" + std::to_string(files_.size()) + " images, no annotations)";
+  }
+
+ private:
+  std::string dir_;
+  std::vector<std::string> files_;  // relative to dir_
+};
+
 }  // namespace
 
 std::shared_ptr<Dataset> open_mask_folder(const MaskFolderOptions& options) {
   return std::make_shared<MaskFolderDataset>(options);
+}
+
+std::shared_ptr<Dataset> open_image_folder(const std::string& dir, bool recursive) {
+  return std::make_shared<ImageFolderDataset>(dir, recursive);
 }
 
 }  // namespace sam::data

@@ -203,6 +203,20 @@ struct Loader::Impl {
       res.file = s.annotation_file.empty() ? s.id : s.annotation_file;
       Rng rng(derive_seed({o.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(g)}));
 
+      if (o.images_only) {
+        // Pixels alone (pre-training): no annotations read, no masks.
+        const cv::Mat img = s.load_image();
+        const bool flip = o.hflip && rng.chance(0.5);
+        const Geometry geo =
+            o.random_resized_crop ? plan_random_resized_crop(img.rows, img.cols, o.image_size, o.rrc_min_scale, flip, rng)
+            : o.large_scale_jitter ? plan_lsj(img.rows, img.cols, o.image_size, o.lsj_min, o.lsj_max, flip, rng)
+                                   : plan_resize_longest(img.rows, img.cols, o.image_size, flip);
+        res.sample.image = chw_tensor(apply_image(img, geo), o.pin_memory);
+        res.sample.id = s.id;
+        res.sample.index = g;
+        res.ok = true;
+        return res;
+      }
       // Usable masks (decoding every RLE string also validates it: a bad one skips the sample).
       const double limit = o.max_mask_area_frac * double(s.height) * double(s.width);
       const double floor = o.min_mask_area_frac * double(s.height) * double(s.width);
@@ -316,6 +330,11 @@ Loader::Loader(std::shared_ptr<Dataset> dataset, LoaderOptions options, LoaderSt
     bad("min_mask_area_frac must be in [0, max_mask_area_frac)");
   if (o.large_scale_jitter && !(o.lsj_min > 0 && o.lsj_max >= o.lsj_min))
     bad("need 0 < lsj_min <= lsj_max");
+  if (o.random_resized_crop && !o.images_only)
+    bad("random_resized_crop is for images without masks (images_only)");
+  if (o.random_resized_crop && !(o.rrc_min_scale > 0 && o.rrc_min_scale <= 1))
+    bad("rrc_min_scale must be in (0, 1]");
+  if (o.images_only && o.embeddings) bad("images_only and embeddings exclude each other");
   if (o.embeddings && (o.large_scale_jitter || o.hflip))
     bad("embeddings are of the unaugmented images: large-scale jitter and flips must be off with them");
   if (o.workers < 0 || o.workers > 256) bad("workers must be 0..256");

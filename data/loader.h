@@ -49,7 +49,8 @@ struct TrainSample {
   torch::Tensor image;  // uint8 [3, h, w] RGB, longest side resized to S (h, w <= S), or the S x S
                         // jittered crop; undefined when the loader reads embeddings
   torch::Tensor embedding;  // [C, G, G] in the store's dtype, with LoaderOptions::embeddings
-  torch::Tensor masks;  // uint8 [K, h, w] 0/1, aligned with image (1 <= K <= max_masks)
+  torch::Tensor masks;  // uint8 [K, h, w] 0/1, aligned with image (1 <= K <= max_masks);
+                        // undefined with LoaderOptions::images_only
   std::string id;       // sample name for logs
   int64_t index = 0;    // global index in the epoch order
 };
@@ -68,6 +69,13 @@ struct LoaderOptions {
   bool large_scale_jitter = false;
   double lsj_min = 0.1, lsj_max = 2.0;
   bool hflip = false;  // mirror with probability 1/2
+  /// Images alone (pre-training on pixels, e.g. MAE): annotations are not read, samples carry no
+  /// masks (TrainSample::masks undefined) and images without any are used.
+  bool images_only = false;
+  /// With images_only: torchvision's RandomResizedCrop onto an image_size square instead of the
+  /// resize (data/transforms.h plan_random_resized_crop), windows of rrc_min_scale to all of the area.
+  bool random_resized_crop = false;
+  double rrc_min_scale = 0.2;
   int workers = 2;     // 0: load synchronously inside next()
   int prefetch = 8;    // samples ready or in flight ahead of the consumer (>= 1)
   uint64_t seed = 0;

@@ -66,6 +66,46 @@ Geometry plan_lsj(int h, int w, int long_side, double min_scale, double max_scal
   return g;
 }
 
+Geometry plan_random_resized_crop(int h, int w, int side, double min_scale, bool flip, Rng& rng) {
+  if (!(min_scale > 0 && min_scale <= 1))
+    throw std::invalid_argument("plan_random_resized_crop: need 0 < min_scale <= 1, got " + std::to_string(min_scale));
+  if (h <= 0 || w <= 0 || side <= 0) throw std::invalid_argument("plan_random_resized_crop: empty image or side");
+  // torchvision's RandomResizedCrop.get_params: 10 draws of (area share, log aspect ratio), the
+  // first window that fits; else the whole image cropped to the ratio range, centred.
+  const double area = double(h) * w, lo = std::log(3.0 / 4.0), hi = std::log(4.0 / 3.0);
+  int ch = 0, cw = 0, y = 0, x = 0;
+  for (int attempt = 0; attempt < 10 && ch == 0; ++attempt) {
+    const double target = area * rng.uniform(min_scale, 1.0);
+    const double aspect = std::exp(rng.uniform(lo, hi));
+    const int tw = static_cast<int>(std::lround(std::sqrt(target * aspect)));
+    const int th = static_cast<int>(std::lround(std::sqrt(target / aspect)));
+    if (tw > 0 && tw <= w && th > 0 && th <= h) {
+      ch = th, cw = tw;
+      y = static_cast<int>(rng.range(0, h - th));
+      x = static_cast<int>(rng.range(0, w - tw));
+    }
+  }
+  if (ch == 0) {
+    const double ratio = double(w) / h;
+    if (ratio < 3.0 / 4.0) cw = w, ch = std::max(1, static_cast<int>(std::lround(w / (3.0 / 4.0))));
+    else if (ratio > 4.0 / 3.0) ch = h, cw = std::max(1, static_cast<int>(std::lround(h * (4.0 / 3.0))));
+    else ch = h, cw = w;
+    ch = std::min(ch, h), cw = std::min(cw, w);
+    y = (h - ch) / 2, x = (w - cw) / 2;
+  }
+  // The window [y, y + ch) x [x, x + cw) onto side x side: the image scaled by side / cw across
+  // and side / ch down, then the window's side x side pixels.
+  Geometry g;
+  g.src_h = h, g.src_w = w;
+  g.scaled_h = std::max(side, static_cast<int>(std::lround(double(h) * side / ch)));
+  g.scaled_w = std::max(side, static_cast<int>(std::lround(double(w) * side / cw)));
+  g.crop_y = std::min(g.scaled_h - side, static_cast<int>(std::lround(double(y) * side / ch)));
+  g.crop_x = std::min(g.scaled_w - side, static_cast<int>(std::lround(double(x) * side / cw)));
+  g.out_h = g.out_w = g.canvas_h = g.canvas_w = side;
+  g.flip = flip;
+  return g;
+}
+
 cv::Mat apply_image(const cv::Mat& src, const Geometry& g) {
   check_geometry(g);
   if (src.rows != g.src_h || src.cols != g.src_w)

@@ -48,6 +48,12 @@ Geometry plan_resize_longest(int h, int w, int long_side, bool flip = false);
 Geometry plan_lsj(int h, int w, int long_side, double min_scale, double max_scale, bool flip,
                   Rng& rng);
 
+/// Random resized crop (MAE's augmentation; torchvision's RandomResizedCrop with ratio 3/4 to
+/// 4/3): a window of a share of the image's area drawn uniformly in [min_scale, 1] and a log-uniform
+/// aspect ratio (10 tries, then the centred whole image within the ratio range), resized to
+/// side x side (the two axes scaled apart). `flip` mirrors left-right. Draws from `rng`.
+Geometry plan_random_resized_crop(int h, int w, int side, double min_scale, bool flip, Rng& rng);
+
 /// The image through `g`: canvas_h x canvas_w, same type as `src` (any channel count), zero
 /// padding. Uses data::resize_fast (INTER_AREA shrinking, INTER_LINEAR enlarging).
 cv::Mat apply_image(const cv::Mat& src, const Geometry& g);

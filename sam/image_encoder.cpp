@@ -63,12 +63,14 @@ torch::Tensor window_unpartition(const torch::Tensor& windows, int64_t ws,
   return x;
 }
 
-EncoderAttentionImpl::EncoderAttentionImpl(int64_t dim, int64_t heads, int64_t input_size)
+EncoderAttentionImpl::EncoderAttentionImpl(int64_t dim, int64_t heads, int64_t input_size, bool use_rel_pos)
     : num_heads(heads), head_dim(dim / heads) {
   scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
   // Registration order matches the reference state dict: own tables first, then submodules.
-  rel_pos_h = register_parameter("rel_pos_h", torch::zeros({2 * input_size - 1, head_dim}));
-  rel_pos_w = register_parameter("rel_pos_w", torch::zeros({2 * input_size - 1, head_dim}));
+  if (use_rel_pos) {
+    rel_pos_h = register_parameter("rel_pos_h", torch::zeros({2 * input_size - 1, head_dim}));
+    rel_pos_w = register_parameter("rel_pos_w", torch::zeros({2 * input_size - 1, head_dim}));
+  }
   qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(true)));
   proj = register_module("proj", torch::nn::Linear(dim, dim));
 }
@@ -88,6 +90,8 @@ torch::Tensor EncoderAttentionImpl::forward(const torch::Tensor& x) {
 torch::Tensor EncoderAttentionImpl::attend(const torch::Tensor& qkv_t, int64_t H, int64_t W) {
   const int64_t BH = qkv_t.size(1), hd = head_dim;
   auto q = qkv_t[0], k = qkv_t[1], v = qkv_t[2];
+  if (!rel_pos_h.defined())  // plain attention (the reference's use_rel_pos=False; MAE's ViT)
+    return torch::matmul(torch::softmax(torch::matmul(q * scale, k.transpose(-2, -1)), -1), v);
 
   // Decomposed relative positions, computed from the unscaled q as in the reference:
   // rel_h[b, y, x, ky] = sum_c q[b, y, x, c] Rh[y, ky, c]; rel_w[b, y, x, kx] likewise with Rw[x].
@@ -146,12 +150,12 @@ torch::Tensor EncoderAttentionImpl::forward_windows(const torch::Tensor& x, int6
   return proj->forward(merged);
 }
 
-EncoderBlockImpl::EncoderBlockImpl(const ModelConfig& c, int64_t ws, double dpr)
+EncoderBlockImpl::EncoderBlockImpl(const ModelConfig& c, int64_t ws, double dpr, bool rel_pos)
     : window_size(ws), drop_path_rate(dpr) {
   const int64_t C = c.embed_dim;
   norm1 = register_module(
       "norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({C}).eps(c.layer_norm_eps)));
-  attn = register_module("attn", EncoderAttention(C, c.num_heads, ws > 0 ? ws : c.grid_size()));
+  attn = register_module("attn", EncoderAttention(C, c.num_heads, ws > 0 ? ws : c.grid_size(), rel_pos));
   norm2 = register_module(
       "norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({C}).eps(c.layer_norm_eps)));
   mlp = register_module("mlp", MLPBlock(C, static_cast<int64_t>(C * c.mlp_ratio), /*relu=*/false));
@@ -218,7 +222,7 @@ torch::Tensor EncoderBlockImpl::forward_impl(const torch::Tensor& x) {
   // The CPU inference kernels' conditions: no autograd, float32 on the CPU, no autocast.
   const bool cpu_inference = decoder_kernels_apply(h) && !is_training() &&
                              attn->qkv->weight.scalar_type() == torch::kFloat;
-  if (window_size > 0 && cpu_inference && attn->qkv->bias.defined()) {
+  if (window_size > 0 && cpu_inference && attn->qkv->bias.defined() && attn->rel_pos_h.defined()) {
     h = attn->forward_windows(h, window_size);  // inference on the CPU: no work on the padding
   } else if (window_size > 0) {
     const int64_t H = h.size(1), W = h.size(2);

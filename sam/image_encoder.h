@@ -9,10 +9,11 @@
 namespace sam {
 
 /// Multi-head self-attention over a [B, H, W, C] grid with decomposed relative position terms
-/// (keys qkv, proj, rel_pos_h, rel_pos_w).
+/// (keys qkv, proj, rel_pos_h, rel_pos_w), or without them (keys qkv, proj: a plain ViT's, as
+/// MAE's; a sequence is a [B, 1, L, C] grid).
 struct EncoderAttentionImpl : torch::nn::Module {
   /// `input_size` is the side of the token grid it sees (window side or the full grid).
-  EncoderAttentionImpl(int64_t dim, int64_t num_heads, int64_t input_size);
+  EncoderAttentionImpl(int64_t dim, int64_t num_heads, int64_t input_size, bool use_rel_pos = true);
   /// x: [B, H, W, C] -> [B, H, W, C]
   torch::Tensor forward(const torch::Tensor& x);
   /// The attention of each ws x ws window of x [B, H, W, C] (the grid padded to multiples of ws,
@@ -23,14 +24,16 @@ struct EncoderAttentionImpl : torch::nn::Module {
   torch::Tensor attend(const torch::Tensor& qkv_t, int64_t H, int64_t W);
   int64_t num_heads, head_dim;
   double scale;
-  torch::Tensor rel_pos_h, rel_pos_w;  ///< [2 * input_size - 1, head_dim]
+  torch::Tensor rel_pos_h, rel_pos_w;  ///< [2 * input_size - 1, head_dim]; undefined without
   torch::nn::Linear qkv{nullptr}, proj{nullptr};
 };
 TORCH_MODULE(EncoderAttention);
 
-/// A pre-norm transformer block; window_size 0 means global attention.
+/// A pre-norm transformer block; window_size 0 means global attention. Width, heads, MLP ratio and
+/// LayerNorm epsilon come from `c` (embed_dim, num_heads, mlp_ratio, layer_norm_eps); `rel_pos`
+/// false gives a plain ViT block (timm's, as MAE's encoder and decoder use).
 struct EncoderBlockImpl : torch::nn::Module {
-  EncoderBlockImpl(const ModelConfig& c, int64_t window_size, double drop_path_rate);
+  EncoderBlockImpl(const ModelConfig& c, int64_t window_size, double drop_path_rate, bool rel_pos = true);
   /// x: [B, H, W, C] -> [B, H, W, C]. With `checkpoint` set, in training with gradients enabled,
   /// activations are not kept but recomputed in the backward pass (same RNG draws for drop path).
   torch::Tensor forward(const torch::Tensor& x);

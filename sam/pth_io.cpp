@@ -386,7 +386,7 @@ NamedTensors pth_read(const std::string& path) {
   return {};
 }
 
-void pth_write(const std::string& path, const NamedTensors& tensors) {
+void pth_write(const std::string& path, const NamedTensors& tensors, const std::string& wrap) {
   auto fail = [&](const std::string& what) -> void {
     throw std::runtime_error("pth_write: " + path + ": " + what);
   };
@@ -397,6 +397,11 @@ void pth_write(const std::string& path, const NamedTensors& tensors) {
   std::unordered_set<std::string> names;
   pickle::Writer pw;
   pw.proto(2);
+  if (!wrap.empty()) {  // {wrap: OrderedDict(...)}: the dict, its key, then the value below
+    pw.op('}');
+    pw.put();
+    pw.str(wrap);
+  }
   const uint32_t od = pw.global("collections", "OrderedDict");
   pw.op(')');
   pw.op('R');
@@ -449,6 +454,7 @@ void pth_write(const std::string& path, const NamedTensors& tensors) {
     }
     pw.op(n > 1 ? 'u' : 's');
   }
+  if (!wrap.empty()) pw.op('s');
   pw.op('.');
 
   // torch.save of 1.x writes the storages in the sorted order of their string keys ("0", "1", "10",

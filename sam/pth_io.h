@@ -32,7 +32,8 @@ NamedTensors pth_read(const std::string& path);
 /// `version` = 3), the same bytes torch.save(OrderedDict) writes to a file object. Dtypes:
 /// float32/64, float16, bfloat16, int64/32/16/8, uint8, bool, complex64/128. Not atomic (callers
 /// handle that). Throws std::runtime_error naming the path on any IO failure, an
-/// undefined/sparse/quantized tensor, or a duplicate name.
-void pth_write(const std::string& path, const NamedTensors& tensors);
+/// undefined/sparse/quantized tensor, or a duplicate name. With `wrap` the OrderedDict is the
+/// value of that key in a dict ({"model": OrderedDict}, as MAE's checkpoints hold their weights).
+void pth_write(const std::string& path, const NamedTensors& tensors, const std::string& wrap = "");
 
 }  // namespace sam

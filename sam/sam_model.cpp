@@ -23,12 +23,16 @@ SamImpl::SamImpl(const ModelConfig& c) : config(c) {
                   .view({3, 1, 1});
 }
 
-torch::Tensor SamImpl::preprocess(const torch::Tensor& image) const {
-  const int64_t S = config.img_size;
+torch::Tensor normalize_and_pad(const torch::Tensor& image, const torch::Tensor& mean, const torch::Tensor& std,
+                                int64_t S) {
   TORCH_CHECK(image.dim() == 4 && image.size(1) == 3 && image.size(2) <= S && image.size(3) <= S,
               "preprocess expects [B, 3, h, w] with h, w <= ", S, "; got ", image.sizes());
-  auto x = (image.to(torch::kFloat) - pixel_mean.to(image.device())) / pixel_std.to(image.device());
+  auto x = (image.to(torch::kFloat) - mean.to(image.device())) / std.to(image.device());
   return torch::constant_pad_nd(x, {0, S - x.size(3), 0, S - x.size(2)});
+}
+
+torch::Tensor SamImpl::preprocess(const torch::Tensor& image) const {
+  return normalize_and_pad(image, pixel_mean, pixel_std, config.img_size);
 }
 
 torch::Tensor SamImpl::postprocess_masks(const torch::Tensor& masks,

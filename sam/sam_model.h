@@ -15,6 +15,11 @@
 
 namespace sam {
 
+/// image: [B, 3, h, w] float RGB 0-255, h, w <= S -> (image - mean) / std ([3, 1, 1] each),
+/// zero-padded at the bottom/right to [B, 3, S, S] (SAM's preprocess; MAE's input).
+torch::Tensor normalize_and_pad(const torch::Tensor& image, const torch::Tensor& mean, const torch::Tensor& std,
+                                int64_t S);
+
 struct SamImpl : torch::nn::Module {
   explicit SamImpl(const ModelConfig& c);
 

@@ -2,13 +2,18 @@
 //   sam_train --config configs/vit_b.yaml [--run-dir DIR] [key.sub=value ...] [--dump-config]
 //   sam_train export RUN_DIR OUT.pth [--raw] [--adapters]
 //   sam_train config-docs [--write docs/CONFIG.md]   the key tables, from the schema
+//   sam_train reconstruct RUN_DIR IMAGE... --out OUT.png [--seed N] [--raw]   an MAE run's reconstructions
 #include <CLI/CLI.hpp>
 
 #include <iostream>
 
+#include <opencv2/imgproc.hpp>
+
 #include "data/config_file.h"
+#include "data/codec.h"
 #include "data/config_schema.h"
 #include "eval/report/training_curves.h"
+#include "train/mae_view.h"
 #include "train/trainer.h"
 #include "data/log.h"
 #include "tools/tool_common.h"
@@ -37,12 +42,30 @@ int main(int argc, char** argv) {
   auto* docs = app.add_subcommand("config-docs", "print every key table of docs/CONFIG.md, from the schema");
   std::string docs_file;
   docs->add_option("--write", docs_file, "rewrite the tables of this Markdown file in place (docs/CONFIG.md)");
+  auto* rec = app.add_subcommand("reconstruct",
+                                 "an MAE pre-training run's reconstructions: per image the input, the patches the "
+                                 "encoder saw, the reconstruction, and it with the visible patches pasted back");
+  std::string rec_dir, rec_out;
+  std::vector<std::string> rec_images;
+  sam::train::MaeViewOptions rec_opt;
+  rec->add_option("run_dir", rec_dir, "an MAE run directory (train.objective mae)")->required();
+  rec->add_option("images", rec_images, "images (each centre-cropped to a square)")->required();
+  rec->add_option("--out", rec_out, "output .png or .jpg")->required();
+  rec->add_option("--seed", rec_opt.seed, "seed of the masking (image i draws from (seed, i))");
+  rec->add_flag("--raw", rec_opt.raw, "the optimiser's weights instead of the weight average");
   CLI11_PARSE(app, argc, argv);
 
   return sam::tools::run_main("sam_train", [&]() {
     if (exp->parsed()) {
       sam::train::export_run(exp_dir, exp_out, exp_raw, exp_adapters);
       sam::log::info("exported " + exp_dir + " -> " + exp_out);
+      return 0;
+    }
+    if (rec->parsed()) {
+      cv::Mat rgb = sam::train::mae_reconstructions(rec_dir, rec_images, rec_opt), bgr;
+      cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+      sam::data::image_write(rec_out, bgr);
+      sam::log::info("wrote " + rec_out + " (" + std::to_string(rec_images.size()) + " images)");
       return 0;
     }
     if (docs->parsed()) {

@@ -67,11 +67,16 @@ std::vector<ParamGroup> make_param_groups(torch::nn::Module& model, int64_t dept
   return groups;
 }
 
-double lr_at(const OptimOptions& o, int64_t it) {
+double lr_at(const OptimOptions& o, int64_t it, int64_t total) {
   double lr = o.lr;
   if (it < o.warmup_iters) {
     const double f = o.warmup_start_factor + (1.0 - o.warmup_start_factor) * (static_cast<double>(it) + 1) / o.warmup_iters;
-    lr *= f;
+    return lr * f;
+  }
+  if (o.schedule == "cosine") {
+    if (total <= o.warmup_iters) return lr;
+    const double t = std::min(1.0, static_cast<double>(it - o.warmup_iters) / static_cast<double>(total - o.warmup_iters));
+    return lr * (o.min_lr_factor + (1.0 - o.min_lr_factor) * 0.5 * (1.0 + std::cos(M_PI * t)));
   }
   for (int64_t s : o.decay_steps)
     if (it >= s) lr *= o.decay_factor;

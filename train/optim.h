@@ -22,6 +22,8 @@ struct OptimOptions {
   double warmup_start_factor = 0.0;  ///< the paper does not give it; linear from this * lr
   std::vector<int64_t> decay_steps{60000, 86666};
   double decay_factor = 0.1;
+  std::string schedule = "step";     ///< step (decay_steps) or cosine (to min_lr_factor * lr at the last step)
+  double min_lr_factor = 0.0;        ///< cosine: the lr's floor as a share of lr
   /// "auto": libtorch's fused AdamW kernel (at::_fused_adamw_) for parameters on a GPU where the
   /// libtorch has it, the per-tensor update otherwise; "on" also on the CPU; "off" never.
   std::string fused = "auto";
@@ -42,9 +44,10 @@ std::vector<ParamGroup> make_param_groups(torch::nn::Module& model, int64_t enco
 /// The layer id of a parameter for layer-wise decay (0 = patch/pos embedding, i + 1 = block i,
 /// depth + 1 = everything else); ViTDet's rule.
 int64_t layer_id(const std::string& name, int64_t depth);
-/// The learning rate at iteration `it` (0-based): warmup, then division by 1/decay_factor at each
-/// decay step passed.
-double lr_at(const OptimOptions& o, int64_t it);
+/// The learning rate at iteration `it` (0-based) of `total`: warmup, then with the step schedule a
+/// division by 1/decay_factor at each decay step passed, with the cosine schedule (MAE's)
+/// lr (m + (1 - m) (1 + cos(pi (it - warmup) / (total - warmup))) / 2), m = min_lr_factor.
+double lr_at(const OptimOptions& o, int64_t it, int64_t total = 0);
 
 /// Whether this libtorch has the fused AdamW kernel (at::_fused_adamw_: 2.x; its CPU kernel
 /// from 2.4 on).

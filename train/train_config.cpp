@@ -65,8 +65,9 @@ Schema make_schema() {
            "with `rank` > 0 must match at least one Linear each (at start)");
   s.data
       .key("train", &DataConfig::train,
-           "training dataset specs (`data/dataset.h`: `sa1b:PATH`, `coco:JSON[:IMAGE_DIR]`, `folder:DIR`, ...), "
-           "concatenated; must not be empty (at start)")
+           "training dataset specs (`data/dataset.h`: `sa1b:PATH`, `coco:JSON[:IMAGE_DIR]`, `folder:DIR`, ...; "
+           "`images:DIR`, images without masks, for `train.objective: mae`), concatenated; must not be empty (at "
+           "start)")
       .key("weights", &DataConfig::weights,
            "one weight per `data.train` entry: a dataset's samples are visited this many times per epoch on "
            "average (SAM 2's repeat factors; 0.5 = a different half each epoch, 2 = every sample twice); `[]` = 1 "
@@ -93,11 +94,22 @@ Schema make_schema() {
            above(0))
       .key("lsj_max", &DataConfig::lsj_max, "largest jitter scale", above(0))
       .key("hflip", &DataConfig::hflip, "mirror each sample left-right with probability 1/2")
+      .key("random_resized_crop", &DataConfig::random_resized_crop,
+           "`train.objective: mae` only: a window of `rrc_min_scale` to all of the image's area with an aspect "
+           "ratio in [3/4, 4/3] resized to S × S (torchvision's RandomResizedCrop, MAE's augmentation); false: "
+           "longest side = S, padded")
+      .key("rrc_min_scale", &DataConfig::rrc_min_scale, "smallest area share of the random resized crop (MAE: 0.2)",
+           in_range_open_lo(0, 1))
       .key("workers", &DataConfig::workers, "loader threads per rank; 0 = load synchronously in the training thread",
            in_range(0, 256))
       .key("prefetch", &DataConfig::prefetch, "samples ready or in flight ahead of the trainer, per rank",
            at_least(1));
   s.train
+      .key("objective", &RunConfig::objective,
+           "`sam`: promptable segmentation with simulated interactive prompting (the paper's training); `mae`: "
+           "masked-autoencoder pre-training of a plain ViT of `model`'s encoder size on images alone (section "
+           "`mae`; no masks, prompts or SAM losses; `model.pth` in MAE's format, which `init.kind: mae` loads)",
+           one_of({"sam", "mae"}))
       .key("iterations", &RunConfig::iterations,
            "optimiser steps of the whole run (skipped non-finite steps count; a resumed run continues to this)",
            at_least(0))
@@ -194,6 +206,12 @@ Schema make_schema() {
            "0-based steps from which the lr is multiplied by `decay_factor` once more each; `[]` = no decay",
            at_least(0))
       .key("decay_factor", &OptimOptions::decay_factor, "lr multiplier at each decay step", at_least(0))
+      .key("schedule", &OptimOptions::schedule,
+           "after warmup: `step` (× `decay_factor` at each of `decay_steps`) or `cosine` (half a cosine from lr to "
+           "`min_lr_factor` × lr at `train.iterations`, MAE's; `decay_steps` unused)",
+           one_of({"step", "cosine"}))
+      .key("min_lr_factor", &OptimOptions::min_lr_factor, "the cosine schedule's last lr as a share of `lr`",
+           in_range(0, 1))
       .key("fused", &OptimOptions::fused,
            "`auto`: libtorch's fused AdamW kernel (`at::_fused_adamw_`, libtorch 2.x) for parameters on a GPU, the "
            "per-tensor update (bit-compatible with `torch.optim.AdamW`) on the CPU; `on`: fused on the CPU too "
@@ -265,12 +283,13 @@ nlohmann::json train_config_defaults() {
   doc["optim"] = s.optim.to_json(d.optim);
   doc["prompt"] = s.prompt.to_json(d.prompt);
   doc["loss"] = s.loss.to_json(d.loss);
+  doc["mae"] = mae_config_schema().to_json(d.mae);
   return doc;
 }
 
 const std::vector<std::string>& train_config_sections() {
   static const std::vector<std::string> sections{"top",   "model", "init",   "lora", "data",
-                                                 "train", "optim", "prompt", "loss"};
+                                                 "train", "optim", "prompt", "loss", "mae"};
   return sections;
 }
 
@@ -285,6 +304,7 @@ std::string train_config_markdown(const std::string& section) {
   if (section == "optim") return cfg::markdown_table(s.optim.docs(d.optim));
   if (section == "prompt") return cfg::markdown_table(s.prompt.docs(d.prompt));
   if (section == "loss") return cfg::markdown_table(s.loss.docs(d.loss));
+  if (section == "mae") return cfg::markdown_table(mae_config_schema().docs(d.mae));
   if (section == "model") {
     // Defaults: null, with vit_b's value and vit_l's / vit_h's where they differ.
     const auto b = model_config_to_json(model_config_preset("vit_b"));
@@ -300,7 +320,7 @@ std::string train_config_markdown(const std::string& section) {
     return cfg::markdown_table(rows);
   }
   throw std::invalid_argument("train_config_markdown: no section '" + section +
-                              "' (top, model, init, lora, data, train, optim, prompt, loss)");
+                              "' (top, model, init, lora, data, train, optim, prompt, loss, mae)");
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string& where) {
@@ -356,6 +376,23 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
   s.optim.read(d.at("optim"), c.optim, where);
   s.prompt.read(d.at("prompt"), c.prompt, where);
   s.loss.read(d.at("loss"), c.loss, where);
+  mae_config_schema().read(d.at("mae"), c.mae, where);
+  if (c.data.random_resized_crop && c.train.objective != "mae")
+    throw std::invalid_argument(where + ": data.random_resized_crop is for train.objective mae (masks would be "
+                                "cut and stretched)");
+  if (c.train.objective == "mae") {
+    const auto refuse = [&](bool bad, const std::string& what) {
+      if (bad) throw std::invalid_argument(where + ": train.objective mae: " + what);
+    };
+    refuse(c.lora.rank > 0, "lora.rank must be 0 (adapters are for fine-tuning a SAM model)");
+    refuse(!c.data.embeddings.empty(), "data.embeddings is for SAM decoder training");
+    refuse(!c.data.val.empty(), "data.val is SAM's 1-click validation; leave it empty");
+    refuse(c.init.kind != "random", "init.kind must be random (the pre-training starts from scratch; resume by "
+                                    "the run directory's checkpoint.pth)");
+    refuse(c.data.random_resized_crop && c.data.large_scale_jitter, "data.random_resized_crop and "
+                                                                   "data.large_scale_jitter exclude each other");
+    refuse(c.model.embed_dim % 4 != 0, "model.embed_dim must be divisible by 4 (sine-cosine positions)");
+  }
   return c;
 }
 

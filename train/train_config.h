@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sam/config.h"
+#include "sam/mae.h"
 #include "train/optim.h"
 #include "train/prompt_sim.h"
 #include "train/loss.h"
@@ -27,11 +28,14 @@ struct DataConfig {
   bool large_scale_jitter = false;
   double lsj_min = 0.1, lsj_max = 2.0;
   bool hflip = false;
+  bool random_resized_crop = false;  ///< train.objective mae: RandomResizedCrop onto S x S
+  double rrc_min_scale = 0.2;
   int workers = 2;
   int prefetch = 4;
 };
 
 struct RunConfig {
+  std::string objective = "sam";  ///< sam (promptable segmentation) or mae (masked-autoencoder pre-training)
   int64_t iterations = 90000;
   int batch_size = 1;           ///< images per rank per optimiser step (per micro-step with grad_accum)
   int grad_accum = 1;
@@ -85,6 +89,7 @@ struct TrainConfig {
   OptimOptions optim;
   PromptSimOptions prompt;
   LossConfig loss;
+  MaeConfig mae;                         ///< train.objective mae
   nlohmann::json resolved;               ///< the whole resolved document (written to the run dir)
 };
 
@@ -96,7 +101,7 @@ TrainConfig load_train_config(const std::string& path, const std::vector<std::st
 TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string& where);
 /// The key table of one section as docs/CONFIG.md shows it (Markdown: key, default, allowed,
 /// meaning), from the schema that reads them: "top", "model", "init", "lora", "data", "train",
-/// "optim", "prompt" or "loss".
+/// "optim", "prompt", "loss" or "mae".
 std::string train_config_markdown(const std::string& section);
 /// The sections train_config_markdown knows, in docs/CONFIG.md's order.
 const std::vector<std::string>& train_config_sections();

@@ -23,7 +23,10 @@
 #include "data/log.h"
 #include "data/process.h"
 #include "data/progress.h"
+#include "data/rng.h"
 #include "eval/points.h"
+#include "sam/amp.h"
+#include "sam/mae.h"
 #include "sam/sam_model.h"
 #include "train/embed.h"
 #include "train/freeze.h"
@@ -101,16 +104,14 @@ nlohmann::json init_from_mae(torch::nn::Module& model, const std::string& path) 
   nlohmann::json report = {{"used", nlohmann::json::array()}, {"unexpected", nlohmann::json::array()}};
   std::set<std::string> filled;
   torch::NoGradGuard ng;
-  for (auto [key, t] : ckpt) {
-    if (wrapped) {
-      if (key.rfind("model.", 0) != 0) continue;
-      key = key.substr(6);
-    }
-    std::string name = "image_encoder." + key;
-    for (const auto& [from, to] : {std::pair<std::string, std::string>{".mlp.fc1.", ".mlp.lin1."}, {".mlp.fc2.", ".mlp.lin2."}}) {
-      const auto pos = name.find(from);
-      if (pos != std::string::npos) name.replace(pos, from.size(), to);
-    }
+  if (wrapped)  // the weights alone (the file may also hold an optimiser's state)
+    ckpt.erase(std::remove_if(ckpt.begin(), ckpt.end(), [](const auto& kv) { return kv.first.rfind("model.", 0) != 0; }),
+               ckpt.end());
+  const NamedTensors ours = mae_from_official(ckpt);  // our module names (mlp.lin1/lin2)
+  for (size_t i = 0; i < ckpt.size(); ++i) {
+    const std::string key = wrapped ? ckpt[i].first.substr(6) : ckpt[i].first;  // as the file names it
+    const torch::Tensor& t = ckpt[i].second;
+    const std::string name = "image_encoder." + ours[i].first;
     auto it = target.find(name);
     if (it == target.end()) {
       report["unexpected"].push_back(key);
@@ -174,6 +175,18 @@ void export_run(const std::string& run_dir, const std::string& out, bool raw, bo
   if (fs::exists(dir / "config.json")) {
     std::ifstream in(dir / "config.json");
     auto cfg = train_config_from_json(nlohmann::json::parse(in), (dir / "config.json").string());
+    if (cfg.train.objective == "mae") {
+      if (adapters) throw std::runtime_error(run_dir + ": an MAE pre-training run has no LoRA adapters");
+      MaskedAutoencoder m(cfg.model, cfg.mae);
+      if (!fs::exists(dir / "checkpoint.pth")) {  // model.pth is in MAE's layout already
+        fs::copy_file(dir / "model.pth", out + ".tmp", fs::copy_options::overwrite_existing);
+      } else {
+        load_state_dict(*m, weights, run_dir);
+        save_mae(out + ".tmp", mae_state_dict(weights));
+      }
+      fs::rename(out + ".tmp", out);
+      return;
+    }
     Sam model(cfg.model);
     std::unique_ptr<LoraAdapters> lora;
     if (cfg.lora.rank > 0) lora = std::make_unique<LoraAdapters>(*model, cfg.lora);
@@ -199,6 +212,8 @@ struct Trainer::Impl {
   torch::Device device{torch::kCPU};
   std::unique_ptr<Communicator> comm;
   Sam model{nullptr};
+  MaskedAutoencoder mae{nullptr};      // train.objective mae: the module trained instead of `model`
+  torch::nn::Module* net = nullptr;    // the module trained (model's or mae's)
   std::unique_ptr<AdamW> optim;
   std::unique_ptr<WeightAverage> ema;  // rank 0 only, when train.ema_decay > 0
   std::unique_ptr<LoraAdapters> lora;  // when lora.rank > 0
@@ -230,6 +245,8 @@ struct Trainer::Impl {
 
   void setup();
   void init_weights();
+  torch::Tensor mae_step(const StepBatch& batch, int64_t micro_step, int64_t global_images, bool last,
+                         GradientReducer* reducer);
   void save_checkpoint();
   nlohmann::json validate();
   int loop();
@@ -257,8 +274,10 @@ nlohmann::json load_initial_weights(Sam& model, const InitConfig& in, const std:
     load_state_dict(*model, merge_lora(load_run_checkpoint(p.string()).model), p.string());
     log("init: loaded weights of run checkpoint " + p.string());
   } else if (in.kind == "mae") {
-    auto r = init_from_mae(*model, in.checkpoint);
-    log("init: MAE encoder from " + in.checkpoint + ": " + std::to_string(r["used"].size()) + " keys used, " +
+    // A file, or an MAE pre-training run's directory (its model.pth).
+    const std::string path = fs::is_directory(in.checkpoint) ? (fs::path(in.checkpoint) / "model.pth").string() : in.checkpoint;
+    auto r = init_from_mae(*model, path);
+    log("init: MAE encoder from " + path + ": " + std::to_string(r["used"].size()) + " keys used, " +
         std::to_string(r["missing"].size()) + " encoder keys missing, " + std::to_string(r["unexpected"].size()) +
         " unexpected");
     for (const auto& k : r["missing"]) log("init:   missing " + k.get<std::string>());
@@ -289,20 +308,32 @@ void Trainer::Impl::setup() {
 
   // The same initial weights on every rank: seeded construction, then rank 0's broadcast.
   torch::manual_seed(cfg.train.seed);
-  model = Sam(cfg.model);
-  model->to(device);
-  model->image_encoder->set_activation_checkpointing(cfg.train.activation_checkpointing);
+  if (cfg.train.objective == "mae") {
+    mae = MaskedAutoencoder(cfg.model, cfg.mae);
+    mae->to(device);
+    for (auto* list : {&mae->blocks, &mae->decoder_blocks})
+      for (auto& b : **list) b->as<EncoderBlock>()->checkpoint = cfg.train.activation_checkpointing;
+    net = mae.get();
+    log("objective: MAE pre-training, mask ratio " + fmt(cfg.mae.mask_ratio) + ", decoder " +
+        std::to_string(cfg.mae.decoder_depth) + " x " + std::to_string(cfg.mae.decoder_dim) +
+        (cfg.mae.norm_pix_loss ? ", per-patch normalised targets" : ", pixel targets"));
+  } else {
+    model = Sam(cfg.model);
+    model->to(device);
+    model->image_encoder->set_activation_checkpointing(cfg.train.activation_checkpointing);
+    net = model.get();
+  }
   const fs::path ck = dir / "checkpoint.pth";
   const bool resuming = fs::exists(ck);
-  if (!resuming) init_weights();  // the base that adapters start from
+  if (!resuming && model) init_weights();  // the base that adapters start from
   std::vector<std::string> trainable = cfg.train.trainable;
   if (cfg.lora.rank > 0) {
     // The adapters train; everything else only when train.trainable names it.
-    lora = std::make_unique<LoraAdapters>(*model, cfg.lora);
+    lora = std::make_unique<LoraAdapters>(*net, cfg.lora);
     log(lora->summary());
     trainable.insert(trainable.end(), {"*.lora_A", "*.lora_B"});
   }
-  auto frozen = apply_freeze(*model, cfg.train.freeze, trainable);
+  auto frozen = apply_freeze(*net, cfg.train.freeze, trainable);
   if (!cfg.data.embeddings.empty()) {
     // The encoder does not run: it is frozen, and naming a part of it to train is an error.
     for (auto& kv : model->named_parameters(true)) {
@@ -318,7 +349,7 @@ void Trainer::Impl::setup() {
   }
   log(frozen.summary());
   const bool shard = cfg.train.shard_optimizer && comm->world_size() > 1;
-  optim = std::make_unique<AdamW>(make_param_groups(*model, cfg.model.depth, cfg.optim), cfg.optim,
+  optim = std::make_unique<AdamW>(make_param_groups(*net, cfg.model.depth, cfg.optim), cfg.optim,
                                   shard ? comm.get() : nullptr);
   {
     const double mib = static_cast<double>(optim->state_bytes()) / (1 << 20);
@@ -340,7 +371,7 @@ void Trainer::Impl::setup() {
     auto state = load_run_checkpoint(ck.string());
     resumed_ema = std::move(state.ema);
     resumed_ema_updates = state.meta.value("ema_updates", int64_t{0});
-    load_state_dict(*model, state.model, ck.string());
+    load_state_dict(*net, state.model, ck.string());
     optim->load_state(state.optim);
     step = state.meta.at("step").get<int64_t>();
     nonfinite_streak = state.meta.value("nonfinite_streak", 0);
@@ -374,12 +405,12 @@ void Trainer::Impl::setup() {
   }
   {
     std::vector<torch::Tensor> params;
-    for (auto& kv : state_dict(*model)) params.push_back(kv.second);
+    for (auto& kv : state_dict(*net)) params.push_back(kv.second);
     comm->broadcast(params, 0);
   }
   if (lora) lora->materialize(false);
   if (cfg.train.ema_decay > 0 && is_root()) {
-    ema = std::make_unique<WeightAverage>(state_dict(*model), cfg.train.ema_decay);
+    ema = std::make_unique<WeightAverage>(state_dict(*net), cfg.train.ema_decay);
     if (!resumed_ema.empty()) ema->load(resumed_ema, resumed_ema_updates);
     else if (resuming) log("resume: the checkpoint holds no weight average; it starts from the resumed weights");
   }
@@ -406,6 +437,9 @@ void Trainer::Impl::setup() {
   lo.lsj_min = cfg.data.lsj_min;
   lo.lsj_max = cfg.data.lsj_max;
   lo.hflip = cfg.data.hflip;
+  lo.images_only = static_cast<bool>(mae);  // pixels alone: images without masks count too
+  lo.random_resized_crop = cfg.data.random_resized_crop;
+  lo.rrc_min_scale = cfg.data.rrc_min_scale;
   lo.workers = cfg.data.workers;
   lo.prefetch = cfg.data.prefetch;
   lo.pin_memory = device.is_cuda();
@@ -441,7 +475,7 @@ void Trainer::Impl::save_checkpoint() {
   auto optim_state = optim->state();  // sharded: every rank takes part in gathering it
   if (is_root()) {
     RunCheckpoint ck;
-    ck.model = state_dict(*model);
+    ck.model = state_dict(*net);
     ck.optim = std::move(optim_state);
     ck.rng = all_rng;
     ck.meta = {{"step", step}, {"loader", loader->state().to_json()}, {"nonfinite_streak", nonfinite_streak},
@@ -483,9 +517,37 @@ nlohmann::json Trainer::Impl::validate() {
     log(line + " | n " + std::to_string(r.n));
     metric(j);
   }
-  model->train();
+  net->train();
   comm->barrier();
   return j;
+}
+
+// One micro-step of MAE pre-training: the loss of this rank's images as its share of the global
+// batch's mean (so the all-reduced gradients are the mean's), and its backward pass. Each image's
+// masking is drawn on the CPU from (seed, micro-step, sample key), as the SAM step's prompts are:
+// the same masks whatever the world size, device or resume. Returns the share (detached, double,
+// on the device).
+torch::Tensor Trainer::Impl::mae_step(const StepBatch& batch, int64_t micro_step, int64_t global_images, bool last,
+                                      GradientReducer* reducer) {
+  std::vector<torch::Tensor> xs;
+  for (const auto& im : batch.images) xs.push_back(mae->preprocess(im.to(device, /*non_blocking=*/true).unsqueeze(0)));
+  const auto x = torch::cat(xs);
+  const int64_t B = x.size(0), L = cfg.model.grid_size() * cfg.model.grid_size();
+  auto noise = torch::empty({B, L}, torch::kFloat);
+  for (int64_t b = 0; b < B; ++b) {
+    data::Rng rng(data::derive_seed({cfg.train.seed, 0x3ae5ULL, static_cast<uint64_t>(micro_step),
+                                     static_cast<uint64_t>(batch.keys[b])}));
+    float* row = noise[b].data_ptr<float>();
+    for (int64_t t = 0; t < L; ++t) row[t] = static_cast<float>(rng.uniform());
+  }
+  if (reducer && last) reducer->arm();
+  torch::Tensor loss;
+  {
+    AutocastGuard ag(device.type(), autocast);
+    loss = mae->forward(x, noise.to(device)).loss.sum() / static_cast<double>(global_images);
+  }
+  loss.backward();
+  return loss.detach().to(torch::kDouble);
 }
 
 int Trainer::Impl::loop() {
@@ -522,20 +584,20 @@ int Trainer::Impl::loop() {
   std::unique_ptr<GradientReducer> reducer;
   if (comm->world_size() > 1) {
     std::vector<torch::Tensor> early, hooked;
-    for (auto& kv : model->named_parameters(true)) {
+    for (auto& kv : net->named_parameters(true)) {
       if (!kv.value().requires_grad()) continue;
       // The adapters' gradients exist only after the backward pass (LoraAdapters::pull_grads):
       // with adapters every bucket starts then.
-      (!lora && kv.key().rfind("image_encoder.", 0) == 0 ? hooked : early).push_back(kv.value());
+      (!lora && model && kv.key().rfind("image_encoder.", 0) == 0 ? hooked : early).push_back(kv.value());
     }
     std::reverse(hooked.begin(), hooked.end());  // the backward pass meets the neck first, the patch embedding last
     reducer = std::make_unique<GradientReducer>(*comm, early, hooked);
   }
   if (tc.val_at_start && step == 0) validate();  // a resumed run has it in its metrics already
-  model->train();
+  net->train();
   while (step < tc.iterations) {
     const auto t0 = std::chrono::steady_clock::now();
-    const double lr = lr_at(cfg.optim, step);
+    const double lr = lr_at(cfg.optim, step, tc.iterations);
     optim->zero_grad();
     if (lora) lora->materialize(true);  // W + s B A from this step's adapters (and dropout masks)
     auto sums = torch::zeros({4 + R}, dd);
@@ -547,11 +609,16 @@ int Trainer::Impl::loop() {
       for (int b = 0; b < tc.batch_size; ++b) {
         auto s = loader->next();
         (embeddings ? batch.embeddings : batch.images).push_back(embeddings ? s.embedding : s.image);
-        batch.masks.push_back(s.masks);
+        if (s.masks.defined()) batch.masks.push_back(s.masks);
         batch.keys.push_back(s.index);
       }
       images += tc.batch_size;
       win_data += std::chrono::duration<double>(std::chrono::steady_clock::now() - td).count();
+      if (mae) {
+        sums[0] += mae_step(batch, step * tc.grad_accum + micro, tc.batch_size * comm->world_size() * tc.grad_accum,
+                            micro + 1 == tc.grad_accum, reducer.get());
+        continue;
+      }
       double local_masks = 0;
       for (const auto& m : batch.masks) local_masks += static_cast<double>(m.size(0));
       // The loss normaliser: the step's masks over all ranks (a host collective; no GPU involved).
@@ -568,7 +635,7 @@ int Trainer::Impl::loop() {
     }
     if (lora) lora->pull_grads();
     if (reducer) {
-      if (lora) reducer->start_early();
+      if (lora || mae) reducer->start_early();
       reducer->finish();
     }
     const bool injected = nonfinite_injected(step);  // the tests' fault injection (run_state.h)
@@ -639,13 +706,18 @@ int Trainer::Impl::loop() {
                             {"elapsed_s", elapsed()}};
         nlohmann::json ious = nlohmann::json::array();
         for (int64_t r = 0; r < R; ++r) ious.push_back(v[5 + r] / std::max(masks, 1.0));
-        j["iou_round"] = ious;
+        std::string quality;  // the objective's own numbers: SAM's IoU of the first and last round
+        if (mae) {
+          j.erase("masks_per_step");
+        } else {
+          j["iou_round"] = ious;
+          quality = " | IoU r1 " + fmt(ious.front().get<double>(), 3) + " last " + fmt(ious.back().get<double>(), 3);
+        }
         metric(j);
         progress.set_done(step);
         if (tty) std::cerr << "\r" << std::string(100, ' ') << "\r";
         log("step " + std::to_string(step) + "/" + std::to_string(tc.iterations) + " | loss " + fmt(v[0] / n) +
-            " | IoU r1 " + fmt(ious.front().get<double>(), 3) + " last " + fmt(ious.back().get<double>(), 3) +
-            " | lr " + fmt(lr, 3) + " | " + fmt(win_images / std::max(win_time, 1e-9), 3) + " img/s | data " +
+            quality + " | lr " + fmt(lr, 3) + " | " + fmt(win_images / std::max(win_time, 1e-9), 3) + " img/s | data " +
             fmt(100.0 * win_data / std::max(win_time, 1e-9), 2) + "% | " + progress.eta_text());
       }
       win.zero_();
@@ -680,8 +752,9 @@ int Trainer::Impl::loop() {
   if (is_root()) {
     // The weight average when the run keeps one (the optimiser's own weights stay in checkpoint.pth).
     // Adapters folded into their weights: model.pth is always the official format.
-    NamedTensors sd = merge_lora(ema ? ema->average() : state_dict(*model));
-    pth_write((dir / "model.pth.tmp").string(), sd);
+    NamedTensors sd = ema ? ema->average() : state_dict(*net);
+    if (mae) save_mae((dir / "model.pth.tmp").string(), mae_state_dict(sd));  // MAE's layout: init.kind mae reads it
+    else pth_write((dir / "model.pth.tmp").string(), merge_lora(std::move(sd)));
     fs::rename(dir / "model.pth.tmp", dir / "model.pth");
     auto stats = loader->stats().to_json();
     const double peak = data::peak_rss_mib();

@@ -30,6 +30,7 @@ void write_training_curves(const std::string& run_dir) {
       const double s = j["step"].get<double>();
       loss.x.push_back(s);
       loss.y.push_back(j["loss"].get<double>());
+      if (!j.contains("iou_round")) continue;  // an MAE pre-training run: a loss alone
       first_iou.x.push_back(s);
       first_iou.y.push_back(j["iou_round"].front().get<double>());
       last_iou.x.push_back(s);
@@ -57,8 +58,10 @@ void write_training_curves(const std::string& run_dir) {
   std::vector<PlotSeries> ious{first_iou, last_iou};
   if (!val.x.empty()) ious.push_back(val);
   if (!ema_val.x.empty()) ious.push_back(ema_val);
+  const bool mae = first_iou.x.empty() && !loss.x.empty();
+  if (mae) lp.y_label = "loss (squared error of the hidden patches)";
   data::write_file_atomic((dir / "loss.svg").string(), svg_line_plot({loss}, lp));
-  data::write_file_atomic((dir / "iou.svg").string(), svg_line_plot(ious, ip));
+  if (!mae) data::write_file_atomic((dir / "iou.svg").string(), svg_line_plot(ious, ip));
 }
 
 }  // namespace sam::eval

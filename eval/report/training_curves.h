@@ -9,7 +9,7 @@ namespace sam::eval {
 
 /// Reads `run_dir`/metrics.jsonl ("train" events: step, loss, iou_round; "val" events: step,
 /// miou_1click and, with a weight average, ema_miou_1click; lines cut short by a kill are
-/// skipped) and writes `run_dir`/loss.svg and `run_dir`/iou.svg atomically. Throws naming the
+/// skipped) and writes `run_dir`/loss.svg and `run_dir`/iou.svg (not for an MAE run: no IoU) atomically. Throws naming the
 /// file when metrics.jsonl cannot be read.
 void write_training_curves(const std::string& run_dir);
 

@@ -213,3 +213,53 @@ TEST_CASE("transforms: points follow the pixels they mark") {
   CHECK(p[0] == Approx(60 - 22.5 - 5));  // mirrored: x = 20 - 7.5 = 12.5, times 3, minus the crop
   CHECK(p[1] == Approx(3.5 * 3 - 2));
 }
+
+TEST_CASE("transforms: random resized crops keep their area share and aspect ratio in range, seeded") {
+  Rng rng(11);
+  int fell_back = 0;
+  for (int k = 0; k < 500; ++k) {
+    const int h = int(rng.range(20, 300)), w = int(rng.range(20, 300)), S = 64;
+    const bool flip = rng.chance(0.5);
+    Rng draw(1000 + k);
+    const Geometry g = plan_random_resized_crop(h, w, S, 0.2, flip, draw);
+    INFO(h << "x" << w << " draw " << k);
+    REQUIRE(g.out_h == S);
+    REQUIRE(g.out_w == S);
+    REQUIRE(g.canvas_h == S);
+    REQUIRE(g.canvas_w == S);
+    REQUIRE(g.flip == flip);
+    REQUIRE(g.crop_y >= 0);
+    REQUIRE(g.crop_x >= 0);
+    REQUIRE(g.crop_y + S <= g.scaled_h);
+    REQUIRE(g.crop_x + S <= g.scaled_w);
+    // The window in source pixels: S / scale on each axis.
+    const double ch = double(S) * h / g.scaled_h, cw = double(S) * w / g.scaled_w;
+    const double share = ch * cw / (double(h) * w), ratio = cw / ch;
+    // Rounding of the window to whole pixels moves both by up to a pixel per side.
+    const double slack = 1.0 + 4.0 / std::min(ch, cw);
+    CHECK(share <= 1.0 * slack);
+    if (share < 0.2 / slack) {
+      // No draw fitted (a long thin image): the whole image cut to the ratio range, centred.
+      ++fell_back;
+      CHECK((double(w) / h < 0.75 || double(w) / h > 4.0 / 3.0));
+      // Centred to a source pixel (integer halving), that is S / window side output pixels.
+      CHECK(std::abs(g.crop_x + S / 2.0 - g.scaled_w / 2.0) <= 1.0 + S / cw);
+      CHECK(std::abs(g.crop_y + S / 2.0 - g.scaled_h / 2.0) <= 1.0 + S / ch);
+    }
+    CHECK(ratio >= 0.75 / slack);
+    CHECK(ratio <= (4.0 / 3.0) * slack);
+    // The same seed, the same window.
+    Rng again(1000 + k);
+    const Geometry g2 = plan_random_resized_crop(h, w, S, 0.2, flip, again);
+    CHECK((g2.scaled_h == g.scaled_h && g2.scaled_w == g.scaled_w && g2.crop_y == g.crop_y && g2.crop_x == g.crop_x));
+  }
+  CHECK(fell_back < 50);  // rare: 10 draws usually find a window
+  Rng r(0);
+  CHECK_THROWS_WITH(plan_random_resized_crop(10, 10, 8, 0.0, false, r), Catch::Contains("min_scale"));
+  // A whole-image draw (min_scale 1) of a square image is the plain resize.
+  const Geometry whole = plan_random_resized_crop(100, 100, 50, 1.0, false, r);
+  CHECK(whole.scaled_h == 50);
+  CHECK(whole.scaled_w == 50);
+  CHECK(whole.crop_x == 0);
+  CHECK(whole.crop_y == 0);
+}

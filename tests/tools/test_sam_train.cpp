@@ -77,8 +77,9 @@ namespace {
 // and the final weights. Two kills: between checkpoints (after step 5; the last checkpoint is step
 // 3's) and inside a checkpoint write (step 6's written to its temporary file, not yet renamed:
 // the resume starts from step 3's again). `exact`: bit for bit (the CPU); otherwise within `tol`
-// relative (a GPU's atomic adds vary in the last bits from run to run).
-void check_resume(const std::string& tag, const std::string& extra, bool exact, double tol) {
+// relative (a GPU's atomic adds vary in the last bits from run to run). Returns the folder of the
+// runs (ref: the uninterrupted one).
+fs::path check_resume(const std::string& tag, const std::string& extra, bool exact, double tol) {
   const auto root = sam_test::temp_dir(tag);
   const int steps = 8;
   const std::string iters = " train.iterations=" + std::to_string(steps) + " train.ckpt_every=3" + extra;
@@ -127,12 +128,42 @@ void check_resume(const std::string& tag, const std::string& extra, bool exact, 
       else CHECK(torch::allclose(a[i].second, b[i].second, 1e-3, 1e-5));
     }
   }
+  return root;
 }
 
 }  // namespace
 
 TEST_CASE("sam_train: a run killed between or inside checkpoint writes resumes to the same losses, bit for bit", "[tools][train]") {
   check_resume("train_resume", "", /*exact=*/true, 0);
+}
+
+TEST_CASE("sam_train: MAE pre-training killed between or inside checkpoint writes resumes bit for bit, and SAM "
+          "starts from its model.pth", "[tools][train][mae]") {
+  // The synthetic images without their masks, random resized crops and flips, a small decoder.
+  const std::string mae = " train.objective=mae 'data.train=[\"images:" + synth_dir() + "\"]' data.random_resized_crop=true"
+                          " data.hflip=true mae.decoder_dim=32 mae.decoder_depth=1 mae.decoder_heads=4 optim.schedule=cosine"
+                          " train.activation_checkpointing=true model.drop_path_rate=0.2";
+  const auto root = check_resume("train_resume_mae", mae, /*exact=*/true, 0);
+  // The log names the objective; the loss is per-patch normalised pixels: near 1 at the start.
+  const auto ref = losses(root / "ref");
+  CHECK(ref.begin()->second > 0.5);
+  CHECK(ref.begin()->second < 2.0);
+  // model.pth is MAE's file: Python's torch.load gives {"model": OrderedDict} with MAE's names.
+  auto w = sam::pth_read((root / "ref" / "model.pth").string());
+  REQUIRE(w.size() > 6);
+  CHECK(w[0].first == "model.cls_token");
+  CHECK(w[1].first == "model.pos_embed");
+  // SAM training from it: the encoder's blocks come from the MAE run.
+  std::string out;
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "sam") + " train.iterations=1 init.kind=mae init.checkpoint=" +
+                                    (root / "ref").string(), &out) == 0);
+  INFO(out);
+  CHECK(out.find("init: MAE encoder from " + (root / "ref" / "model.pth").string() + ": 51 keys used") != std::string::npos);
+  // Refusals name the key.
+  CHECK(sam_test::run_command(sam_train() + " " + base_args(root / "bad") + " train.objective=mae lora.rank=4 'lora.targets=[\"*.qkv\"]'", &out) != 0);
+  CHECK(out.find("lora.rank") != std::string::npos);
+  CHECK(sam_test::run_command(sam_train() + " " + base_args(root / "bad") + " data.random_resized_crop=true", &out) != 0);
+  CHECK(out.find("data.random_resized_crop is for train.objective mae") != std::string::npos);
 }
 
 TEST_CASE("sam_train on CUDA: a killed run resumes with the GPU generator's state", "[tools][train][cuda]") {
@@ -203,6 +234,13 @@ TEST_CASE("sam_train: 2 Gloo processes under torchrun give the losses of 1 proce
 TEST_CASE("sam_train: LoRA on 2 Gloo processes gives the losses of 1 process", "[tools][train][dist]") {
   // The adapters' gradients are all-reduced after the backward pass (train/lora.h), not from hooks.
   check_two_ranks("train_dist_lora", 29520, kLoraArgs);
+}
+
+TEST_CASE("sam_train: MAE pre-training on 2 Gloo processes gives the losses of 1 process", "[tools][train][dist][mae]") {
+  // The masking is drawn per sample from (seed, step, sample), not from the ranks' generators.
+  check_two_ranks("train_dist_mae", 29580, " train.objective=mae data.train=[images:" + synth_dir() +
+                                               "] data.random_resized_crop=true mae.decoder_dim=32 mae.decoder_depth=1 "
+                                               "mae.decoder_heads=4");
 }
 
 TEST_CASE("sam_train: a frozen image encoder on 2 Gloo processes gives the losses of 1 process", "[tools][train][dist]") {

@@ -78,6 +78,21 @@ TEST_CASE("warmup then step decay", "[train][optim]") {
   CHECK(lr_at(o, 0) == Approx(8e-4 * (0.5 + 0.5 / 250)));
 }
 
+TEST_CASE("warmup then a cosine to the floor (MAE's schedule)", "[train][optim]") {
+  OptimOptions o;
+  o.lr = 1e-3;
+  o.warmup_iters = 10;
+  o.schedule = "cosine";  // decay_steps are not used
+  CHECK(lr_at(o, 4, 110) == Approx(1e-3 * 5 / 10));
+  CHECK(lr_at(o, 10, 110) == Approx(1e-3));
+  CHECK(lr_at(o, 60, 110) == Approx(0.5e-3));                                   // half way: cos(pi / 2) = 0
+  CHECK(lr_at(o, 35, 110) == Approx(1e-3 * 0.5 * (1 + std::cos(M_PI / 4))));  // a quarter
+  CHECK(lr_at(o, 110, 110) == Approx(0.0).margin(1e-15));
+  o.min_lr_factor = 0.1;
+  CHECK(lr_at(o, 60, 110) == Approx(1e-3 * (0.1 + 0.9 * 0.5)));
+  CHECK(lr_at(o, 200, 110) == Approx(1e-4));  // past the end: the floor
+}
+
 TEST_CASE("AdamW matches a hand-computed step and round-trips its state", "[train][optim]") {
   auto p = torch::tensor({1.0f}).requires_grad_(true);
   ParamGroup g;
