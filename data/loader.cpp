@@ -212,6 +212,10 @@ struct Loader::Impl {
             : o.large_scale_jitter ? plan_lsj(img.rows, img.cols, o.image_size, o.lsj_min, o.lsj_max, flip, rng)
                                    : plan_resize_longest(img.rows, img.cols, o.image_size, flip);
         res.sample.image = chw_tensor(apply_image(img, geo), o.pin_memory);
+        if (o.embeddings) {  // a teacher's embedding beside the image (distillation)
+          res.sample.embedding = o.embeddings->read(image_key(s.image), img.rows, img.cols);
+          if (o.pin_memory) res.sample.embedding = res.sample.embedding.pin_memory();
+        }
         res.sample.id = s.id;
         res.sample.index = g;
         res.ok = true;
@@ -334,9 +338,8 @@ Loader::Loader(std::shared_ptr<Dataset> dataset, LoaderOptions options, LoaderSt
     bad("random_resized_crop is for images without masks (images_only)");
   if (o.random_resized_crop && !(o.rrc_min_scale > 0 && o.rrc_min_scale <= 1))
     bad("rrc_min_scale must be in (0, 1]");
-  if (o.images_only && o.embeddings) bad("images_only and embeddings exclude each other");
-  if (o.embeddings && (o.large_scale_jitter || o.hflip))
-    bad("embeddings are of the unaugmented images: large-scale jitter and flips must be off with them");
+  if (o.embeddings && (o.large_scale_jitter || o.hflip || o.random_resized_crop))
+    bad("embeddings are of the unaugmented images: large-scale jitter, crops and flips must be off with them");
   if (o.workers < 0 || o.workers > 256) bad("workers must be 0..256");
   if (o.prefetch < 1) bad("prefetch must be >= 1");
   if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size)

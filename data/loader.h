@@ -88,8 +88,10 @@ struct LoaderOptions {
   /// asynchronously (needs a CUDA build with a GPU).
   bool pin_memory = false;
   /// The images' encoder embeddings instead of the images (decoder training on cached
-  /// embeddings, data/embedding_store.h): each sample carries its image's embedding and no image.
-  /// Needs large_scale_jitter and hflip off (the store holds the unaugmented images' embeddings).
+  /// embeddings, data/embedding_store.h): each sample carries its image's embedding and no image;
+  /// with images_only, the image and its embedding (a teacher's, for distillation). Needs
+  /// large_scale_jitter, random_resized_crop and hflip off (the store holds the unaugmented
+  /// images' embeddings).
   std::shared_ptr<const EmbeddingStore> embeddings;
   /// Where "skipping <file>: <problem>" lines go (once per file); default: stderr.
   std::function<void(const std::string&)> log;

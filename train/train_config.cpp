@@ -23,6 +23,7 @@ struct Schema {
   cfg::Section<OptimOptions> optim{"optim"};
   cfg::Section<PromptSimOptions> prompt{"prompt"};
   cfg::Section<LossConfig> loss{"loss"};
+  cfg::Section<DistillConfig> distill{"distill"};
 };
 
 Schema make_schema() {
@@ -108,8 +109,11 @@ Schema make_schema() {
       .key("objective", &RunConfig::objective,
            "`sam`: promptable segmentation with simulated interactive prompting (the paper's training); `mae`: "
            "masked-autoencoder pre-training of a plain ViT of `model`'s encoder size on images alone (section "
-           "`mae`; no masks, prompts or SAM losses; `model.pth` in MAE's format, which `init.kind: mae` loads)",
-           one_of({"sam", "mae"}))
+           "`mae`; no masks, prompts or SAM losses; `model.pth` in MAE's format, which `init.kind: mae` loads); "
+           "`distill`: `model`'s image encoder (the student) learns a SAM teacher's embeddings (section `distill`; "
+           "mean squared error, images alone; `model.pth` is a SAM checkpoint of the student's architecture "
+           "with the teacher's prompt encoder and mask decoder)",
+           one_of({"sam", "mae", "distill"}))
       .key("iterations", &RunConfig::iterations,
            "optimiser steps of the whole run (skipped non-finite steps count; a resumed run continues to this)",
            at_least(0))
@@ -254,6 +258,14 @@ Schema make_schema() {
            "`full`: logits upsampled to S × S against the full mask (SAM 2); `low`: 4G × 4G logits against the "
            "area-downsampled mask",
            one_of({"full", "low"}));
+  s.distill
+      .key("teacher_arch", &DistillConfig::teacher_arch,
+           "the teacher's architecture (as `model.arch`: preset or file); its input size, embedding grid, prompt "
+           "encoder and mask decoder must be the student's (at start)")
+      .key("teacher_checkpoint", &DistillConfig::teacher_checkpoint,
+           "the teacher's SAM .pth (official or this project's); required with `train.objective: distill`. Its "
+           "prompt encoder and mask decoder become the student's, frozen; its encoder runs beside the student's "
+           "unless `data.embeddings` holds its embeddings (`sam_data embed` with the teacher's configuration)");
   return s;
 }
 
@@ -284,12 +296,13 @@ nlohmann::json train_config_defaults() {
   doc["prompt"] = s.prompt.to_json(d.prompt);
   doc["loss"] = s.loss.to_json(d.loss);
   doc["mae"] = mae_config_schema().to_json(d.mae);
+  doc["distill"] = s.distill.to_json(d.distill);
   return doc;
 }
 
 const std::vector<std::string>& train_config_sections() {
   static const std::vector<std::string> sections{"top",   "model", "init",   "lora", "data",
-                                                 "train", "optim", "prompt", "loss", "mae"};
+                                                 "train", "optim", "prompt", "loss", "mae", "distill"};
   return sections;
 }
 
@@ -305,6 +318,7 @@ std::string train_config_markdown(const std::string& section) {
   if (section == "prompt") return cfg::markdown_table(s.prompt.docs(d.prompt));
   if (section == "loss") return cfg::markdown_table(s.loss.docs(d.loss));
   if (section == "mae") return cfg::markdown_table(mae_config_schema().docs(d.mae));
+  if (section == "distill") return cfg::markdown_table(s.distill.docs(d.distill));
   if (section == "model") {
     // Defaults: null, with vit_b's value and vit_l's / vit_h's where they differ.
     const auto b = model_config_to_json(model_config_preset("vit_b"));
@@ -320,7 +334,7 @@ std::string train_config_markdown(const std::string& section) {
     return cfg::markdown_table(rows);
   }
   throw std::invalid_argument("train_config_markdown: no section '" + section +
-                              "' (top, model, init, lora, data, train, optim, prompt, loss, mae)");
+                              "' (top, model, init, lora, data, train, optim, prompt, loss, mae, distill)");
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string& where) {
@@ -377,13 +391,30 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
   s.prompt.read(d.at("prompt"), c.prompt, where);
   s.loss.read(d.at("loss"), c.loss, where);
   mae_config_schema().read(d.at("mae"), c.mae, where);
+  s.distill.read(d.at("distill"), c.distill, where);
+  // What the objectives other than sam refuse, naming the key.
+  const auto refuse = [&](bool bad, const std::string& what) {
+    if (bad) throw std::invalid_argument(where + ": train.objective " + c.train.objective + ": " + what);
+  };
+  if (c.train.objective == "distill") {
+    refuse(c.distill.teacher_checkpoint.empty(), "distill.teacher_checkpoint is required (the teacher's SAM .pth)");
+    refuse(c.lora.rank > 0, "lora.rank must be 0 (the student's encoder trains in full)");
+    // The student answers the teacher's decoder: the same input, grid and everything after the encoder.
+    const ModelConfig t = model_config_resolve(c.distill.teacher_arch);
+    const nlohmann::json tj = model_config_to_json(t), sj = model_config_to_json(c.model);
+    for (const char* k : {"img_size", "prompt_dim", "mask_in_chans", "decoder_depth", "decoder_mlp_dim", "decoder_heads",
+                          "attention_downsample_rate", "num_multimask_outputs", "iou_head_depth", "iou_head_hidden_dim",
+                          "pixel_mean", "pixel_std"})
+      refuse(tj.at(k) != sj.at(k), std::string("model.") + k + " is " + sj.at(k).dump() + ", the teacher's (" +
+                                       c.distill.teacher_arch + ") " + tj.at(k).dump() + ": they must be equal");
+    refuse(t.grid_size() != c.model.grid_size(), "the student's embedding grid " + std::to_string(c.model.grid_size()) +
+                                                     " is not the teacher's " + std::to_string(t.grid_size()) +
+                                                     " (model.img_size / model.patch_size)");
+  }
   if (c.data.random_resized_crop && c.train.objective != "mae")
     throw std::invalid_argument(where + ": data.random_resized_crop is for train.objective mae (masks would be "
                                 "cut and stretched)");
   if (c.train.objective == "mae") {
-    const auto refuse = [&](bool bad, const std::string& what) {
-      if (bad) throw std::invalid_argument(where + ": train.objective mae: " + what);
-    };
     refuse(c.lora.rank > 0, "lora.rank must be 0 (adapters are for fine-tuning a SAM model)");
     refuse(!c.data.embeddings.empty(), "data.embeddings is for SAM decoder training");
     refuse(!c.data.val.empty(), "data.val is SAM's 1-click validation; leave it empty");

@@ -35,7 +35,8 @@ struct DataConfig {
 };
 
 struct RunConfig {
-  std::string objective = "sam";  ///< sam (promptable segmentation) or mae (masked-autoencoder pre-training)
+  std::string objective = "sam";  ///< sam (promptable segmentation), mae (masked-autoencoder pre-training) or
+                                  ///< distill (a student encoder from a teacher's embeddings)
   int64_t iterations = 90000;
   int batch_size = 1;           ///< images per rank per optimiser step (per micro-step with grad_accum)
   int grad_accum = 1;
@@ -73,6 +74,13 @@ struct LoraConfig {
   std::vector<std::string> targets;  ///< Linear-module name patterns (train/freeze.h's globs)
 };
 
+/// Distillation of a student image encoder from a SAM teacher (train.objective distill): the
+/// student is `model` (its encoder; its prompt encoder and mask decoder are the teacher's, frozen).
+struct DistillConfig {
+  std::string teacher_arch = "vit_h";  ///< the teacher's architecture: preset or file
+  std::string teacher_checkpoint;      ///< the teacher's SAM .pth
+};
+
 /// The loss weights and the resolution the loss is computed at.
 struct LossConfig : LossWeights {
   std::string resolution = "full";  ///< full (S x S, the default) or low (4G x 4G)
@@ -90,6 +98,7 @@ struct TrainConfig {
   PromptSimOptions prompt;
   LossConfig loss;
   MaeConfig mae;                         ///< train.objective mae
+  DistillConfig distill;                 ///< train.objective distill
   nlohmann::json resolved;               ///< the whole resolved document (written to the run dir)
 };
 
@@ -101,7 +110,7 @@ TrainConfig load_train_config(const std::string& path, const std::vector<std::st
 TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string& where);
 /// The key table of one section as docs/CONFIG.md shows it (Markdown: key, default, allowed,
 /// meaning), from the schema that reads them: "top", "model", "init", "lora", "data", "train",
-/// "optim", "prompt", "loss" or "mae".
+/// "optim", "prompt", "loss", "mae" or "distill".
 std::string train_config_markdown(const std::string& section);
 /// The sections train_config_markdown knows, in docs/CONFIG.md's order.
 const std::vector<std::string>& train_config_sections();

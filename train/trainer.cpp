@@ -213,6 +213,8 @@ struct Trainer::Impl {
   std::unique_ptr<Communicator> comm;
   Sam model{nullptr};
   MaskedAutoencoder mae{nullptr};      // train.objective mae: the module trained instead of `model`
+  Sam teacher{nullptr};                // train.objective distill without data.embeddings: its encoder runs
+  bool distill = false;                // train.objective distill: `model` is the student
   torch::nn::Module* net = nullptr;    // the module trained (model's or mae's)
   std::unique_ptr<AdamW> optim;
   std::unique_ptr<WeightAverage> ema;  // rank 0 only, when train.ema_decay > 0
@@ -247,6 +249,8 @@ struct Trainer::Impl {
   void init_weights();
   torch::Tensor mae_step(const StepBatch& batch, int64_t micro_step, int64_t global_images, bool last,
                          GradientReducer* reducer);
+  torch::Tensor distill_step(const StepBatch& batch, int64_t global_images, bool last, GradientReducer* reducer);
+  void setup_teacher(bool resuming);
   void save_checkpoint();
   nlohmann::json validate();
   int loop();
@@ -326,6 +330,8 @@ void Trainer::Impl::setup() {
   const fs::path ck = dir / "checkpoint.pth";
   const bool resuming = fs::exists(ck);
   if (!resuming && model) init_weights();  // the base that adapters start from
+  distill = cfg.train.objective == "distill";
+  if (distill) setup_teacher(resuming);
   std::vector<std::string> trainable = cfg.train.trainable;
   if (cfg.lora.rank > 0) {
     // The adapters train; everything else only when train.trainable names it.
@@ -333,15 +339,17 @@ void Trainer::Impl::setup() {
     log(lora->summary());
     trainable.insert(trainable.end(), {"*.lora_A", "*.lora_B"});
   }
-  auto frozen = apply_freeze(*net, cfg.train.freeze, trainable);
-  if (!cfg.data.embeddings.empty()) {
+  auto freeze_patterns = cfg.train.freeze;
+  if (distill) freeze_patterns.insert(freeze_patterns.end(), {"prompt_encoder.*", "mask_decoder.*"});  // the teacher's
+  auto frozen = apply_freeze(*net, freeze_patterns, trainable);
+  if (!cfg.data.embeddings.empty() && !distill) {
     // The encoder does not run: it is frozen, and naming a part of it to train is an error.
     for (auto& kv : model->named_parameters(true)) {
       if (!kv.value().requires_grad() || kv.key().rfind("image_encoder.", 0) != 0) continue;
       if (!trainable.empty())
         throw std::invalid_argument("data.embeddings: the image encoder does not run, so " + kv.key() +
                                     " cannot train (named by train.trainable or lora.targets)");
-      auto freeze = cfg.train.freeze;
+      auto freeze = freeze_patterns;
       freeze.push_back("image_encoder.*");
       frozen = apply_freeze(*model, freeze, trainable);
       break;
@@ -418,12 +426,14 @@ void Trainer::Impl::setup() {
   if (!cfg.data.embeddings.empty()) {
     // The store must be of this run's encoder (its weights as loaded: init, or the checkpoint).
     embeddings = std::make_shared<const data::EmbeddingStore>(cfg.data.embeddings);
-    check_embedding_store(*embeddings, model);
+    check_embedding_store(*embeddings, distill ? teacher : model);
     if (embeddings->manifest().value("datasets", nlohmann::json()) != nlohmann::json(cfg.data.train))
       log_warning("data.embeddings " + cfg.data.embeddings + " was made for " + embeddings->manifest().value("datasets", nlohmann::json()).dump() +
                   ", data.train is " + nlohmann::json(cfg.data.train).dump() + ": images it lacks are skipped");
-    log("data: the encoder's embeddings from " + cfg.data.embeddings + " (" + std::to_string(embeddings->size()) +
-        " images, " + embeddings->manifest().at("dtype").get<std::string>() + "); the encoder does not run");
+    log("data: the " + std::string(distill ? "teacher's" : "encoder's") + " embeddings from " + cfg.data.embeddings +
+        " (" + std::to_string(embeddings->size()) + " images, " + embeddings->manifest().at("dtype").get<std::string>() +
+        "); the " + (distill ? "teacher's " : "") + "encoder does not run");
+    if (distill) teacher = nullptr;  // its prompt encoder and decoder are the student's already
   }
   auto opened = open_train_datasets(cfg.data.train, cfg.data.weights);
   train_set = opened.dataset;
@@ -437,7 +447,7 @@ void Trainer::Impl::setup() {
   lo.lsj_min = cfg.data.lsj_min;
   lo.lsj_max = cfg.data.lsj_max;
   lo.hflip = cfg.data.hflip;
-  lo.images_only = static_cast<bool>(mae);  // pixels alone: images without masks count too
+  lo.images_only = mae || distill;  // pixels alone: images without masks count too
   lo.random_resized_crop = cfg.data.random_resized_crop;
   lo.rrc_min_scale = cfg.data.rrc_min_scale;
   lo.workers = cfg.data.workers;
@@ -550,6 +560,64 @@ torch::Tensor Trainer::Impl::mae_step(const StepBatch& batch, int64_t micro_step
   return loss.detach().to(torch::kDouble);
 }
 
+// The teacher of a distillation run: its prompt encoder and mask decoder become the student's
+// (they are frozen, so a resumed run has them in its checkpoint already); its encoder stays to
+// run beside the student's unless data.embeddings holds its outputs.
+void Trainer::Impl::setup_teacher(bool resuming) {
+  const auto& d = cfg.distill;
+  teacher = Sam(model_config_resolve(d.teacher_arch));
+  load_checkpoint(teacher, d.teacher_checkpoint);
+  teacher->to(device);
+  teacher->eval();
+  for (auto& p : teacher->parameters()) p.set_requires_grad(false);
+  if (!resuming) {
+    NamedTensors shared;
+    for (auto& kv : state_dict(*teacher))
+      if (kv.first.rfind("image_encoder.", 0) != 0) shared.push_back(kv);
+    NamedTensors own = state_dict(*model);
+    std::map<std::string, torch::Tensor> by(own.begin(), own.end());
+    torch::NoGradGuard ng;
+    for (const auto& [name, t] : shared) by.at(name).copy_(t);
+  }
+  int64_t student = 0, teacher_n = 0;
+  for (const auto& p : model->image_encoder->parameters()) student += p.numel();
+  for (const auto& p : teacher->image_encoder->parameters()) teacher_n += p.numel();
+  log("objective: distillation of the image encoder (" + millions(student) + " parameters) from " + d.teacher_checkpoint +
+      " (" + d.teacher_arch + ", encoder " + millions(teacher_n) + "); prompt encoder and mask decoder: the teacher's, frozen");
+}
+
+// One micro-step of distillation: the student encoder's embeddings of this rank's images against
+// the teacher's (the store's, or its encoder's), mean squared error per image, as this rank's
+// share of the global batch's mean; and its backward pass. Returns the share.
+torch::Tensor Trainer::Impl::distill_step(const StepBatch& batch, int64_t global_images, bool last,
+                                          GradientReducer* reducer) {
+  std::vector<torch::Tensor> xs;
+  for (const auto& im : batch.images) xs.push_back(model->preprocess(im.to(device, /*non_blocking=*/true).unsqueeze(0)));
+  const auto x = torch::cat(xs);
+  torch::Tensor target;
+  if (!batch.embeddings.empty()) {
+    std::vector<torch::Tensor> es;
+    for (const auto& e : batch.embeddings) es.push_back(e.to(device, /*non_blocking=*/true).to(torch::kFloat));
+    target = torch::stack(es);
+  } else {
+    torch::NoGradGuard ng;
+    AutocastGuard ag(device.type(), autocast);
+    target = teacher->image_encoder->forward(x).to(torch::kFloat).contiguous();
+  }
+  if (reducer && last) {
+    reducer->arm();
+    reducer->start_early();  // nothing trains but the encoder, whose buckets start from their hooks
+  }
+  torch::Tensor loss;
+  {
+    AutocastGuard ag(device.type(), autocast);
+    const auto student = model->image_encoder->forward(x);
+    loss = (student.to(torch::kFloat) - target).pow(2).mean({1, 2, 3}).sum() / static_cast<double>(global_images);
+  }
+  loss.backward();
+  return loss.detach().to(torch::kDouble);
+}
+
 int Trainer::Impl::loop() {
   const auto& tc = cfg.train;
   StepOptions so;
@@ -608,15 +676,17 @@ int Trainer::Impl::loop() {
       const auto td = std::chrono::steady_clock::now();
       for (int b = 0; b < tc.batch_size; ++b) {
         auto s = loader->next();
-        (embeddings ? batch.embeddings : batch.images).push_back(embeddings ? s.embedding : s.image);
+        if (s.image.defined()) batch.images.push_back(s.image);
+        if (s.embedding.defined()) batch.embeddings.push_back(s.embedding);
         if (s.masks.defined()) batch.masks.push_back(s.masks);
         batch.keys.push_back(s.index);
       }
       images += tc.batch_size;
       win_data += std::chrono::duration<double>(std::chrono::steady_clock::now() - td).count();
-      if (mae) {
-        sums[0] += mae_step(batch, step * tc.grad_accum + micro, tc.batch_size * comm->world_size() * tc.grad_accum,
-                            micro + 1 == tc.grad_accum, reducer.get());
+      const int64_t global_images = tc.batch_size * comm->world_size() * tc.grad_accum;
+      if (mae || distill) {
+        sums[0] += mae ? mae_step(batch, step * tc.grad_accum + micro, global_images, micro + 1 == tc.grad_accum, reducer.get())
+                       : distill_step(batch, global_images, micro + 1 == tc.grad_accum, reducer.get());
         continue;
       }
       double local_masks = 0;
@@ -707,7 +777,7 @@ int Trainer::Impl::loop() {
         nlohmann::json ious = nlohmann::json::array();
         for (int64_t r = 0; r < R; ++r) ious.push_back(v[5 + r] / std::max(masks, 1.0));
         std::string quality;  // the objective's own numbers: SAM's IoU of the first and last round
-        if (mae) {
+        if (mae || distill) {
           j.erase("masks_per_step");
         } else {
           j["iou_round"] = ious;
@@ -756,6 +826,8 @@ int Trainer::Impl::loop() {
     if (mae) save_mae((dir / "model.pth.tmp").string(), mae_state_dict(sd));  // MAE's layout: init.kind mae reads it
     else pth_write((dir / "model.pth.tmp").string(), merge_lora(std::move(sd)));
     fs::rename(dir / "model.pth.tmp", dir / "model.pth");
+    if (distill)  // the student's architecture, for sam_predict / sam_amg / sam_eval --model
+      data::write_file_atomic((dir / "model.json").string(), model_config_to_json(cfg.model).dump(2) + "\n");
     auto stats = loader->stats().to_json();
     const double peak = data::peak_rss_mib();
     metric({{"event", "end"}, {"step", step}, {"loader", stats}, {"elapsed_s", elapsed()}, {"peak_rss_mib", peak}});

@@ -629,3 +629,124 @@ TEST_CASE("sam_train: train.shard_optimizer on 2 Gloo processes trains as withou
   }
   fs::remove_all(root);
 }
+
+namespace {
+
+// A teacher for the distillation tests: the test configuration's SAM trained for 2 steps.
+const std::string& teacher_checkpoint() {
+  static const std::string path = [] {
+    const auto dir = sam_test::temp_dir("train_teacher");
+    std::string out;
+    if (sam_test::run_command(sam_train() + " " + base_args(dir / "run") + " train.iterations=2", &out) != 0)
+      throw std::runtime_error("teacher run failed: " + out);
+    return (dir / "run" / "model.pth").string();
+  }();
+  return path;
+}
+
+std::string distill_args() {
+  return " train.objective=distill model.arch=" + (sam_test::source_dir() / "configs" / "model_tiny_student.json").string() +
+         " distill.teacher_arch=" + (sam_test::source_dir() / "configs" / "model_tiny.json").string() +
+         " distill.teacher_checkpoint=" + teacher_checkpoint() + " data.hflip=false optim.lr=3e-3";
+}
+
+}  // namespace
+
+TEST_CASE("sam_train: distillation lowers the embedding loss, resumes bit for bit, and writes a SAM checkpoint of "
+          "the student with the teacher's decoder",
+          "[tools][train][distill]") {
+  const auto root = check_resume("train_distill", distill_args(), /*exact=*/true, 0);
+  const auto ref = losses(root / "ref");
+  INFO("first loss " << ref.begin()->second << ", last " << ref.rbegin()->second);
+  CHECK(ref.rbegin()->second < 0.5 * ref.begin()->second);
+  // model.pth: the student's encoder (width 48) and the teacher's prompt encoder and decoder, bit
+  // for bit; model.json: the student's architecture.
+  const auto student = sam::pth_read((root / "ref" / "model.pth").string());
+  const auto teacher = sam::pth_read(teacher_checkpoint());
+  std::map<std::string, torch::Tensor> t(teacher.begin(), teacher.end());
+  size_t shared = 0;
+  for (const auto& [name, w] : student) {
+    INFO(name);
+    if (name.rfind("image_encoder.", 0) == 0) continue;
+    REQUIRE(t.count(name));
+    CHECK(torch::equal(w, t.at(name)));
+    ++shared;
+  }
+  CHECK(shared > 20);
+  std::map<std::string, torch::Tensor> s(student.begin(), student.end());
+  CHECK(s.at("image_encoder.pos_embed").size(3) == 48);
+  CHECK_FALSE(s.count("image_encoder.blocks.2.norm1.weight"));
+  REQUIRE(fs::exists(root / "ref" / "model.json"));
+  // The programs take it: sam_predict with the run's model.json.
+  std::string jpg;
+  for (const auto& e : fs::directory_iterator(synth_dir()))
+    if (e.path().extension() == ".jpg") jpg = e.path().string();
+  std::string out;
+  const int rc = sam_test::run_command((sam_test::bin_dir() / "sam_predict").string() + " --model " +
+                                           (root / "ref" / "model.json").string() + " --checkpoint " +
+                                           (root / "ref" / "model.pth").string() + " --image " + jpg +
+                                           " --point 40,40,1 --out " + (root / "pred").string(),
+                                       &out);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(fs::exists(root / "pred" / "result.json"));
+  const std::string model = " --model " + (root / "ref" / "model.json").string() + " --checkpoint " +
+                            (root / "ref" / "model.pth").string();
+  CHECK(sam_test::run_command((sam_test::bin_dir() / "sam_amg").string() + model + " --input " + jpg + " --output " +
+                                  (root / "amg").string() + " --points-per-side 8 --threads 1",
+                              &out) == 0);
+  CHECK(sam_test::run_command((sam_test::bin_dir() / "sam_eval").string() + " points" + model + " --dataset sa1b:" +
+                                  synth_dir() + " --clicks 2 --max-samples 3 --threads 1 --out " +
+                                  (root / "eval.json").string(),
+                              &out) == 0);
+  CHECK(fs::exists(root / "eval.json"));
+  if (fs::exists(sam_test::bin_dir() / "sam_export")) {  // builds with ONNX
+    CHECK(sam_test::run_command((sam_test::bin_dir() / "sam_export").string() + " onnx" + model + " --decoder " +
+                                    (root / "d.onnx").string() + " --encoder " + (root / "e.onnx").string(),
+                                &out) == 0);
+    CHECK(fs::exists(root / "e.onnx"));
+  }
+  // A student whose decoder differs from the teacher's is refused, naming the key.
+  CHECK(sam_test::run_command(sam_train() + " " + base_args(root / "bad") + distill_args() + " model.prompt_dim=32", &out) != 0);
+  CHECK_THAT(out, Catch::Contains("model.prompt_dim is 32, the teacher's"));
+}
+
+TEST_CASE("sam_train: distillation from the teacher's cached embeddings gives the losses of the teacher in the loop",
+          "[tools][train][distill][embed]") {
+  const auto root = sam_test::temp_dir("train_distill_store");
+  std::string out;
+  // The teacher's store: sam_data embed with the teacher's configuration (the test config, init
+  // from its checkpoint).
+  std::string config = base_args(root / "unused");
+  config.replace(config.find("--run-dir "), 10, "run_dir=");
+  REQUIRE(sam_test::run_command((sam_test::bin_dir() / "sam_data").string() + " embed " + config +
+                                    " init.kind=sam init.checkpoint=" + teacher_checkpoint() + " --out " +
+                                    (root / "store").string() + " --dtype fp32",
+                                &out) == 0);
+  const std::string common = distill_args() + " train.iterations=3 train.ckpt_every=0";
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "live") + common, &out) == 0);
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "cached") + common + " data.embeddings=" +
+                                    (root / "store").string(),
+                                &out) == 0);
+  INFO(out);
+  CHECK_THAT(out, Catch::Contains("the teacher's embeddings from"));
+  const auto live = losses(root / "live"), cached = losses(root / "cached");
+  REQUIRE(live.size() == 3);
+  REQUIRE(cached.size() == 3);
+  for (const auto& [step, loss] : live) {
+    INFO("step " << step);
+    CHECK(cached.at(step) == Approx(loss).epsilon(1e-5));
+  }
+  // Another teacher's store is refused: a teacher trained for 1 step instead of 2.
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "teacher1") + " train.iterations=1", &out) == 0);
+  CHECK(sam_test::run_command(sam_train() + " " + base_args(root / "bad") + common + " data.embeddings=" +
+                                  (root / "store").string() + " distill.teacher_checkpoint=" +
+                                  (root / "teacher1" / "model.pth").string(),
+                              &out) != 0);
+  CHECK_THAT(out, Catch::Contains("another image encoder"));
+  fs::remove_all(root);
+}
+
+TEST_CASE("sam_train: distillation on 2 Gloo processes gives the losses of 1 process", "[tools][train][dist][distill]") {
+  check_two_ranks("train_dist_distill", 29600, distill_args());
+}
