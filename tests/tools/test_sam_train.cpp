@@ -711,6 +711,27 @@ TEST_CASE("sam_train: distillation lowers the embedding loss, resumes bit for bi
   CHECK_THAT(out, Catch::Contains("model.prompt_dim is 32, the teacher's"));
 }
 
+TEST_CASE("sam_train: distillation lowers the loss on a fixed batch", "[tools][train][distill]") {
+  // Two images and 2 per step: every step sees the same batch (in another order).
+  const auto root = sam_test::temp_dir("train_distill_fixed");
+  fs::create_directories(root / "images");
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(synth_dir()))
+    if (e.path().extension() == ".jpg" && n < 2) fs::copy_file(e.path(), root / "images" / e.path().filename()), ++n;
+  REQUIRE(n == 2);
+  std::string out;
+  REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "run") + distill_args() + " data.train=[images:" +
+                                    (root / "images").string() + "] train.iterations=12 train.ckpt_every=0",
+                                &out) == 0);
+  const auto l = losses(root / "run");
+  REQUIRE(l.size() == 12);
+  INFO("losses " << l.at(1) << " ... " << l.at(6) << " ... " << l.at(12));
+  CHECK(l.at(6) < l.at(1));
+  CHECK(l.at(12) < l.at(6));
+  CHECK(l.at(12) < 0.3 * l.at(1));
+  fs::remove_all(root);
+}
+
 TEST_CASE("sam_train: distillation from the teacher's cached embeddings gives the losses of the teacher in the loop",
           "[tools][train][distill][embed]") {
   const auto root = sam_test::temp_dir("train_distill_store");
