@@ -160,4 +160,34 @@ void check_keys(const nlohmann::json& obj, const std::vector<std::string>& valid
   }
 }
 
+namespace {
+
+void flatten_into(const nlohmann::json& j, const std::string& prefix, nlohmann::json& out) {
+  if (j.is_object() && !j.empty()) {
+    for (auto it = j.begin(); it != j.end(); ++it)
+      flatten_into(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
+  } else {
+    out[prefix] = j;
+  }
+}
+
+}  // namespace
+
+nlohmann::json flatten(const nlohmann::json& doc) {
+  nlohmann::json out = nlohmann::json::object();
+  flatten_into(doc, "", out);
+  return out;
+}
+
+std::string first_difference(const nlohmann::json& before, const nlohmann::json& now) {
+  const auto a = flatten(before), b = flatten(now);
+  for (auto it = a.begin(); it != a.end(); ++it)
+    if (!b.contains(it.key()) || b[it.key()] != it.value())
+      return it.key() + ": " + it.value().dump() + " before, " + (b.contains(it.key()) ? b[it.key()].dump() : "absent") +
+             " now";
+  for (auto it = b.begin(); it != b.end(); ++it)
+    if (!a.contains(it.key())) return it.key() + ": absent before, " + it.value().dump() + " now";
+  return "";
+}
+
 }  // namespace sam::cfg

@@ -31,6 +31,12 @@ void merge_strict(nlohmann::json& defaults, const nlohmann::json& user, const st
 void check_keys(const nlohmann::json& obj, const std::vector<std::string>& valid,
                 const std::string& where);
 
+/// `doc` as dotted keys -> values (nested mappings flattened; lists are values, not descended into).
+nlohmann::json flatten(const nlohmann::json& doc);
+/// The first dotted key (as flatten gives them) whose value differs between `before` and `now`, as
+/// "key: <before> before, <now> now" ("absent" for a missing key); "" when they are equal.
+std::string first_difference(const nlohmann::json& before, const nlohmann::json& now);
+
 /// Typed field access with a message naming `where` and the key on a type mismatch. An integer
 /// key takes a whole number only: 3 or 1e5 (YAML reads it as a float) but not 2.5, which would
 /// otherwise be truncated silently.

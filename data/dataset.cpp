@@ -504,11 +504,19 @@ std::vector<std::string> ConcatDataset::warnings() const {
   return w;
 }
 
-std::shared_ptr<Dataset> make_datasets(const std::vector<std::string>& specs) {
+std::vector<std::shared_ptr<Dataset>> make_dataset_parts(const std::vector<std::string>& specs) {
   if (specs.empty()) throw std::invalid_argument("no dataset given: at least one dataset spec");
   std::vector<std::shared_ptr<Dataset>> parts;
   for (const auto& s : specs) parts.push_back(make_dataset(s));
+  return parts;
+}
+
+std::shared_ptr<Dataset> join_datasets(std::vector<std::shared_ptr<Dataset>> parts) {
   return parts.size() == 1 ? parts[0] : std::make_shared<ConcatDataset>(std::move(parts));
+}
+
+std::shared_ptr<Dataset> make_datasets(const std::vector<std::string>& specs) {
+  return join_datasets(make_dataset_parts(specs));
 }
 
 std::shared_ptr<Dataset> make_dataset(const std::string& spec) {

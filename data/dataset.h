@@ -134,6 +134,10 @@ class ConcatDataset : public Dataset {
   std::vector<size_t> ends_;  ///< cumulative sizes: part p holds [ends_[p-1], ends_[p])
 };
 
+/// One dataset per spec (make_dataset), in order. Throws std::invalid_argument when `specs` is empty.
+std::vector<std::shared_ptr<Dataset>> make_dataset_parts(const std::vector<std::string>& specs);
+/// The parts as one dataset: the only part itself, or a ConcatDataset of several.
+std::shared_ptr<Dataset> join_datasets(std::vector<std::shared_ptr<Dataset>> parts);
 /// One dataset per spec (make_dataset), joined by ConcatDataset when there are several.
 std::shared_ptr<Dataset> make_datasets(const std::vector<std::string>& specs);
 

@@ -63,7 +63,8 @@ std::vector<mask::Rle> EngineContext::gt_rles(const data::Sample& s) const {
 }
 
 // Reads sample i and its image; on bad input fills `rec` as skipped and returns false.
-bool EngineContext::read_sample(size_t i, data::Sample& s, cv::Mat& rgb, ImageRecord& rec) const {
+bool EngineContext::read_sample(size_t i, const fs::path& dir, std::chrono::steady_clock::time_point t0,
+                                data::Sample& s, cv::Mat& rgb, ImageRecord& rec) const {
   rec.index = int64_t(i);
   rec.id = ds->sample_id(i);
   rec.stem = safe_stem(rec.id);
@@ -80,6 +81,9 @@ bool EngineContext::read_sample(size_t i, data::Sample& s, cv::Mat& rgb, ImageRe
     rec.problem = "other";
     log("skipping " + rec.id + ": " + e.what());
   }
+  rec.wall_s = seconds_since(t0);
+  rec.skipped = true;
+  write_skip_record(dir, rec);
   return false;
 }
 

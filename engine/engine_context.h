@@ -5,6 +5,7 @@
 // stages' image loop in stage_annotation.cpp, the semi stage's box detector and pre-fill in
 // stage_semi.cpp, the auto stage in stage_auto.cpp; retraining (retrain.h), the files
 // (stage_io.h) and the tar shards (shards.h) are free functions with their own tests.
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -51,8 +52,11 @@ struct EngineContext {
   std::string input_checkpoint(const std::string& st) const;
   /// The sample's non-crowd ground-truth masks of the image's size (others are logged, skipped).
   std::vector<mask::Rle> gt_rles(const data::Sample& s) const;
-  /// Reads sample i and its image; on bad input fills `rec` as skipped and returns false.
-  bool read_sample(size_t i, data::Sample& s, cv::Mat& rgb, ImageRecord& rec) const;
+  /// Reads sample i and its image. On bad input marks `rec` skipped (its problem, the time since
+  /// `t0`), writes its record into the stage folder `dir` (stage_io.h write_skip_record) and
+  /// returns false: the caller counts it and goes on.
+  bool read_sample(size_t i, const std::filesystem::path& dir, std::chrono::steady_clock::time_point t0,
+                   data::Sample& s, cv::Mat& rgb, ImageRecord& rec) const;
   /// The manifest's inputs and outputs at a stage's start.
   nlohmann::json base_manifest(const std::string& st, const std::filesystem::path& dir,
                                size_t first, size_t count, const std::string& ckpt_in) const;

@@ -64,10 +64,7 @@ nlohmann::json EngineContext::run_annotation_stage(const std::string& st) {
       data::Sample s;
       cv::Mat rgb;
       ImageRecord base;
-      if (!read_sample(i, s, rgb, base)) {
-        base.wall_s = seconds_since(t0);
-        base.skipped = true;
-        write_skip_record(dir, base);
+      if (!read_sample(i, dir, t0, s, rgb, base)) {
         recs.push_back(base);
       } else {
         const auto gts = gt_rles(s);

@@ -41,11 +41,7 @@ nlohmann::json EngineContext::run_auto() {
     data::Sample s;
     cv::Mat rgb;
     ImageRecord rec;
-    if (!read_sample(i, s, rgb, rec)) {
-      rec.wall_s = seconds_since(t0);
-      write_skip_record(dir, rec);
-      continue;
-    }
+    if (!read_sample(i, dir, t0, s, rgb, rec)) continue;
     auto t = torch::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, torch::kUInt8);
     std::vector<amg::AmgMask> masks;
     {

@@ -32,7 +32,21 @@ const cfg::Section<ModelConfig>& model_config_schema() {
       .key("global_attn_indexes", &ModelConfig::global_attn_indexes,
            "0-based blocks with full attention; each in [0, depth)")
       .key("layer_norm_eps", &ModelConfig::layer_norm_eps,
-           "epsilon of the encoder's LayerNorm and LayerNorm2d")
+           "epsilon of the encoder's LayerNorm and LayerNorm2d (the ViT's)")
+      .key("encoder", &ModelConfig::encoder,
+           "image encoder: `vit` (SAM's ViT: the keys above) or `tiny_vit` (a TinyViT-style hybrid, MobileSAM's "
+           "encoder design: a convolutional stem and stage, then windowed-attention stages; the `tiny_vit_*` keys, "
+           "`mlp_ratio`, `drop_path_rate`; `patch_size` = 4 x 2^(stages - 2); docs/TRAINING.md)",
+           cfg::one_of({"vit", "tiny_vit"}))
+      .key("tiny_vit_dims", &ModelConfig::tiny_vit_dims, "`tiny_vit`: width of each stage")
+      .key("tiny_vit_depths", &ModelConfig::tiny_vit_depths,
+           "`tiny_vit`: blocks of each stage (stage 0: MBConv blocks; the others: attention blocks)")
+      .key("tiny_vit_heads", &ModelConfig::tiny_vit_heads,
+           "`tiny_vit`: attention heads of each stage (stage 0's unused); each divides its stage's width")
+      .key("tiny_vit_windows", &ModelConfig::tiny_vit_windows,
+           "`tiny_vit`: attention window side of each stage (stage 0's unused)")
+      .key("tiny_vit_mbconv_ratio", &ModelConfig::tiny_vit_mbconv_ratio,
+           "`tiny_vit`: MBConv hidden width = stage width × this; > 0")
       .key("prompt_dim", &ModelConfig::prompt_dim,
            "neck output, prompt-encoder and decoder-transformer width; positive multiple of 8")
       .key("mask_in_chans", &ModelConfig::mask_in_chans,
@@ -86,6 +100,24 @@ void ModelConfig::validate() const {
     if (!(s > 0)) fail("pixel_std values must be positive");
   if (mlp_ratio <= 0) fail("mlp_ratio must be positive");
   if (drop_path_rate < 0 || drop_path_rate >= 1) fail("drop_path_rate must be in [0, 1)");
+  if (encoder == "tiny_vit") {
+    const size_t n = tiny_vit_dims.size();
+    if (n < 2 || tiny_vit_depths.size() != n || tiny_vit_heads.size() != n || tiny_vit_windows.size() != n)
+      fail("tiny_vit_dims, tiny_vit_depths, tiny_vit_heads and tiny_vit_windows need one value per stage, 2 stages or more");
+    for (size_t i = 0; i < n; ++i) {
+      if (tiny_vit_dims[i] <= 0 || tiny_vit_depths[i] <= 0) fail("tiny_vit_dims and tiny_vit_depths must be positive");
+      if (i > 0 && (tiny_vit_heads[i] <= 0 || tiny_vit_dims[i] % tiny_vit_heads[i] != 0))
+        fail("stage " + std::to_string(i) + ": tiny_vit_heads must divide tiny_vit_dims");
+      if (i > 0 && tiny_vit_windows[i] <= 0) fail("tiny_vit_windows must be positive");
+    }
+    if (tiny_vit_dims[0] % 2 != 0) fail("tiny_vit_dims[0] must be even (the stem's first convolution has half of it)");
+    if (patch_size != (4 << (n - 2)))
+      fail("a tiny_vit of " + std::to_string(n) + " stages reduces the image " + std::to_string(4 << (n - 2)) +
+           "-fold (the stem 4, each stage but the last 2): patch_size must be " + std::to_string(4 << (n - 2)));
+    if (!(tiny_vit_mbconv_ratio > 0)) fail("tiny_vit_mbconv_ratio must be positive");
+  } else if (encoder != "vit") {
+    fail("encoder must be vit or tiny_vit, got '" + encoder + "'");
+  }
   if (decoder_dropout < 0 || decoder_dropout >= 1) fail("decoder_dropout must be in [0, 1)");
 }
 

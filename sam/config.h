@@ -24,6 +24,14 @@ struct ModelConfig {
   int window_size = 14;                ///< window side for non-global blocks
   std::vector<int> global_attn_indexes{2, 5, 8, 11};  ///< blocks with full attention
   double layer_norm_eps = 1e-6;        ///< encoder LayerNorm / LayerNorm2d epsilon
+  // Which image encoder: "vit" (SAM's, the fields above) or "tiny_vit" (a TinyViT-style hybrid,
+  // MobileSAM's encoder design, sam/tiny_vit.h: the fields below, with mlp_ratio and drop_path_rate).
+  std::string encoder = "vit";
+  std::vector<int> tiny_vit_dims{64, 128, 160, 320};  ///< width of each stage
+  std::vector<int> tiny_vit_depths{2, 2, 6, 2};       ///< blocks per stage (stage 0: MBConv, the others attention)
+  std::vector<int> tiny_vit_heads{2, 4, 5, 10};       ///< attention heads per stage (stage 0's unused)
+  std::vector<int> tiny_vit_windows{7, 7, 14, 7};     ///< attention window side per stage (stage 0's unused)
+  double tiny_vit_mbconv_ratio = 4.0;                 ///< MBConv hidden width = stage width x this
   // Prompt encoder and mask decoder.
   int prompt_dim = 256;                ///< neck output, prompt and decoder transformer width
   int mask_in_chans = 16;              ///< hidden channels of the mask-prompt downscaler

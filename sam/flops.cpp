@@ -5,7 +5,42 @@
 
 namespace sam {
 
+namespace {
+
+// The TinyViT-style encoder (sam/tiny_vit.h): stem, MBConv stage, merges, windowed attention stages
+// (on the padded grid), neck.
+double tiny_vit_forward_flops(const ModelConfig& c) {
+  const auto& d = c.tiny_vit_dims;
+  const size_t n = d.size();
+  double R = c.img_size / 4.0, f = 0;
+  f += 2 * (R * 2) * (R * 2) * (d[0] / 2.0) * 3 * 9 + 2 * R * R * d[0] * (d[0] / 2.0) * 9;  // stem
+  for (size_t i = 0; i < n; ++i) {
+    const double D = d[i], A = R * R;
+    for (int b = 0; b < c.tiny_vit_depths[i]; ++b) {
+      if (i == 0) {
+        const double h = D * c.tiny_vit_mbconv_ratio;
+        f += 2 * A * D * h * 2 + 2 * A * h * 9;  // 1x1 in and out, 3x3 depthwise
+      } else {
+        const double ws = c.tiny_vit_windows[i], side = std::ceil(R / ws) * ws, T = side * side, Lw = ws * ws;
+        f += 2 * T * D * 3 * D + 2 * T * D * D;       // qkv and output projections (padded grid)
+        f += (T / Lw) * 4 * Lw * Lw * D;               // q k^T and (attention) v
+        f += 2 * A * D * 9 + 2 * 2 * A * D * D * c.mlp_ratio;  // depthwise 3x3, MLP
+      }
+    }
+    if (i + 1 < n) {  // merge: 1x1 at this resolution, 3x3 depthwise and 1x1 at the next
+      const double out = d[i + 1], next = i + 2 < n ? R / 2 : R;
+      f += 2 * A * D * out + 2 * next * next * out * 9 + 2 * next * next * out * out;
+      R = next;
+    }
+  }
+  const double P = c.prompt_dim;
+  return f + 2 * R * R * d[n - 1] * P + 2 * R * R * P * P * 9;  // neck
+}
+
+}  // namespace
+
 double encoder_forward_flops(const ModelConfig& c) {
+  if (c.encoder == "tiny_vit") return tiny_vit_forward_flops(c);
   const double G = c.grid_size(), C = c.embed_dim, L = G * G, p = c.patch_size;
   const double hidden = C * c.mlp_ratio, D = c.prompt_dim;
   double f = 2 * L * C * 3 * p * p;  // patch embedding

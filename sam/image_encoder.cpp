@@ -271,13 +271,14 @@ ImageEncoderImpl::ImageEncoderImpl(const ModelConfig& c) : config(c) {
     blocks->push_back(EncoderBlock(c, global ? 0 : c.window_size, dpr));
   }
   register_module("blocks", blocks);
-  const int64_t out = c.prompt_dim;
-  neck = register_module(
-      "neck", torch::nn::Sequential(
-                  torch::nn::Conv2d(torch::nn::Conv2dOptions(C, out, 1).bias(false)),
-                  LayerNorm2d(out, c.layer_norm_eps),
-                  torch::nn::Conv2d(torch::nn::Conv2dOptions(out, out, 3).padding(1).bias(false)),
-                  LayerNorm2d(out, c.layer_norm_eps)));
+  neck = register_module("neck", make_neck(C, c.prompt_dim, c.layer_norm_eps));
+}
+
+torch::nn::Sequential make_neck(int64_t in, int64_t out, double eps) {
+  return torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1).bias(false)),
+                               LayerNorm2d(out, eps),
+                               torch::nn::Conv2d(torch::nn::Conv2dOptions(out, out, 3).padding(1).bias(false)),
+                               LayerNorm2d(out, eps));
 }
 
 void ImageEncoderImpl::set_activation_checkpointing(bool on) {

@@ -57,14 +57,28 @@ struct PatchEmbedImpl : torch::nn::Module {
 };
 TORCH_MODULE(PatchEmbed);
 
-struct ImageEncoderImpl : torch::nn::Module {
+/// What SAM needs of an image encoder (SamImpl::image_encoder): [B, 3, S, S] normalised, padded
+/// images -> [B, prompt_dim, G, G] embeddings, G = S / patch_size. The ViT below is SAM's; a
+/// TinyViT-style student is sam/tiny_vit.h's (ModelConfig::encoder chooses).
+struct ImageEncoderBase : torch::nn::Module {
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+  /// Recompute each block's activations in the backward pass instead of keeping them.
+  virtual void set_activation_checkpointing(bool on) = 0;
+};
+
+/// SAM's neck: 1x1 conv to `out` channels, LayerNorm2d, 3x3 conv, LayerNorm2d (no biases), as
+/// neck.0 to neck.3.
+torch::nn::Sequential make_neck(int64_t in, int64_t out, double eps);
+
+/// SAM's ViT encoder.
+struct ImageEncoderImpl : ImageEncoderBase {
   explicit ImageEncoderImpl(const ModelConfig& c);
   /// x: [B, 3, S, S] normalised and padded -> image embedding [B, prompt_dim, S/16, S/16]
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x) override;
   /// Runs `forward` for blocks in [0, n) only, then the neck is skipped (for tests and profiling).
   torch::Tensor forward_blocks(const torch::Tensor& x, int64_t n);
   /// When set, each block's activations are recomputed in the backward pass (saves memory).
-  void set_activation_checkpointing(bool on);
+  void set_activation_checkpointing(bool on) override;
 
   ModelConfig config;
   torch::Tensor pos_embed;  ///< [1, G, G, C]

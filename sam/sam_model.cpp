@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "sam/pth_io.h"
+#include "sam/tiny_vit.h"
 #include "sam/upscale.h"
 
 #include <ATen/Parallel.h>
@@ -14,7 +15,7 @@ namespace F = torch::nn::functional;
 
 SamImpl::SamImpl(const ModelConfig& c) : config(c) {
   c.validate();
-  image_encoder = register_module("image_encoder", ImageEncoder(c));
+  image_encoder = register_module("image_encoder", make_image_encoder(c));
   prompt_encoder = register_module("prompt_encoder", PromptEncoder(c));
   mask_decoder = register_module("mask_decoder", MaskDecoder(c));
   pixel_mean = torch::tensor(std::vector<float>(c.pixel_mean.begin(), c.pixel_mean.end()))
@@ -146,7 +147,9 @@ void load_state_dict(torch::nn::Module& m, const NamedTensors& tensors, const st
 }
 
 void load_checkpoint(Sam& model, const std::string& path) {
-  load_state_dict(*model, pth_read(path), path);
+  // A TinyViT checkpoint (MobileSAM's) may carry the classifier head SAM does not use.
+  const bool tiny_vit = model->config.encoder == "tiny_vit";
+  load_state_dict(*model, tiny_vit ? drop_tiny_vit_head(pth_read(path)) : pth_read(path), path);
 }
 
 void save_checkpoint(const Sam& model, const std::string& path) {

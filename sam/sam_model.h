@@ -35,7 +35,7 @@ struct SamImpl : torch::nn::Module {
                                   torch::Tensor* binary = nullptr) const;
 
   ModelConfig config;
-  ImageEncoder image_encoder{nullptr};
+  std::shared_ptr<ImageEncoderBase> image_encoder;  ///< SAM's ViT or a TinyViT student (config.encoder)
   PromptEncoder prompt_encoder{nullptr};
   MaskDecoder mask_decoder{nullptr};
   torch::Tensor pixel_mean, pixel_std;  ///< [3, 1, 1]; not part of the state dict

@@ -21,6 +21,7 @@ ALLOWED = {
     "samlib_eval": {"samlib_core", "samlib_data", "samlib_mask", "samlib_base", "samlib_amg"},
     "samlib_report": {"samlib_eval", "samlib_base"},
     "samlib_train": {"samlib_core", "samlib_data", "samlib_mask", "samlib_base", "samlib_eval"},
+    "samlib_study": {"samlib_train", "samlib_core", "samlib_report", "samlib_base"},
     "samlib_annotate": {"samlib_core", "samlib_data", "samlib_mask", "samlib_base"},
     "samlib_engine": {"samlib_core", "samlib_data", "samlib_mask", "samlib_base", "samlib_amg",
                       "samlib_eval", "samlib_report", "samlib_train", "samlib_annotate"},
@@ -58,7 +59,7 @@ def library_of(path):
     if parts[0] == "eval":
         return "samlib_report" if len(parts) > 2 and parts[1] == "report" else "samlib_eval"
     if parts[0] == "train":
-        return "samlib_train"
+        return "samlib_study" if len(parts) > 2 and parts[1] == "study" else "samlib_train"
     return None
 
 

@@ -23,12 +23,7 @@ mkdir -p "$out"
 cd "$root"
 start=$(date +%s)
 
-# Simpler scenes than data/synth.h's full mix, for a model of a few CPU minutes: 256x192 (the
-# tiny model's input size), 3-5 objects with a radius of 18-45 % of the short side, 60 % of them
-# with parts, mostly plain textures, little noise.
-synth=(--size 256x192 --min-objects 3 --max-objects 5 --size-min 0.18 --size-max 0.45
-       --part-prob 0.6 --min-area 200 --pattern-prob 0.2 --outline-prob 0.2 --hole-prob 0.1
-       --ground-prob 0.2 --noise 2 --blur-prob 0.3)
+source "$root/scripts/demo_scenes.sh"   # the scenes' settings: synth=(...)
 echo "== 1. synthetic data: $out/synth (training) and $out/engine_data (for the data engine)"
 "$bin/sam_data" synth "$out/synth" --images "${DEMO_TRAIN_IMAGES:-60}" --seed 1 "${synth[@]}"
 "$bin/sam_data" synth "$out/engine_data" --images "${DEMO_ENGINE_IMAGES:-16}" --seed 0 \

@@ -82,6 +82,16 @@ inline int run_command(const std::string& cmd, std::string* output = nullptr) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/// A synthetic SA-1B folder, `name`/sa1b in a fresh temporary folder, made by `sam_data synth` with
+/// `args` (e.g. "--images 8 --seed 3"). Throws with the program's output when it fails.
+inline std::string synth_sa1b(const std::string& name, const std::string& args) {
+  const auto d = temp_dir(name) / "sa1b";
+  std::string out;
+  if (run_command((bin_dir() / "sam_data").string() + " synth " + d.string() + " " + args, &out) != 0)
+    throw std::runtime_error("sam_data synth failed: " + out);
+  return d.string();
+}
+
 /// Marks the running test case as skipped, with the reason, in ctest's summary: every TEST_CASE
 /// runs as its own ctest test, whose SKIP_REGULAR_EXPRESSION matches this line
 /// (tests/CMakeLists.txt). The caller returns right after. Under CI=true a test must run, so the

@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "data/atomic_file.h"
+#include "data/config_file.h"
 #include "data/loader.h"
 #include "data/log.h"
 #include "sam/amp.h"
@@ -18,26 +19,16 @@ namespace sam::train {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-// The first key of `want` whose value `have` lacks or holds otherwise, with both values ("none"
-// where `have` lacks it); empty when `have` agrees on every key of `want`.
-std::string first_difference(const nlohmann::json& want, const nlohmann::json& have) {
-  for (auto it = want.begin(); it != want.end(); ++it)
-    if (!have.contains(it.key()) || have[it.key()] != it.value())
-      return it.key() + " " + (have.contains(it.key()) ? have[it.key()].dump() : std::string("none")) + ", now " +
-             it.value().dump();
-  return {};
-}
-
-}  // namespace
-
 nlohmann::json encoder_identity(Sam& model) {
   const auto all = model_config_to_json(model->config);
   nlohmann::json id = nlohmann::json::object();
   for (const char* k : {"img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "window_size",
                         "global_attn_indexes", "layer_norm_eps", "prompt_dim", "pixel_mean", "pixel_std"})
     id[k] = all.at(k);
+  if (all.at("encoder") != "vit")  // another encoder design: its own sizes (a ViT's identity keeps its old keys)
+    for (const char* k : {"encoder", "tiny_vit_dims", "tiny_vit_depths", "tiny_vit_heads", "tiny_vit_windows",
+                          "tiny_vit_mbconv_ratio"})
+      id[k] = all.at(k);
   uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, 64 bit
   const auto mix = [&h](const void* p, size_t n) {
     const auto* b = static_cast<const unsigned char*>(p);
@@ -57,7 +48,7 @@ nlohmann::json encoder_identity(Sam& model) {
 }
 
 void check_embedding_store(const data::EmbeddingStore& store, Sam& model) {
-  const auto diff = first_difference(encoder_identity(model), store.manifest().value("identity", nlohmann::json::object()));
+  const auto diff = cfg::first_difference(store.manifest().value("identity", nlohmann::json::object()), encoder_identity(model));
   if (!diff.empty())
     throw std::runtime_error(store.dir() + ": the embeddings were made by another image encoder (" + diff +
                              " in this run): run sam_data embed with this run's model and init");
@@ -101,7 +92,7 @@ EmbedReport embed_dataset(Sam& model, const data::Dataset& ds, const std::vector
       if (fs::exists(manifest_path)) {
         std::ifstream in(manifest_path);
         const auto old = nlohmann::json::parse(in);
-        const auto diff = first_difference(data::embedding_manifest_header(manifest), data::embedding_manifest_header(old));
+        const auto diff = cfg::first_difference(data::embedding_manifest_header(old), data::embedding_manifest_header(manifest));
         if (!diff.empty())
           throw std::runtime_error(manifest_path + " holds embeddings made with another " + diff +
                                    ": choose another folder or delete it");

@@ -34,13 +34,14 @@ int64_t layer_id(const std::string& name, int64_t depth) {
 namespace {
 
 // Names of parameters that get no weight decay: biases, every parameter of a norm layer, and the
-// position tables (absolute and relative).
+// position tables (absolute and relative; a TinyViT's attention biases).
 void collect_no_decay(const torch::nn::Module& m, const std::string& prefix, std::set<std::string>& out) {
   const bool is_norm = dynamic_cast<const torch::nn::LayerNormImpl*>(&m) != nullptr ||
-                       dynamic_cast<const LayerNorm2dImpl*>(&m) != nullptr;
+                       dynamic_cast<const LayerNorm2dImpl*>(&m) != nullptr ||
+                       dynamic_cast<const torch::nn::BatchNorm2dImpl*>(&m) != nullptr;
   for (const auto& p : m.named_parameters(false)) {
     const std::string& k = p.key();
-    if (is_norm || k == "bias" || k == "pos_embed" || k == "rel_pos_h" || k == "rel_pos_w")
+    if (is_norm || k == "bias" || k == "pos_embed" || k == "rel_pos_h" || k == "rel_pos_w" || k == "attention_biases")
       out.insert(prefix + k);
   }
   for (const auto& c : m.named_children()) collect_no_decay(*c.value(), prefix + c.key() + ".", out);

@@ -198,7 +198,7 @@ Schema make_schema() {
            "decoupled weight decay; none on biases, norms and position tables", at_least(0))
       .key("layer_decay", &OptimOptions::layer_decay,
            "lr scale ld^(depth − i) for encoder block i, ld^(depth + 1) for patch and position embedding, 1 for the "
-           "rest (neck, prompt encoder, decoder); 1 = off",
+           "rest (neck, prompt encoder, decoder; a `tiny_vit` encoder's layers); 1 = off",
            in_range_open_lo(0, 1))
       .key("warmup_iters", &OptimOptions::warmup_iters,
            "steps of linear warmup: lr × (f + (1 − f)(step + 1) / warmup_iters) with f = warmup_start_factor; 0 = "
@@ -423,7 +423,10 @@ TrainConfig train_config_from_json(const nlohmann::json& doc, const std::string&
     refuse(c.data.random_resized_crop && c.data.large_scale_jitter, "data.random_resized_crop and "
                                                                    "data.large_scale_jitter exclude each other");
     refuse(c.model.embed_dim % 4 != 0, "model.embed_dim must be divisible by 4 (sine-cosine positions)");
+    refuse(c.model.encoder != "vit", "the masked autoencoder is a ViT: model.encoder must be vit");
   }
+  if (c.init.kind == "mae" && c.model.encoder != "vit")
+    throw std::invalid_argument(where + ": init.kind mae loads a ViT encoder; model.encoder is " + c.model.encoder);
   return c;
 }
 

@@ -61,18 +61,13 @@ TrainDatasets open_train_datasets(const std::vector<std::string>& specs, const s
                                 std::to_string(specs.size()) + " data.train entries");
   TrainDatasets out;
   out.specs = specs;
-  if (weights.empty()) {
-    out.dataset = data::make_datasets(specs);
-    return out;
-  }
-  std::vector<std::shared_ptr<data::Dataset>> parts;
+  auto parts = data::make_dataset_parts(specs);
   size_t at = 0;
-  for (size_t i = 0; i < specs.size(); ++i) {
-    parts.push_back(data::make_dataset(specs[i]));
-    out.mix.push_back({at, at + parts.back()->size(), weights[i]});
-    at += parts.back()->size();
+  for (size_t i = 0; i < weights.size(); ++i) {  // the loader's weighted parts, over the joined dataset
+    out.mix.push_back({at, at + parts[i]->size(), weights[i]});
+    at += parts[i]->size();
   }
-  out.dataset = parts.size() == 1 ? parts[0] : std::make_shared<data::ConcatDataset>(parts);
+  out.dataset = data::join_datasets(std::move(parts));
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "data/atomic_file.h"
 #include "eval/report/plot.h"
 
 namespace fs = std::filesystem;
@@ -272,18 +273,12 @@ std::string instances_html(const InstancesResult& r, const nlohmann::json& meta)
 std::string write_report(const std::string& json_path, nlohmann::json result,
                          const nlohmann::json& meta, const std::string& html) {
   result["meta"] = meta;
-  const fs::path jp(json_path);
-  if (jp.has_parent_path()) fs::create_directories(jp.parent_path());
-  {
-    std::ofstream f(jp);
-    if (!f) throw std::runtime_error(json_path + ": cannot write");
-    f << result.dump(2) << "\n";
-  }
-  fs::path hp = jp;
+  // Whole or absent (data/atomic_file.h): a study (train/study) takes the JSON's presence as the
+  // evaluation being done.
+  fs::path hp(json_path);
   hp.replace_extension(".html");
-  std::ofstream h(hp);
-  if (!h) throw std::runtime_error(hp.string() + ": cannot write");
-  h << html;
+  data::write_file_atomic(hp.string(), html);
+  data::write_file_atomic(json_path, result.dump(2) + "\n");
   return hp.string();
 }
 

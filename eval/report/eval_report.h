@@ -26,7 +26,8 @@ std::string edges_html(const EdgesResult& r, const nlohmann::json& meta);
 std::string proposals_html(const ProposalsResult& r, const nlohmann::json& meta);
 std::string instances_html(const InstancesResult& r, const nlohmann::json& meta);
 
-/// Writes `result` with "meta" added to json_path, and `html` next to it (same stem, .html).
+/// Writes `result` with "meta" added to json_path, and `html` next to it (same stem, .html), each
+/// whole or not at all, the JSON last (a study takes its presence as the evaluation done).
 /// Returns the HTML path. Throws std::runtime_error naming a file that cannot be written.
 std::string write_report(const std::string& json_path, nlohmann::json result,
                          const nlohmann::json& meta, const std::string& html);

@@ -552,6 +552,9 @@ ExportSummary export_decoder(Sam& model, const DecoderOptions& o, const std::str
 }
 
 ExportSummary export_encoder(Sam& model, const EncoderOptions& o, const std::string& path, ExternalData external) {
+  if (model->config.encoder != "vit")
+    throw std::invalid_argument("ONNX export of the image encoder covers SAM's ViT; a " + model->config.encoder +
+                                " encoder is not written yet (the decoder exports: leave --encoder out)");
   check_opset(o.opset);
   torch::NoGradGuard ng;
   model->eval();

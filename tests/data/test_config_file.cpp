@@ -57,3 +57,23 @@ TEST_CASE("config: merge_strict names the unknown key and the valid ones", "[dat
   CHECK_THROWS_WITH(cfg::load_file((dir / "bad.yaml").string()), Catch::Contains("bad.yaml"));
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("config: flatten gives dotted keys, first_difference names the first key that changed", "[data][config]") {
+  const auto a = nlohmann::json::parse(R"({"optim": {"lr": 0.001, "decay_steps": [10, 20]}, "seed": 1, "empty": {}})");
+  const auto f = sam::cfg::flatten(a);
+  CHECK(f.size() == 4);
+  CHECK(f.at("optim.lr") == 0.001);
+  CHECK(f.at("optim.decay_steps") == nlohmann::json::array({10, 20}));  // lists are values
+  CHECK(f.at("empty") == nlohmann::json::object());
+  CHECK(sam::cfg::first_difference(a, a).empty());
+  auto b = a;
+  b["optim"]["decay_steps"] = {10, 30};
+  CHECK(sam::cfg::first_difference(a, b) == "optim.decay_steps: [10,20] before, [10,30] now");
+  b = a;
+  b["optim"].erase("lr");
+  CHECK(sam::cfg::first_difference(a, b) == "optim.lr: 0.001 before, absent now");
+  CHECK(sam::cfg::first_difference(b, a) == "optim.lr: absent before, 0.001 now");
+  b = a;
+  b["seed"] = 1.0;  // the same number
+  CHECK(sam::cfg::first_difference(a, b).empty());
+}
