@@ -62,7 +62,7 @@ std::vector<mask::Rle> EngineContext::gt_rles(const data::Sample& s) const {
   return out;
 }
 
-// Reads sample i and its image; on bad input fills `rec` as skipped and returns false.
+// Reads sample i and its image; on bad input marks `rec` skipped, writes its record and returns false.
 bool EngineContext::read_sample(size_t i, const fs::path& dir, std::chrono::steady_clock::time_point t0,
                                 data::Sample& s, cv::Mat& rgb, ImageRecord& rec) const {
   rec.index = int64_t(i);

@@ -12,19 +12,27 @@
 
 namespace sam::eval {
 
+std::vector<nlohmann::json> read_run_metrics(const std::string& run_dir, bool required) {
+  const auto path = std::filesystem::path(run_dir) / "metrics.jsonl";
+  std::ifstream in(path);
+  if (!in && required) throw std::runtime_error(path.string() + ": cannot read the run's metrics");
+  std::vector<nlohmann::json> out;
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object()) out.push_back(std::move(j));  // else a line cut short by a kill
+  }
+  return out;
+}
+
 void write_training_curves(const std::string& run_dir) {
   const std::filesystem::path dir(run_dir);
-  std::ifstream in(dir / "metrics.jsonl");
-  if (!in) throw std::runtime_error((dir / "metrics.jsonl").string() + ": cannot read the run's metrics");
+  const auto events = read_run_metrics(run_dir, /*required=*/true);
   PlotSeries loss{"loss", {}, {}}, first_iou{"IoU after round 1", {}, {}},
       last_iou{"IoU after the last round", {}, {}}, val{"validation 1-click mIoU", {}, {}},
       ema_val{"validation, weight average", {}, {}};
   val.markers = true;
   ema_val.markers = true;
-  std::string line;
-  while (std::getline(in, line)) {
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object()) continue;  // a line cut short by a kill
+  for (const auto& j : events) {
     const std::string ev = j.value("event", "");
     if (ev == "train") {
       const double s = j["step"].get<double>();

@@ -4,8 +4,15 @@
 // trainer only writes metrics; its programs (sam_train, the data engine's retraining) draw these
 // when a run ends, so the trainer links no plotting.
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace sam::eval {
+
+/// The events of `run_dir`/metrics.jsonl in order (lines cut short by a kill skipped). A missing
+/// or unreadable file gives none, or with `required` throws naming the file.
+std::vector<nlohmann::json> read_run_metrics(const std::string& run_dir, bool required = false);
 
 /// Reads `run_dir`/metrics.jsonl ("train" events: step, loss, iou_round; "val" events: step,
 /// miou_1click and, with a weight average, ema_miou_1click; lines cut short by a kill are

@@ -12,6 +12,7 @@
 #include "data/atomic_file.h"
 #include "data/config_file.h"
 #include "eval/report/plot.h"
+#include "eval/report/training_curves.h"
 #include "train/study/study.h"
 #include "train/study/study_internal.h"
 #include "train/train_config.h"
@@ -148,9 +149,9 @@ std::string write_report(const Study& s) {
   for (const auto& row : rows) {
     values[row].assign(figures.size(), {});
     for (const Run* r : of_row[row]) {
-      const auto events = read_metrics(r->dir);
+      const auto events = eval::read_run_metrics(r->dir);
       for (auto& [metric, points] : curves_of(events)) curves[metric][row].push_back(points);
-      const RunStatus st = run_status(s, *r);
+      const RunStatus st = run_status(s, *r, events);
       if (!st.trained) continue;
       finished[row]++;
       std::map<int64_t, const nlohmann::json*> train;

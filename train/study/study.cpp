@@ -22,6 +22,7 @@
 #include "data/atomic_file.h"
 #include "data/config_file.h"
 #include "data/log.h"
+#include "eval/report/training_curves.h"
 #include "sam/config.h"
 #include "train/freeze.h"
 #include "train/study/study_internal.h"
@@ -269,26 +270,15 @@ bool RunStatus::done() const {
   return true;
 }
 
-std::vector<nlohmann::json> read_metrics(const std::string& run_dir) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(fs::path(run_dir) / "metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    try {
-      out.push_back(nlohmann::json::parse(line));
-    } catch (const nlohmann::json::exception&) {  // a line cut short by a kill
-    }
-  }
-  return out;
-}
+RunStatus run_status(const Study& s, const Run& r) { return run_status(s, r, eval::read_run_metrics(r.dir)); }
 
-RunStatus run_status(const Study& s, const Run& r) {
+RunStatus run_status(const Study& s, const Run& r, const std::vector<nlohmann::json>& events) {
   RunStatus st;
   const fs::path dir(r.dir);
   st.started = fs::exists(dir / "checkpoint.pth") || fs::exists(dir / "metrics.jsonl");
   double attempt_last = 0;
   bool ended = false;
-  for (const auto& m : read_metrics(r.dir)) {
+  for (const auto& m : events) {
     const std::string ev = m.value("event", "");
     if (ev == "end") ended = true;
     if (!m.contains("elapsed_s")) continue;

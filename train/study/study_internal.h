@@ -11,7 +11,7 @@ namespace sam::study {
 
 /// The overrides every run of the study starts with: the study's own, then its budget.
 std::vector<std::string> base_overrides(const Study& s);
-/// The events of RUN/metrics.jsonl in order (lines cut short by a kill skipped; none when absent).
-std::vector<nlohmann::json> read_metrics(const std::string& run_dir);
+/// run_status from the run's metrics events already read (eval::read_run_metrics).
+RunStatus run_status(const Study& s, const Run& r, const std::vector<nlohmann::json>& events);
 
 }  // namespace sam::study
