@@ -31,6 +31,14 @@ ref() { PYTHONPATH=$site OMP_NUM_THREADS=$threads /usr/bin/python3 "$root/script
 echo "== $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg), $(git -C "$root" rev-parse --short HEAD)"
 "$bin/sam_bench" --model vit_b --threads "$threads" --gemm --embed-warmup 1 --embeds 2 --prompts 50 --orig-h 768 --orig-w 1024 \
   --json "$out/ours_infer.json" >/dev/null
+# The same GEMM kernels on both sides: our programs fix OpenBLAS's core where its own choice does
+# not use the CPU (tools/process_env.h); the reference, Debian's torch over the same OpenBLAS, gets
+# the core ours ran with.
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  core=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("blas_core", ""))' "$out/ours_infer.json")
+  [ -n "$core" ] && export OPENBLAS_CORETYPE=$core
+fi
+echo "== OpenBLAS core: ${OPENBLAS_CORETYPE:-as OpenBLAS chose}"
 ref gemm > "$out/ref_gemm.json"
 ref embed --embed-warmup 1 --embeds 2 > "$out/ref_embed.json"
 ref prompt --prompts 50 > "$out/ref_prompt.json"

@@ -140,6 +140,9 @@ int main(int argc, char** argv) {
     r["device"] = sam::device_description(device);
     r["torch"] = TORCH_VERSION;
     r["dtype"] = dtype;
+    // The CPU's GEMM kernels (tools/process_env.h): OpenBLAS's core, "" with another BLAS.
+    const char* blas_core = sam::tools::openblas_core_name();
+    r["blas_core"] = blas_core != nullptr ? blas_core : "";
     double gemm_tflops = 0;
     const auto measure_gemm = [&] {
       return device.is_cuda() ? sam::measure_gemm_tflops(device, torch::kBFloat16, 8192, 20)
@@ -149,7 +152,9 @@ int main(int argc, char** argv) {
       gemm_tflops = measure_gemm();
       r["gemm_tflops"] = gemm_tflops;
       r["gemm"] = device.is_cuda() ? "bf16 8192^3" : "fp32 2048^3";
-      std::cout << "GEMM: " << gemm_tflops << " TFLOP/s\n" << std::flush;
+      std::cout << "GEMM: " << gemm_tflops << " TFLOP/s"
+                << (blas_core != nullptr ? std::string(" (OpenBLAS ") + blas_core + ")" : std::string()) << "\n"
+                << std::flush;
     }
     torch::manual_seed(0);
     auto config = sam::model_config_resolve(model_name);

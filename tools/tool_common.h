@@ -18,6 +18,7 @@
 #include <torch/torch.h>
 
 #include "data/log.h"
+#include "tools/process_env.h"
 
 namespace sam::tools {
 
@@ -39,30 +40,17 @@ inline double median(std::vector<double> v) {
 /// against 0.32 s with PASSIVE) and costs nothing measurable with two such processes on the two
 /// cores (0.35 s each, as with PASSIVE; 1000 gave 0.40 s, 20000 gave 1.5 s). libgomp reads these
 /// variables when it is loaded, before main, so a program started with neither sets them and
-/// re-executes itself once. Set either yourself (e.g. OMP_WAIT_POLICY=ACTIVE on a dedicated
-/// machine) to keep your choice.
-inline bool ensure_omp_wait_policy() {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return false;
-  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-  ::setenv("GOMP_SPINCOUNT", "300", 1);  // overrides the policy's spin count of 0
-  std::ifstream in("/proc/self/cmdline", std::ios::binary);
-  const std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::string> args;
-  for (size_t i = 0; i < all.size();) {
-    const size_t end = all.find('\0', i);
-    args.push_back(all.substr(i, end == std::string::npos ? std::string::npos : end - i));
-    if (end == std::string::npos) break;
-    i = end + 1;
-  }
-  if (args.empty()) return false;
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  ::execv("/proc/self/exe", argv.data());
-  return false;  // exec failed: go on with the default policy
+/// re-executes itself once (tools/process_env.h), with OpenBLAS's kernels fixed in the same start
+/// where its own choice does not use the CPU. Set either OMP variable yourself (e.g.
+/// OMP_WAIT_POLICY=ACTIVE on a dedicated machine), or OPENBLAS_CORETYPE, to keep your choice.
+inline bool ensure_process_env() {
+  const bool omp_unset = std::getenv("OMP_WAIT_POLICY") == nullptr && std::getenv("GOMP_SPINCOUNT") == nullptr;
+  return reexec_with({{"OMP_WAIT_POLICY", omp_unset ? "PASSIVE" : nullptr},
+                      {"GOMP_SPINCOUNT", omp_unset ? "300" : nullptr},  // overrides the policy's spin count of 0
+                      {"OPENBLAS_CORETYPE", openblas_core_fix()}});
 }
 // One per program: every tool is a single translation unit including this header.
-[[maybe_unused]] static const bool omp_wait_policy_set = ensure_omp_wait_policy();
+[[maybe_unused]] static const bool process_env_set = ensure_process_env();
 
 /// Progress reaches a pipe or a log file as it is printed: stdout is line-buffered whatever it is
 /// connected to (C's default buffers whole blocks when it is not a terminal, so `sam_train | grep
