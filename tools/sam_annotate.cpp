@@ -129,6 +129,8 @@ int main(int argc, char** argv) {
       sigwait(&stop_signals, &sig);
       server.stop();
     }).detach();
+    sam::log::info("sam_annotate: model " + opt.model +
+                   (opt.checkpoint.empty() ? std::string(" (random weights)") : " with " + opt.checkpoint));
     sam::log::info("sam_annotate: " + opt.images_dir + " -> " + opt.db_path);
     sam::log::info("sam_annotate: listening on " + server.url());
     server.serve();

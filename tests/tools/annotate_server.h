@@ -1,12 +1,14 @@
 #pragma once
-// Starts sam_annotate for the tools tests: the golden tiny model over DIR/images and DIR/a.sqlite,
-// on a free port, its output in DIR/<log_name>.
+// Starts sam_annotate for the tools tests: the golden tiny model (unless `extra` names a --model
+// and its --checkpoint) over DIR/images and DIR/a.sqlite, on a free port, its output in
+// DIR/<log_name>.
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -31,15 +33,15 @@ inline std::pair<pid_t, int> start_annotate_server(const std::filesystem::path& 
                                    (dir / "images").string(),
                                    "--db",
                                    (dir / "a.sqlite").string(),
-                                   "--model",
-                                   (golden_tiny() / "config.json").string(),
-                                   "--checkpoint",
-                                   (golden_tiny() / "sam.pth").string(),
                                    "--port",
                                    "0",
                                    "--threads",
                                    "1"};
   args.insert(args.end(), extra.begin(), extra.end());
+  if (std::find(extra.begin(), extra.end(), "--model") == extra.end()) {
+    args.insert(args.end(), {"--model", (golden_tiny() / "config.json").string(), "--checkpoint",
+                             (golden_tiny() / "sam.pth").string()});
+  }
   const pid_t pid = fork();
   if (pid == 0) {
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

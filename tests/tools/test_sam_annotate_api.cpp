@@ -268,6 +268,53 @@ TEST_CASE("sam_annotate: clicks give masks, bad prompts get 4xx with a message",
   CHECK(st == 200);
 }
 
+TEST_CASE("sam_annotate: distilled students (a small ViT, a TinyViT-style hybrid) serve clicks",
+          "[tools][annotate][distill]") {
+  // Each student distilled for 2 steps from the golden tiny model (its teacher) on synthetic
+  // scenes by sam_train; the server takes the run's model.json and model.pth as they are.
+  const auto dir = make_folder("annotate_api_student");
+  const std::string data =
+      sam_test::synth_sa1b("annotate_student_synth", "--images 4 --seed 5 --size 160x120 --min-objects 2 --max-objects 3");
+  for (const std::string& student : std::vector<std::string>{"model_tiny_student.json", "model_tiny_hybrid.json"}) {
+    DYNAMIC_SECTION(student) {
+      const auto run = dir / ("distill_" + student);
+      std::string out;
+      const int rc = sam_test::run_command(
+          (sam_test::bin_dir() / "sam_train").string() + " --config " +
+              (sam_test::source_dir() / "configs" / "distill_tiny.yaml").string() + " --run-dir " + run.string() +
+              " data.train=[sa1b:" + data + "] 'data.val=\"\"' data.hflip=false train.iterations=2 train.batch_size=2" +
+              " train.threads=1 train.val_every=0 optim.warmup_iters=1 model.arch=" +
+              (sam_test::source_dir() / "configs" / student).string() +
+              " distill.teacher_arch=" + (sam_test::golden_tiny() / "config.json").string() +
+              " distill.teacher_checkpoint=" + (sam_test::golden_tiny() / "sam.pth").string(),
+          &out);
+      INFO(out);
+      REQUIRE(rc == 0);
+      Server server(dir, {"--model", (run / "model.json").string(), "--checkpoint", (run / "model.pth").string()});
+      auto c = server.client();
+      int st = 0;
+      auto r = post(c, "/api/predict", {{"image", "image.jpg"}, {"points", {{407.66, 129.5, 1}}}}, &st);
+      INFO(r.dump().substr(0, 400));
+      REQUIRE(st == 200);
+      REQUIRE(r["candidates"].size() == 3);
+      for (const auto& cand : r["candidates"]) {
+        auto rle = sam::mask::rle_from_json(cand["segmentation"]);
+        CHECK(rle.h == 480);
+        CHECK(rle.w == 640);
+        CHECK(static_cast<int64_t>(sam::mask::rle_area(rle)) == cand["area"].get<int64_t>());
+      }
+      CHECK(post(c, "/api/predict", {{"image", "image.jpg"}, {"box", {128, 120, 448, 384}}}, &st)["best"] == 0);
+      CHECK(st == 200);
+      CHECK(server.alive());
+      // The server says which model it runs: the student's architecture, not the teacher's.
+      std::ifstream log(server.log);
+      const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+      INFO(text);
+      CHECK_THAT(text, Catch::Contains((run / "model.json").string()));
+    }
+  }
+}
+
 TEST_CASE("sam_annotate: accept, read back, delete, next unannotated, exports",
           "[tools][annotate]") {
   const auto dir = make_folder("annotate_api_accept");
