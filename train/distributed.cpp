@@ -65,6 +65,7 @@ class SingleProcess : public Communicator {
   void broadcast(std::vector<torch::Tensor>&, int) override {}
   void allreduce_sum(std::vector<torch::Tensor>&, double) override {}
   std::unique_ptr<Pending> allreduce_sum_async(torch::Tensor) override { return std::make_unique<NoPending>(); }
+  std::unique_ptr<Pending> reduce_sum_async(torch::Tensor, int) override { return std::make_unique<NoPending>(); }
   std::vector<double> allreduce_sum(const std::vector<double>& v) override { return v; }
   void barrier() override {}
 };
@@ -98,6 +99,21 @@ class C10dGroup : public Communicator {
   std::unique_ptr<Pending> allreduce_sum_async(torch::Tensor t) override {
     std::vector<torch::Tensor> one{std::move(t)};
     return std::make_unique<WorkPending>(pg_->allreduce(one));
+  }
+
+  std::unique_ptr<Pending> reduce_sum_async(torch::Tensor t, int root) override {
+    c10d::ReduceOptions o;
+    o.rootRank = root;
+    if (t.is_cuda() && backend_ == "gloo") {
+      // Gloo reduces host memory only: through a host copy, and done when this returns.
+      auto host = t.cpu();
+      std::vector<torch::Tensor> one{host};
+      pg_->reduce(one, o)->wait();
+      if (rank_ == root) t.copy_(host);
+      return std::make_unique<NoPending>();
+    }
+    std::vector<torch::Tensor> one{std::move(t)};
+    return std::make_unique<WorkPending>(pg_->reduce(one, o));
   }
 
   std::vector<double> allreduce_sum(const std::vector<double>& values) override {

@@ -78,6 +78,10 @@ class Communicator {
   virtual void allreduce_sum(std::vector<torch::Tensor>& tensors, double bucket_mb = 25.0) = 0;
   /// Starts summing one tensor over the ranks in place; its values are final after wait().
   virtual std::unique_ptr<Pending> allreduce_sum_async(torch::Tensor t) = 0;
+  /// Starts summing one tensor over the ranks into rank `root`'s copy (in place; the other ranks'
+  /// values are then unspecified): the part of a reduce-scatter that one rank needs. Final after
+  /// wait().
+  virtual std::unique_ptr<Pending> reduce_sum_async(torch::Tensor t, int root) = 0;
   /// Sums a few doubles over the ranks (host values, through a host group; no GPU involved).
   virtual std::vector<double> allreduce_sum(const std::vector<double>& values) = 0;
   virtual void barrier() = 0;

@@ -1,5 +1,6 @@
 #include "train/grad_reducer.h"
 
+#include <algorithm>
 #include <mutex>
 #include <stdexcept>
 
@@ -13,7 +14,13 @@ struct GradientReducer::State {
   Communicator* comm = nullptr;
   std::vector<torch::Tensor> params;             // early ones first, then the hooked ones
   std::vector<int> bucket_of;                    // per parameter
-  std::vector<std::vector<int>> members;         // per bucket, parameter indices
+  std::vector<std::vector<int>> members;         // per bucket, parameter indices (by owner)
+  std::vector<int> owner;                        // per parameter: the rank that needs its sum, -1 all
+  struct Segment {
+    int owner;
+    int64_t offset, size;
+  };
+  std::vector<std::vector<Segment>> segments;    // per bucket: its owners' consecutive parts
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // kept alive: they hold the hooks
   std::vector<uintptr_t> hook_keys;
   int early_buckets = 0;
@@ -24,7 +31,7 @@ struct GradientReducer::State {
   std::vector<char> produced;   // per parameter: a gradient arrived on this rank
   int next = 0;                 // the next bucket to start (in order)
   std::vector<torch::Tensor> flat;
-  std::vector<std::unique_ptr<Pending>> pending;
+  std::vector<std::vector<std::unique_ptr<Pending>>> pending;
   int started_early = 0;
 
   // Starts the buckets that are complete, in order (the caller holds mu).
@@ -37,7 +44,10 @@ struct GradientReducer::State {
         parts.push_back(g.defined() ? g.reshape(-1) : torch::zeros({params[i].numel()}, params[i].options()));
       }
       flat[next] = torch::cat(parts);
-      pending[next] = comm->allreduce_sum_async(flat[next]);
+      for (const auto& seg : segments[next]) {
+        auto part = flat[next].narrow(0, seg.offset, seg.size);
+        pending[next].push_back(seg.owner < 0 ? comm->allreduce_sum_async(part) : comm->reduce_sum_async(part, seg.owner));
+      }
       ++next;
     }
   }
@@ -52,7 +62,7 @@ struct GradientReducer::State {
 };
 
 GradientReducer::GradientReducer(Communicator& comm, std::vector<torch::Tensor> early,
-                                 std::vector<torch::Tensor> hooked, double bucket_mb)
+                                 std::vector<torch::Tensor> hooked, double bucket_mb, const OwnerOf& owner)
     : state_(std::make_shared<State>()) {
   auto& s = *state_;
   s.comm = &comm;
@@ -77,6 +87,27 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<torch::Tensor> 
   s.early_buckets = static_cast<int>(s.members.size());
   const size_t first_hooked = s.params.size();
   add_buckets(hooked);
+  // Each bucket's parameters grouped by owner (stably; every rank forms the same layout), one
+  // collective per owner.
+  for (const auto& p : s.params) {
+    const int o = owner ? owner(p) : -1;
+    if (o >= comm.world_size())
+      throw std::invalid_argument("GradientReducer: owner rank " + std::to_string(o) + " outside a world of " +
+                                  std::to_string(comm.world_size()));
+    s.owner.push_back(o < 0 ? -1 : o);
+  }
+  s.segments.resize(s.members.size());
+  for (size_t b = 0; b < s.members.size(); ++b) {
+    auto& m = s.members[b];
+    std::stable_sort(m.begin(), m.end(), [&](int x, int y) { return s.owner[x] < s.owner[y]; });
+    int64_t off = 0;
+    for (int i : m) {
+      const int64_t n = s.params[i].numel();
+      if (s.segments[b].empty() || s.segments[b].back().owner != s.owner[i]) s.segments[b].push_back({s.owner[i], off, 0});
+      s.segments[b].back().size += n;
+      off += n;
+    }
+  }
   s.flat.resize(s.members.size());
   s.pending.resize(s.members.size());
   std::weak_ptr<State> weak = state_;
@@ -137,13 +168,14 @@ void GradientReducer::finish() {
   // Which parameters some rank produced a gradient for: a host collective, no GPU involved.
   used = s.comm->allreduce_sum(used);
   torch::NoGradGuard ng;
+  const int me = s.comm->rank();
   for (size_t b = 0; b < s.members.size(); ++b) {
-    s.pending[b]->wait();
+    for (auto& w : s.pending[b]) w->wait();
     int64_t off = 0;
     for (int i : s.members[b]) {
       auto& p = s.params[i];
       const int64_t n = p.numel();
-      if (used[i] == 0.0) {
+      if (used[i] == 0.0 || (s.owner[i] >= 0 && s.owner[i] != me)) {
         p.mutable_grad() = torch::Tensor();
       } else if (p.grad().defined()) {
         p.mutable_grad().copy_(s.flat[b].narrow(0, off, n).view_as(p));
@@ -152,12 +184,18 @@ void GradientReducer::finish() {
       }
       off += n;
     }
-    s.pending[b].reset();
+    s.pending[b].clear();
     s.flat[b] = torch::Tensor();
   }
 }
 
 int GradientReducer::buckets() const { return static_cast<int>(state_->members.size()); }
+
+int GradientReducer::collectives() const {
+  size_t n = 0;
+  for (const auto& seg : state_->segments) n += seg.size();
+  return static_cast<int>(n);
+}
 
 int GradientReducer::started_before_finish() const { return state_->started_early; }
 

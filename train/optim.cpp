@@ -204,7 +204,13 @@ void AdamW::partition() {
   for (size_t gi = 0; gi < groups_.size(); ++gi)
     for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
       owned_by_[static_cast<size_t>(owner_[gi][i])].push_back(groups_[gi].params[i]);
+      owner_of_[groups_[gi].params[i].unsafeGetTensorImpl()] = owner_[gi][i];
     }
+}
+
+int AdamW::owner(const torch::Tensor& p) const {
+  const auto it = owner_of_.find(p.unsafeGetTensorImpl());
+  return it == owner_of_.end() ? -1 : it->second;
 }
 
 int64_t AdamW::state_bytes() const {

@@ -3,6 +3,7 @@
 // (layer-wise decay over the encoder blocks) and weight decay (none on biases, norms and
 // position tables), linear warmup then step decay.
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <torch/torch.h>
@@ -85,6 +86,9 @@ class AdamW {
   /// the updated weights). The gradients arrive reduced as without sharding, so each parameter's
   /// update is the unsharded one, bit for bit. load_state keeps this rank's share.
   bool sharded() const { return comm_ != nullptr; }
+  /// The rank that owns parameter `p` (sharded), -1 when not sharded or `p` is not one of its
+  /// parameters: what the gradient reduce-scatter sends where (train/grad_reducer.h).
+  int owner(const torch::Tensor& p) const;
   /// Bytes of the moments this process holds.
   int64_t state_bytes() const;
 
@@ -100,6 +104,7 @@ class AdamW {
   void gather_params();
   void partition();
   std::vector<std::vector<int>> owner_;  ///< per group and parameter: its rank (sharded)
+  std::unordered_map<const void*, int> owner_of_;  ///< by the parameter's TensorImpl (sharded)
   /// Every rank's parameters, by owner (sharded): what the all-gather after a step moves.
   std::vector<std::vector<torch::Tensor>> owned_by_;
 };

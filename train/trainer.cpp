@@ -654,7 +654,11 @@ int Trainer::Impl::loop() {
       (!lora && model && kv.key().rfind("image_encoder.", 0) == 0 ? hooked : early).push_back(kv.value());
     }
     std::reverse(hooked.begin(), hooked.end());  // the backward pass meets the neck first, the patch embedding last
-    reducer = std::make_unique<GradientReducer>(*comm, early, hooked);
+    // Sharded, each rank needs the summed gradients of the parameters it updates only: a reduce to
+    // each owner (the reduce-scatter of ZeRO stage 1) instead of the all-reduce.
+    GradientReducer::OwnerOf owner;
+    if (optim->sharded()) owner = [&o = *optim](const torch::Tensor& p) { return o.owner(p); };
+    reducer = std::make_unique<GradientReducer>(*comm, early, hooked, 25.0, owner);
   }
   if (tc.val_at_start && step == 0) validate();  // a resumed run has it in its metrics already
   net->train();
@@ -715,7 +719,20 @@ int Trainer::Impl::loop() {
       for (const auto& p : grads_of)
         if (p.grad().defined()) grads.push_back(p.mutable_grad());
       auto sq = torch::zeros({}, dd);
-      for (const auto& g : grads) sq += g.pow(2).sum().to(torch::kDouble);
+      if (optim->sharded()) {
+        // Each rank holds the summed gradients of its own parameters: their squared norms, one per
+        // parameter in optimiser order (zero elsewhere), summed over the ranks (x + 0 is x), then
+        // added in the order below: the unsharded norm bit for bit.
+        std::vector<torch::Tensor> parts;
+        for (const auto& p : grads_of)
+          parts.push_back(optim->owner(p) == comm->rank() && p.grad().defined() ? p.grad().pow(2).sum().to(torch::kDouble)
+                                                                               : torch::zeros({}, dd));
+        auto each = torch::stack(parts);
+        comm->allreduce_sum_async(each)->wait();
+        for (int64_t i = 0; i < each.size(0); ++i) sq += each[i];
+      } else {
+        for (const auto& g : grads) sq += g.pow(2).sum().to(torch::kDouble);
+      }
       grad_norm = sq.sqrt();
       if (tc.clip_grad_norm > 0) {
         // min(1, clip / (norm + 1e-6)), applied on the device.

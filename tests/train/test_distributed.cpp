@@ -122,7 +122,10 @@ std::map<std::string, torch::Tensor> local_gradients(const StepBatch& batch, con
   return g;
 }
 
-void check_reducer(const std::string& name, const torch::Device& device, const std::string& backend) {
+// With `owners`, the reduce-scatter of train.shard_optimizer: the parameters' owners cycle through
+// every rank (-1), rank 0 and rank 1 in the model's order, and each rank keeps the sums it owns.
+void check_reducer(const std::string& name, const torch::Device& device, const std::string& backend,
+                   bool owners = false) {
   StepOptions o;
   o.prompt.rounds = 3;
   o.prompt.mask_only_rounds = 1;
@@ -130,7 +133,8 @@ void check_reducer(const std::string& name, const torch::Device& device, const s
   // The expectation: each rank's own gradients, summed.
   auto g0 = local_gradients(rect_batch(0), o, device), g1 = local_gradients(rect_batch(1), o, device);
   std::vector<std::map<std::string, torch::Tensor>> reduced(2);
-  std::vector<int> early_started(2), buckets(2);
+  std::vector<int> early_started(2), buckets(2), collectives(2);
+  std::map<std::string, int> owner_of;
   // The models are made here: seeding the shared generator from two threads would race.
   std::vector<sam::Sam> models;
   for (int r = 0; r < 2; ++r) {
@@ -145,7 +149,17 @@ void check_reducer(const std::string& name, const torch::Device& device, const s
     for (auto& kv : model->named_parameters())
       (kv.key().rfind("image_encoder.", 0) == 0 ? hooked : early).push_back(kv.value());
     std::reverse(hooked.begin(), hooked.end());
-    GradientReducer reducer(comm, early, hooked, /*bucket_mb=*/0.05);  // small buckets: many start early
+    std::map<const void*, int> by_impl;
+    int k = 0;
+    for (auto& kv : model->named_parameters()) {
+      by_impl[kv.value().unsafeGetTensorImpl()] = k % 3 - 1;
+      if (r == 0) owner_of[kv.key()] = k % 3 - 1;
+      ++k;
+    }
+    GradientReducer::OwnerOf owner;
+    if (owners) owner = [&](const torch::Tensor& p) { return by_impl.at(p.unsafeGetTensorImpl()); };
+    // Small buckets: many start early.
+    GradientReducer reducer(comm, early, hooked, /*bucket_mb=*/0.05, owner);
     reducer.arm();
     StepOptions ro = o;
     ro.before_encoder_backward = [&, r] {
@@ -158,6 +172,7 @@ void check_reducer(const std::string& name, const torch::Device& device, const s
     reducer.finish();
     buckets[r] = reducer.buckets();
     early_started[r] = reducer.started_before_finish();
+    collectives[r] = reducer.collectives();
     for (auto& kv : model->named_parameters())
       if (kv.value().grad().defined()) reduced[r][kv.key()] = kv.value().grad().cpu();
   });
@@ -169,20 +184,30 @@ void check_reducer(const std::string& name, const torch::Device& device, const s
     const std::string only1 = "mask_decoder.iou_token.weight", none = "prompt_encoder.not_a_point_embed.weight";
     REQUIRE(g0.count(only1));
     REQUIRE(g0.count(none));
-    CHECK(reduced[r].size() == g0.size() - 1);
+    // Without owners one all-reduce per bucket; with them one reduce per owner of a bucket's part.
+    if (owners)
+      CHECK(collectives[r] > buckets[r]);
+    else
+      CHECK(collectives[r] == buckets[r]);
+    size_t kept = 0;
     for (const auto& [key, a] : g0) {
       INFO(key);
       REQUIRE(g1.count(key));
-      if (key == none) {
+      const bool mine = !owners || owner_of.at(key) < 0 || owner_of.at(key) == r;
+      if (key == none || !mine) {
         // No rank produced one: it stays without a gradient, as in a single process.
         CHECK_FALSE(reduced[r].count(key));
         continue;
       }
       REQUIRE(reduced[r].count(key));
+      ++kept;
       // Rank 0's missing gradient counts as zeros.
       const auto expect = key == only1 ? g1[key] : a + g1[key];
       CHECK(torch::allclose(reduced[r][key], expect, 1e-5, 1e-7));
     }
+    // Nothing else: without owners every produced gradient, with them this rank's share.
+    CHECK(reduced[r].size() == kept);
+    CHECK((owners ? kept < g0.size() - 1 : kept == g0.size() - 1));
   }
 }
 
@@ -196,4 +221,15 @@ TEST_CASE("the bucketed all-reduce, started during the backward pass, sums the r
 TEST_CASE("the bucketed all-reduce on CUDA tensors (Gloo, 2 ranks on one GPU)", "[train][dist][cuda]") {
   SAM_REQUIRE_CUDA();
   check_reducer("reducer_cuda", torch::Device(torch::kCUDA, 0), "gloo");
+}
+
+TEST_CASE("sharded (train.shard_optimizer), the buckets are reduced onto the parameters' owners: each rank "
+          "gets the sums of its own share, started during the backward pass",
+          "[train][dist]") {
+  check_reducer("reducer_owners_cpu", torch::kCPU, "auto", /*owners=*/true);
+}
+
+TEST_CASE("the reduce onto owners on CUDA tensors (Gloo through the host, 2 ranks on one GPU)", "[train][dist][cuda]") {
+  SAM_REQUIRE_CUDA();
+  check_reducer("reducer_owners_cuda", torch::Device(torch::kCUDA, 0), "gloo", /*owners=*/true);
 }
