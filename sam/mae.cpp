@@ -121,12 +121,23 @@ torch::Tensor MaskedAutoencoderImpl::loss_of(const torch::Tensor& imgs, const to
                                              const torch::Tensor& mask) const {
   auto target = patchify(imgs).to(torch::kFloat);
   if (cfg.norm_pix_loss) {
-    auto mean = target.mean(-1, true);
-    auto var = (target - mean).pow(2).sum(-1, true) / static_cast<double>(target.size(-1) - 1);  // unbiased
-    target = (target - mean) / (var + 1e-6).sqrt();
+    const auto [mean, sd] = patch_stats(target);
+    target = (target - mean) / sd;
   }
   auto per_patch = (pred.to(torch::kFloat) - target).pow(2).mean(-1);  // [B, L]
   return (per_patch * mask).sum(1) / mask.sum(1).clamp_min(1.0);
+}
+
+std::pair<torch::Tensor, torch::Tensor> MaskedAutoencoderImpl::patch_stats(const torch::Tensor& patches) {
+  auto mean = patches.mean(-1, true);
+  auto var = (patches - mean).pow(2).sum(-1, true) / static_cast<double>(patches.size(-1) - 1);  // unbiased
+  return {mean, (var + 1e-6).sqrt()};
+}
+
+torch::Tensor MaskedAutoencoderImpl::pred_to_pixels(const torch::Tensor& imgs, const torch::Tensor& pred) const {
+  if (!cfg.norm_pix_loss) return pred;
+  const auto [mean, sd] = patch_stats(patchify(imgs).to(torch::kFloat));
+  return pred.to(torch::kFloat) * sd + mean;
 }
 
 MaskedAutoencoderImpl::Output MaskedAutoencoderImpl::forward(const torch::Tensor& imgs, torch::Tensor noise) {

@@ -74,6 +74,13 @@ struct MaskedAutoencoderImpl : torch::nn::Module {
                                                                           const torch::Tensor& noise) const;
   /// The loss of predictions `pred` [B, L, p*p*3] against images and mask: [B].
   torch::Tensor loss_of(const torch::Tensor& imgs, const torch::Tensor& pred, const torch::Tensor& mask) const;
+  /// Predictions `pred` [B, L, p*p*3] of images `imgs` (forward's input) as patches of those
+  /// images' values: with norm_pix_loss each is put back with its true patch's mean and deviation
+  /// (MAE's visualisation), else `pred` itself.
+  torch::Tensor pred_to_pixels(const torch::Tensor& imgs, const torch::Tensor& pred) const;
+  /// Each patch's mean and standard deviation over its values (unbiased variance + 1e-6, MAE's
+  /// norm_pix_loss): [B, L, 1] each, for patches [B, L, n].
+  static std::pair<torch::Tensor, torch::Tensor> patch_stats(const torch::Tensor& patches);
 
   ModelConfig enc;
   MaeConfig cfg;

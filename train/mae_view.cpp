@@ -59,17 +59,8 @@ cv::Mat mae_reconstructions(const std::string& run_dir, const std::vector<std::s
     auto img = torch::from_blob(square.data, {S, S, 3}, torch::kUInt8).permute({2, 0, 1}).to(torch::kFloat).unsqueeze(0);
     const auto x = m->preprocess(img);
     const int64_t L = cfg.model.grid_size() * cfg.model.grid_size();
-    auto noise = torch::empty({1, L}, torch::kFloat);
-    data::Rng rng(data::derive_seed({o.seed, static_cast<uint64_t>(i)}));
-    for (int64_t t = 0; t < L; ++t) noise[0][t] = static_cast<float>(rng.uniform());
-    const auto out = m->forward(x, noise);
-    auto pred = out.pred;
-    if (cfg.mae.norm_pix_loss) {
-      const auto target = m->patchify(x);
-      const auto pm = target.mean(-1, true);  // each true patch's mean and unbiased variance
-      const auto pv = (target - pm).pow(2).sum(-1, true) / static_cast<double>(target.size(-1) - 1);
-      pred = pred * (pv + 1e-6).sqrt() + pm;
-    }
+    const auto out = m->forward(x, mae_masking_noise({data::derive_seed({o.seed, static_cast<uint64_t>(i)})}, L));
+    const auto pred = m->pred_to_pixels(x, out.pred);
     const auto recon = m->unpatchify(pred)[0] * std + mean;  // back to 0-255
     // 1 where the patch was hidden, as an image.
     const auto hidden = m->unpatchify(out.mask.unsqueeze(-1).expand({1, L, pred.size(2)}))[0];
@@ -84,6 +75,16 @@ cv::Mat mae_reconstructions(const std::string& run_dir, const std::vector<std::s
     }
   }
   return grid;
+}
+
+torch::Tensor mae_masking_noise(const std::vector<uint64_t>& seeds, int64_t tokens) {
+  auto noise = torch::empty({static_cast<int64_t>(seeds.size()), tokens}, torch::kFloat);
+  for (size_t b = 0; b < seeds.size(); ++b) {
+    data::Rng rng(seeds[b]);
+    float* row = noise[static_cast<int64_t>(b)].data_ptr<float>();
+    for (int64_t t = 0; t < tokens; ++t) row[t] = static_cast<float>(rng.uniform());
+  }
+  return noise;
 }
 
 }  // namespace sam::train

@@ -33,6 +33,7 @@
 #include "train/grad_reducer.h"
 #include "train/interactive.h"
 #include "train/lora.h"
+#include "train/mae_view.h"
 #include "train/optim.h"
 #include "train/run_state.h"
 #include "train/tensorboard.h"
@@ -538,13 +539,11 @@ torch::Tensor Trainer::Impl::mae_step(const StepBatch& batch, int64_t micro_step
   for (const auto& im : batch.images) xs.push_back(mae->preprocess(im.to(device, /*non_blocking=*/true).unsqueeze(0)));
   const auto x = torch::cat(xs);
   const int64_t B = x.size(0), L = cfg.model.grid_size() * cfg.model.grid_size();
-  auto noise = torch::empty({B, L}, torch::kFloat);
-  for (int64_t b = 0; b < B; ++b) {
-    data::Rng rng(data::derive_seed({cfg.train.seed, 0x3ae5ULL, static_cast<uint64_t>(micro_step),
-                                     static_cast<uint64_t>(batch.keys[b])}));
-    float* row = noise[b].data_ptr<float>();
-    for (int64_t t = 0; t < L; ++t) row[t] = static_cast<float>(rng.uniform());
-  }
+  std::vector<uint64_t> seeds;
+  for (int64_t b = 0; b < B; ++b)
+    seeds.push_back(data::derive_seed({cfg.train.seed, 0x3ae5ULL, static_cast<uint64_t>(micro_step),
+                                       static_cast<uint64_t>(batch.keys[b])}));
+  const auto noise = mae_masking_noise(seeds, L);
   if (reducer && last) reducer->arm();
   torch::Tensor loss;
   {

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/image.h"
 #include "peers.h"
 #include "sam/pth_io.h"
 #include "test_util.h"
@@ -147,8 +148,35 @@ TEST_CASE("sam_train: MAE pre-training killed between or inside checkpoint write
   REQUIRE(w.size() > 6);
   CHECK(w[0].first == "model.cls_token");
   CHECK(w[1].first == "model.pos_embed");
-  // SAM training from it: the encoder's blocks come from the MAE run.
   std::string out;
+  {
+    // The reconstruction picture of two images: 2 rows of 4 panels S x S with 4 px gaps. In the
+    // second panel the hidden patches are grey (127) and 75 % of them; in the fourth the visible
+    // patches are the input's exactly.
+    const auto img = (fs::path(synth_dir()) / "sa_1.jpg").string(), png = (root / "rec.png").string();
+    REQUIRE(sam_test::run_command(sam_train() + " reconstruct " + (root / "ref").string() + " " + img + " " + img +
+                                      " --out " + png + " --seed 3", &out) == 0);
+    const cv::Mat pic = sam::data::image_read_rgb(png);
+    // configs/tiny.yaml's architecture.
+    const auto arch = nlohmann::json::parse(std::ifstream(sam_test::source_dir() / "configs" / "model_tiny.json"));
+    const int S = arch["img_size"], p = arch["patch_size"], gap = 4, n = S / p;
+    REQUIRE(pic.rows == 2 * S + gap);
+    REQUIRE(pic.cols == 4 * S + 3 * gap);
+    for (int row = 0; row < 2; ++row) {
+      const int y = row * (S + gap);
+      int hidden = 0, pasted_equal = 0;
+      for (int py = 0; py < n; ++py)
+        for (int px = 0; px < n; ++px) {
+          const auto patch = [&](int panel) { return pic(cv::Rect(panel * (S + gap) + px * p, y + py * p, p, p)); };
+          const bool grey = cv::countNonZero(patch(1).reshape(1) != 127) == 0;
+          hidden += grey;
+          if (!grey) pasted_equal += cv::countNonZero(patch(3).reshape(1) != patch(0).reshape(1)) == 0;
+        }
+      CHECK(hidden == n * n - n * n / 4);
+      CHECK(pasted_equal == n * n / 4);
+    }
+  }
+  // SAM training from it: the encoder's blocks come from the MAE run.
   REQUIRE(sam_test::run_command(sam_train() + " " + base_args(root / "sam") + " train.iterations=1 init.kind=mae init.checkpoint=" +
                                     (root / "ref").string(), &out) == 0);
   INFO(out);

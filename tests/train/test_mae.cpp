@@ -119,6 +119,14 @@ TEST_CASE("MAE: the loss is the squared error of the hidden patches, raw or per-
   auto pred2 = pred.clone();
   pred2[0][0].fill_(5.0);
   CHECK(raw->loss_of(img, pred2, mask).item<double>() == Approx(16.0 / 48));
+  // Back to pixels (the reconstruction picture): a zero prediction is each patch's mean, 1/3; a
+  // prediction of the normalised target is the patch itself (1 in channel 0, else 0); raw
+  // predictions are the pixels already.
+  CHECK(torch::allclose(normed->pred_to_pixels(img, pred), torch::full({1, 16, 48}, 1.0 / 3)));
+  const double sd = std::sqrt(var + 1e-6);
+  const auto target = (normed->patchify(img) - 1.0 / 3) / sd;
+  CHECK(torch::allclose(normed->pred_to_pixels(img, target), normed->patchify(img), 1e-5, 1e-6));
+  CHECK(torch::equal(raw->pred_to_pixels(img, pred2), pred2));
 }
 
 TEST_CASE("MAE: the state dict has Meta's MAE keys in order, and init.kind mae reads the file into SAM's encoder",
