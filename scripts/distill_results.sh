@@ -7,15 +7,18 @@
 # - the time of each encoder alone (sam_bench --encoder-batch 1) and of set_image on a 640 x 480
 #   image, 40 each, 2 threads, teacher and student alternately twice in the same minutes, and the
 #   speed-ups (teacher time / student time, medians; docs/PERFORMANCE.md "Student encoders").
-# Usage: scripts/distill_results.sh TEACHER_RUN [OUT_DIR]   (env: ITERATIONS=1500)
+# Usage: scripts/distill_results.sh TEACHER_RUN [OUT_DIR]
+#   env: ITERATIONS=1500; STUDENT=configs/model_tiny_student.json (the student's architecture, e.g.
+#   configs/model_tiny_hybrid.json for the TinyViT-style one)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${BUILD_DIR:-$root/build}/bin
 teacher=${1:?give the run directory of the teacher, made by scripts/tiny_results.sh}
 out=${2:-$root/runs/distill_tiny}
 cd "$root"
-echo "== distillation, ${ITERATIONS:-1500} steps (load $(cut -d' ' -f1-3 /proc/loadavg))"
-"$bin/sam_train" --config configs/distill_tiny.yaml --run-dir "$out" train.iterations=${ITERATIONS:-1500} \
+student=${STUDENT:-configs/model_tiny_student.json}
+echo "== distillation of $student, ${ITERATIONS:-1500} steps (load $(cut -d' ' -f1-3 /proc/loadavg))"
+"$bin/sam_train" --config configs/distill_tiny.yaml --run-dir "$out" train.iterations=${ITERATIONS:-1500} model.arch="$student" \
   distill.teacher_checkpoint="$teacher/model.pth" | grep -E "^(step|val|done|train|objective)" | awk 'NR % 5 == 1 || /val|done|train:|objective/'
 [ -f "$teacher/eval_Berkeley.json" ] || "$root/scripts/eval_points.sh" "$teacher" "$root/configs/model_tiny.json"
 "$root/scripts/eval_points.sh" "$out"
