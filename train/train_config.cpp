@@ -140,8 +140,9 @@ Schema make_schema() {
            "recompute the encoder blocks' activations in the backward pass (memory for time)")
       .key("shard_optimizer", &RunConfig::shard_optimizer,
            "ZeRO stage 1 over the ranks: each keeps the AdamW moments of its share of the parameters (whole "
-           "tensors, balanced by size) and updates them, then broadcasts them; updates equal the unsharded ones bit "
-           "for bit, the checkpoint is the one unsharded file (any world size resumes it); no effect on 1 rank")
+           "tensors, balanced by size), receives their summed gradients only (a reduce onto each owner: the "
+           "reduce-scatter) and updates them, then broadcasts them; updates equal the unsharded ones bit for bit on "
+           "2 ranks, the checkpoint is the one unsharded file (any world size resumes it); no effect on 1 rank")
       .key("amp", &RunConfig::amp,
            "`auto`: bf16 autocast of the forward passes on CUDA, fp32 on CPU; `bf16`: bf16 autocast on any device "
            "(CPU autocast is for checks: slow on CPUs without bf16 units); `off`: fp32. Losses, fed-back logits and "
