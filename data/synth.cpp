@@ -419,54 +419,109 @@ void build_scene(Rng& rng, const SynthOptions& o, std::vector<Prim>& prims, Text
     p.y0 = std::clamp(static_cast<int>(std::floor(p.shape.cy - r)), 0, o.height);
     p.y1 = std::clamp(static_cast<int>(std::ceil(p.shape.cy + r)) + 1, 0, o.height);
   };
-  auto style = [&](Prim& p, std::vector<Rgb> avoid, bool fancy) {
-    const Rgb c = distinct_colour(rng, avoid, 80);
-    p.tex = random_texture(rng, c, p.shape.cx, p.shape.cy, std::max(p.shape.a, p.shape.b), fancy,
+  auto style = [&](Rng& r_, Prim& p, std::vector<Rgb> avoid, bool fancy) {
+    const Rgb c = distinct_colour(r_, avoid, 80);
+    p.tex = random_texture(r_, c, p.shape.cx, p.shape.cy, std::max(p.shape.a, p.shape.b), fancy,
                            1.0, o.pattern_prob);
-    if (p.shape.a > 5 && rng.chance(o.outline_prob)) {
-      p.outline = p.shape.a > 40 && rng.chance(0.4) ? 2 : 1;
-      p.outline_gain = rng.chance(0.75) ? rng.uniform(0.3, 0.6) : rng.uniform(1.3, 1.7);
+    if (p.shape.a > 5 && r_.chance(o.outline_prob)) {
+      p.outline = p.shape.a > 40 && r_.chance(0.4) ? 2 : 1;
+      p.outline_gain = r_.chance(0.75) ? r_.uniform(0.3, 0.6) : r_.uniform(1.3, 1.7);
     }
   };
 
-  for (const Whole& w : wholes) {
-    const double cx = rng.uniform(-0.08 * W, 1.08 * W), cy = rng.uniform(-0.08 * H, 1.08 * H);
+  // One object (a whole, its parts and their sub-parts) drawn from `r_` at (cx, cy) with radius r.
+  auto add_object = [&](Rng& r_, double cx, double cy, double r, const Rgb& avoid) {
     Prim p;
-    p.shape = random_shape(rng, cx, cy, w.r, o.hole_prob);
+    p.shape = random_shape(r_, cx, cy, r, o.hole_prob);
     p.level = 0;
     bbox_of(p);
-    style(p, {bg_mean}, true);
+    style(r_, p, {avoid}, true);
     const int wi = add(std::move(p));
-    if (w.r < 10 || !rng.chance(o.part_prob)) continue;
-    const int nparts = static_cast<int>(rng.range(1, o.max_parts));
+    if (r < 10 || !r_.chance(o.part_prob)) return;
+    const int nparts = static_cast<int>(r_.range(1, o.max_parts));
     for (int k = 0; k < nparts; ++k) {
       Prim part;
       double px, py;
-      point_inside(rng, prims[wi].shape, px, py);
-      const double pr = prims[wi].shape.b * rng.uniform(o.part_size_min, o.part_size_max);
-      part.shape = random_shape(rng, px, py, pr, 0.0);
+      point_inside(r_, prims[wi].shape, px, py);
+      const double pr = prims[wi].shape.b * r_.uniform(o.part_size_min, o.part_size_max);
+      part.shape = random_shape(r_, px, py, pr, 0.0);
       part.parent = wi;
       part.level = 1;
-      part.clip = rng.chance(0.7);
+      part.clip = r_.chance(0.7);
       bbox_of(part);
-      style(part, {mean_colour(prims[wi].tex)}, true);
+      style(r_, part, {mean_colour(prims[wi].tex)}, true);
       const int pi = add(std::move(part));
       prims[wi].end = pi + 1;
-      if (pr < 6 || !rng.chance(o.subpart_prob)) continue;
-      const int nsub = static_cast<int>(rng.range(1, 2));
+      if (pr < 6 || !r_.chance(o.subpart_prob)) continue;
+      const int nsub = static_cast<int>(r_.range(1, 2));
       for (int s = 0; s < nsub; ++s) {
         Prim sub;
-        point_inside(rng, prims[pi].shape, px, py);
-        sub.shape = random_shape(rng, px, py, prims[pi].shape.b * rng.uniform(0.2, 0.45), 0.0);
+        point_inside(r_, prims[pi].shape, px, py);
+        sub.shape = random_shape(r_, px, py, prims[pi].shape.b * r_.uniform(0.2, 0.45), 0.0);
         sub.parent = pi;
         sub.level = 2;
-        sub.clip = rng.chance(0.8);
+        sub.clip = r_.chance(0.8);
         bbox_of(sub);
-        style(sub, {mean_colour(prims[pi].tex)}, false);
+        style(r_, sub, {mean_colour(prims[pi].tex)}, false);
         const int si = add(std::move(sub));
         prims[pi].end = si + 1;
         prims[wi].end = si + 1;
       }
+    }
+  };
+
+  // Kinds (o.kinds > 0): every whole is an instance of one of o.kinds objects drawn once from
+  // o.kinds_seed at radius kRef around the origin (its shape, texture, colours, outline and its
+  // parts' layout), placed with a radius, rotation and position of its own.
+  constexpr double kRef = 100;
+  std::vector<std::vector<Prim>> kind_prims(static_cast<size_t>(std::max(0, o.kinds)));
+  for (const Whole& w : wholes) {
+    const double cx = rng.uniform(-0.08 * W, 1.08 * W), cy = rng.uniform(-0.08 * H, 1.08 * H);
+    if (o.kinds <= 0) {
+      add_object(rng, cx, cy, w.r, bg_mean);
+      continue;
+    }
+    const auto k = static_cast<size_t>(rng.below(static_cast<uint64_t>(o.kinds)));
+    const double angle = rng.uniform(0, 2 * kPi);
+    if (kind_prims[k].empty()) {  // drawn into prims, moved out: the same draws in every image
+      Rng krng(derive_seed({o.kinds_seed, static_cast<uint64_t>(k), 0x4B1DEu}));
+      const size_t first = prims.size();
+      add_object(krng, 0, 0, kRef, Rgb{-1000, -1000, -1000});
+      kind_prims[k].assign(prims.begin() + static_cast<std::ptrdiff_t>(first), prims.end());
+      prims.resize(first);
+      for (Prim& p : kind_prims[k]) {  // indices from 0
+        if (p.parent >= 0) p.parent -= static_cast<int>(first);
+        p.end -= static_cast<int>(first);
+      }
+    }
+    const double scale = w.r / kRef, ca = std::cos(angle), sa = std::sin(angle);
+    const int offset = static_cast<int>(prims.size());
+    for (Prim p : kind_prims[k]) {
+      const double x = p.shape.cx, y = p.shape.cy;
+      p.shape.cx = cx + scale * (ca * x - sa * y);
+      p.shape.cy = cy + scale * (sa * x + ca * y);
+      p.shape.a *= scale;
+      p.shape.b *= scale;
+      const double c0 = p.shape.cos_t, s0 = p.shape.sin_t;
+      p.shape.cos_t = c0 * ca - s0 * sa;
+      p.shape.sin_t = s0 * ca + c0 * sa;
+      const double tx = p.tex.cx, ty = p.tex.cy;
+      p.tex.cx = cx + scale * (ca * tx - sa * ty);
+      p.tex.cy = cy + scale * (sa * tx + ca * ty);
+      const double tc = p.tex.cos_t, ts = p.tex.sin_t;
+      p.tex.cos_t = tc * ca - ts * sa;
+      p.tex.sin_t = ts * ca + tc * sa;
+      const double hc = p.tex.shade_cos, hs = p.tex.shade_sin;
+      p.tex.shade_cos = hc * ca - hs * sa;
+      p.tex.shade_sin = hs * ca + hc * sa;
+      p.tex.period = std::max(3.0, p.tex.period * scale);
+      p.tex.extent = std::max(1.0, p.tex.extent * scale);
+      if (p.outline > 0 && p.shape.a <= 40) p.outline = 1;
+      if (p.shape.a <= 5) p.outline = 0;
+      if (p.parent >= 0) p.parent += offset;
+      p.end += offset;
+      bbox_of(p);
+      prims.push_back(std::move(p));
     }
   }
 }
@@ -510,6 +565,7 @@ void SynthOptions::validate() const {
   for (const auto& [name, v] : probs)
     if (!(v >= 0 && v <= 1)) bad(std::string(name) + " must be in [0, 1], got " + std::to_string(v));
   if (!(noise >= 0 && noise <= 64)) bad("noise must be in [0, 64], got " + std::to_string(noise));
+  if (kinds < 0 || kinds > 100000) bad("kinds must be in [0, 100000], got " + std::to_string(kinds));
 }
 
 SynthImage synth_image(const SynthOptions& o, int64_t index) {

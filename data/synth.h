@@ -51,6 +51,12 @@ struct SynthOptions {
   double ground_prob = 0.35;  // chance of a ground region along the bottom
   double noise = 6.0;         // sensor noise: per-image amplitude drawn from [min(1, noise), noise]
   double blur_prob = 0.6;     // chance of a mild Gaussian blur over the image
+  // Object kinds: 0 draws every whole object anew; N > 0 makes every whole an instance of one of
+  // N kinds (shape, texture, colours, outline and parts' layout drawn once from kinds_seed), each
+  // instance with its own size, rotation and position: a domain of N object categories, whose
+  // sets with different seeds (a training set, the images an engine annotates) share the kinds.
+  int kinds = 0;
+  uint64_t kinds_seed = 0;
   uint64_t seed = 0;
   /// Throws std::invalid_argument naming the field when a value is out of range.
   void validate() const;

@@ -9,8 +9,9 @@
 #      semi-automatic and fully automatic stages, retraining the model within and between
 #      stages, with reports.
 # Outputs go to ${DEMO_DIR:-runs/demo}. DEMO_TRAIN_MIN sets the training minutes (default 5) and
-# DEMO_RETRAIN_MIN those of each retraining round (default 1); more arguments are overrides of
-# the engine's configuration (key=value).
+# DEMO_RETRAIN_MIN those of each retraining round (default 1), DEMO_SCENE_FLAGS adds `sam_data synth`
+# options to the scenes' (scripts/demo_scenes.sh); more arguments are overrides of the engine's
+# configuration (key=value).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ "${DEMO_NO_BUILD:-0}" != 1 ]; then

@@ -4,4 +4,4 @@
 # mostly plain textures, little noise.
 synth=(--size 256x192 --min-objects 3 --max-objects 5 --size-min 0.18 --size-max 0.45
        --part-prob 0.6 --min-area 200 --pattern-prob 0.2 --outline-prob 0.2 --hole-prob 0.1
-       --ground-prob 0.2 --noise 2 --blur-prob 0.3)
+       --ground-prob 0.2 --noise 2 --blur-prob 0.3 ${DEMO_SCENE_FLAGS:-})

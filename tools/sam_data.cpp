@@ -107,6 +107,10 @@ int main(int argc, char** argv) {
   syn->add_option("--ground-prob", so.ground_prob, "chance of a ground region along the bottom");
   syn->add_option("--noise", so.noise, "sensor noise amplitude, at most (0: none)");
   syn->add_option("--blur-prob", so.blur_prob, "chance of a mild blur over the image");
+  syn->add_option("--kinds", so.kinds,
+                  "every whole object an instance of one of N kinds (0: each drawn anew)");
+  syn->add_option("--kinds-seed", so.kinds_seed,
+                  "seed of the kinds (shared by sets made with different --seed)");
   syn->add_option("--first-index", syn_first, "n of the first sa_<n>");
   syn->add_flag("--png", syn_png,
                 "also write lossless sa_<n>.png (read them with sa1b:DIR?ext=png)");

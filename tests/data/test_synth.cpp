@@ -299,3 +299,101 @@ TEST_CASE("synth: default 640x480 scenes have a useful number of masks") {
   CHECK(masks / 4 >= 8);
   CHECK(masks / 4 <= 80);
 }
+
+TEST_CASE("synth: with kinds, every whole is a moved, turned and scaled copy of one of the kinds") {
+  // One whole per image at a fixed radius, plain textures, no noise or blur: instances of one kind
+  // have the same area (up to rasterisation), mean colour and number of annotated parts, in sets
+  // made with different seeds; without kinds they do not; another kinds_seed gives other kinds.
+  SynthOptions o;
+  o.width = 320;
+  o.height = 240;
+  o.min_objects = o.max_objects = 1;
+  o.size_min = o.size_max = 0.2;
+  o.part_prob = 1;
+  o.max_parts = 2;
+  o.subpart_prob = 0;
+  o.ground_prob = 0;
+  o.noise = 0;
+  o.blur_prob = 0;
+  o.pattern_prob = 0;
+  o.outline_prob = 0;
+  o.min_area = 4;
+  struct Whole {
+    double area = 0, r = 0, g = 0, b = 0;
+    size_t annotations = 0;
+  };
+  auto wholes = [&](const SynthOptions& opt) {
+    std::vector<Whole> out;
+    for (uint64_t seed : {3u, 9u})
+      for (int i = 1; i <= 8; ++i) {
+        SynthOptions s = opt;
+        s.seed = seed;
+        const SynthImage im = synth_image(s, i);
+        REQUIRE(!im.annotations.empty());
+        const Annotation& a = im.annotations[0];
+        REQUIRE(im.level[0] == 0);
+        const bool inside = a.bbox[0] > 0 && a.bbox[1] > 0 && a.bbox[0] + a.bbox[2] < s.width - 1 &&
+                            a.bbox[1] + a.bbox[3] < s.height - 1;
+        if (!inside) continue;  // cut by the border
+        const auto m = decode(a);
+        Whole w;
+        w.area = a.area;
+        w.annotations = im.annotations.size();
+        for (int y = 0; y < s.height; ++y)
+          for (int x = 0; x < s.width; ++x)
+            if (m[size_t(y) * s.width + x]) {
+              const uint8_t* p = im.rgb.ptr<uint8_t>(y) + 3 * x;
+              w.r += p[0], w.g += p[1], w.b += p[2];
+            }
+        w.r /= w.area, w.g /= w.area, w.b /= w.area;
+        out.push_back(w);
+      }
+    return out;
+  };
+  auto spread = [](const std::vector<Whole>& ws, double Whole::*f) {
+    double lo = 1e18, hi = -1e18;
+    for (const Whole& w : ws) lo = std::min(lo, w.*f), hi = std::max(hi, w.*f);
+    return std::pair{lo, hi};
+  };
+  SynthOptions one = o;
+  one.kinds = 1;
+  const auto same = wholes(one);
+  REQUIRE(same.size() >= 6);
+  const auto [alo, ahi] = spread(same, &Whole::area);
+  CHECK(ahi <= 1.04 * alo);
+  for (double Whole::*c : {&Whole::r, &Whole::g, &Whole::b}) {
+    const auto [lo, hi] = spread(same, c);
+    CHECK(hi - lo <= 4);
+  }
+  for (const Whole& w : same) CHECK(w.annotations == same[0].annotations);
+
+  const auto free = wholes(o);  // kinds = 0: every whole drawn anew
+  REQUIRE(free.size() >= 6);
+  const auto [flo, fhi] = spread(free, &Whole::area);
+  CHECK(fhi > 1.2 * flo);
+  double colour_range = 0;
+  for (double Whole::*c : {&Whole::r, &Whole::g, &Whole::b}) {
+    const auto [lo, hi] = spread(free, c);
+    colour_range = std::max(colour_range, hi - lo);
+  }
+  CHECK(colour_range > 40);
+
+  SynthOptions other = one;
+  other.kinds_seed = 5;
+  const auto moved = wholes(other);
+  REQUIRE(!moved.empty());
+  CHECK(std::abs(moved[0].r - same[0].r) + std::abs(moved[0].g - same[0].g) +
+            std::abs(moved[0].b - same[0].b) > 20);
+
+  // Two kinds: both occur, and the wholes fall into two groups by area and colour.
+  SynthOptions two = one;
+  two.kinds = 2;
+  std::set<long> groups;
+  for (const Whole& w : wholes(two)) groups.insert(std::lround(w.r / 16) * 1000 + std::lround(w.g / 16));
+  CHECK(groups.size() >= 2);
+  CHECK(groups.size() <= 4);  // rounding may split a group in two
+
+  SynthOptions bad = o;
+  bad.kinds = -1;
+  CHECK_THROWS_WITH(synth_image(bad, 1), Catch::Contains("kinds"));
+}
