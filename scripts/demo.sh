@@ -8,8 +8,8 @@
 #   3. the data engine at the paper's thresholds (configs/demo_engine.yaml): assisted-manual,
 #      semi-automatic and fully automatic stages, retraining the model within and between
 #      stages, with reports.
-# Outputs go to ${DEMO_DIR:-runs/demo}. DEMO_TRAIN_MIN sets the training minutes (default 5) and
-# DEMO_RETRAIN_MIN those of each retraining round (default 1), DEMO_SCENE_FLAGS adds `sam_data synth`
+# Outputs go to ${DEMO_DIR:-runs/demo}. DEMO_TRAIN_MIN sets the training minutes (default 7) and
+# DEMO_RETRAIN_MIN those of each retraining round (default 0.5), DEMO_SCENE_FLAGS adds `sam_data synth`
 # options to the scenes' (scripts/demo_scenes.sh); more arguments are overrides of the engine's
 # configuration (key=value).
 set -euo pipefail
@@ -30,13 +30,13 @@ echo "== 1. synthetic data: $out/synth (training) and $out/engine_data (for the 
 "$bin/sam_data" synth "$out/engine_data" --images "${DEMO_ENGINE_IMAGES:-16}" --seed 0 \
   --first-index 1000 "${synth[@]}"
 
-echo "== 2. training the tiny model from random weights for ${DEMO_TRAIN_MIN:-5} minutes: $out/train"
+echo "== 2. training the tiny model from random weights for ${DEMO_TRAIN_MIN:-7} minutes: $out/train"
 "$bin/sam_train" --config configs/demo.yaml --run-dir "$out/train" "data.train=[sa1b:$out/synth]" \
-  train.time_limit_min="${DEMO_TRAIN_MIN:-5}" | grep -E "^(step|done|time|train)"
+  train.time_limit_min="${DEMO_TRAIN_MIN:-7}" | grep -E "^(step|done|time|train)"
 
 echo "== 3. the data engine, all three stages, at the paper's thresholds: $out/engine"
 "$bin/sam_engine" --config configs/demo_engine.yaml --stage all data="sa1b:$out/engine_data" \
   out_dir="$out/engine" model.checkpoint="$out/train/model.pth" \
-  "retrain.extra_data=[sa1b:$out/synth]" retrain.minutes="${DEMO_RETRAIN_MIN:-1}" "$@"
+  "retrain.extra_data=[sa1b:$out/synth]" retrain.minutes="${DEMO_RETRAIN_MIN:-0.5}" "$@"
 
 echo "demo: done in $(( $(date +%s) - start )) s; reports: $out/engine/<stage>/report.html, training curves: $out/train/*.svg"
