@@ -41,6 +41,19 @@ SynthOptions small(uint64_t seed) {
   return o;
 }
 
+// One whole object of the given radius (a fraction of the short side) per 320x240 image, always
+// with parts, no ground.
+SynthOptions one_whole_with_parts(double radius) {
+  SynthOptions o;
+  o.min_objects = o.max_objects = 1;
+  o.size_min = o.size_max = radius;
+  o.part_prob = 1;
+  o.ground_prob = 0;
+  o.width = 320;
+  o.height = 240;
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("synth: the same seed and index give the same pixels and masks, another seed does not") {
@@ -234,14 +247,8 @@ TEST_CASE("synth: the difficulty options change what they name") {
 TEST_CASE("synth: the part options bound the parts' number and size") {
   // One large object that always has parts, no holes, no ground; count each image's level-1
   // annotations and compare their area with their whole's.
-  SynthOptions o;
-  o.min_objects = o.max_objects = 1;
-  o.size_min = o.size_max = 0.3;
-  o.part_prob = 1;
-  o.ground_prob = 0;
+  SynthOptions o = one_whole_with_parts(0.3);
   o.hole_prob = 0;
-  o.width = 320;
-  o.height = 240;
   o.min_area = 1;
   auto stats = [&](const SynthOptions& opt, int& max_parts, int& subparts, double& ratio_sum, int& n) {
     max_parts = subparts = n = 0;
@@ -304,15 +311,9 @@ TEST_CASE("synth: with kinds, every whole is a moved, turned and scaled copy of 
   // One whole per image at a fixed radius, plain textures, no noise or blur: instances of one kind
   // have the same area (up to rasterisation), mean colour and number of annotated parts, in sets
   // made with different seeds; without kinds they do not; another kinds_seed gives other kinds.
-  SynthOptions o;
-  o.width = 320;
-  o.height = 240;
-  o.min_objects = o.max_objects = 1;
-  o.size_min = o.size_max = 0.2;
-  o.part_prob = 1;
+  SynthOptions o = one_whole_with_parts(0.2);
   o.max_parts = 2;
   o.subpart_prob = 0;
-  o.ground_prob = 0;
   o.noise = 0;
   o.blur_prob = 0;
   o.pattern_prob = 0;
