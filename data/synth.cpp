@@ -495,25 +495,27 @@ void build_scene(Rng& rng, const SynthOptions& o, std::vector<Prim>& prims, Text
       }
     }
     const double scale = w.r / kRef, ca = std::cos(angle), sa = std::sin(angle);
+    // The instance's similarity transform: a point of the kind's frame moved into the image, and
+    // a direction (cos, sin) turned by the instance's angle.
+    auto place = [&](double& x, double& y) {
+      const double x0 = x, y0 = y;
+      x = cx + scale * (ca * x0 - sa * y0);
+      y = cy + scale * (sa * x0 + ca * y0);
+    };
+    auto turn = [&](double& c, double& s_) {
+      const double c0 = c, s0 = s_;
+      c = c0 * ca - s0 * sa;
+      s_ = s0 * ca + c0 * sa;
+    };
     const int offset = static_cast<int>(prims.size());
     for (Prim p : kind_prims[k]) {
-      const double x = p.shape.cx, y = p.shape.cy;
-      p.shape.cx = cx + scale * (ca * x - sa * y);
-      p.shape.cy = cy + scale * (sa * x + ca * y);
+      place(p.shape.cx, p.shape.cy);
       p.shape.a *= scale;
       p.shape.b *= scale;
-      const double c0 = p.shape.cos_t, s0 = p.shape.sin_t;
-      p.shape.cos_t = c0 * ca - s0 * sa;
-      p.shape.sin_t = s0 * ca + c0 * sa;
-      const double tx = p.tex.cx, ty = p.tex.cy;
-      p.tex.cx = cx + scale * (ca * tx - sa * ty);
-      p.tex.cy = cy + scale * (sa * tx + ca * ty);
-      const double tc = p.tex.cos_t, ts = p.tex.sin_t;
-      p.tex.cos_t = tc * ca - ts * sa;
-      p.tex.sin_t = ts * ca + tc * sa;
-      const double hc = p.tex.shade_cos, hs = p.tex.shade_sin;
-      p.tex.shade_cos = hc * ca - hs * sa;
-      p.tex.shade_sin = hs * ca + hc * sa;
+      turn(p.shape.cos_t, p.shape.sin_t);
+      place(p.tex.cx, p.tex.cy);
+      turn(p.tex.cos_t, p.tex.sin_t);
+      turn(p.tex.shade_cos, p.tex.shade_sin);
       p.tex.period = std::max(3.0, p.tex.period * scale);
       p.tex.extent = std::max(1.0, p.tex.extent * scale);
       if (p.outline > 0 && p.shape.a <= 40) p.outline = 1;
