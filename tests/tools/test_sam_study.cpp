@@ -131,6 +131,14 @@ TEST_CASE("a 2-variant x 2-seed study: killed runs resume, finished ones are not
   REQUIRE(sam_test::run_command(sam_study() + " status " + study, &log) == 0);
   CHECK(log.find("lr_optim.lr=0.00123/seed1\tstarted") != std::string::npos);
   CHECK(log.find("base/seed1\tdone") != std::string::npos);
+  // A report now names the killed runs, outside its figures.
+  REQUIRE(sam_test::run_command(sam_study() + " report " + study, &log) == 0);
+  {
+    const std::string md = slurp(out / "report.md");
+    CHECK(md.find("| lr_optim.lr=0.00123 | 0/2 |") != std::string::npos);
+    CHECK(md.find("- `lr_optim.lr=0.00123/seed1`: not trained: failed or killed after a checkpoint") != std::string::npos);
+    CHECK(md.find("- `base/seed0`") == std::string::npos);
+  }
 
   // 3. Run again: the killed runs resume from step 2 and finish; the base runs are not rerun.
   REQUIRE(sam_test::run_command(cmd, &log) == 0);
@@ -180,6 +188,30 @@ TEST_CASE("a 2-variant x 2-seed study: killed runs resume, finished ones are not
   CHECK(md.find("| lr_optim.lr=0.00123 | 2/2 |") != std::string::npos);
   CHECK(md.find("![loss](curves_loss.svg)") != std::string::npos);
   CHECK(slurp(out / "curves_loss.svg").find("<svg") != std::string::npos);
+}
+
+TEST_CASE("a run that fails is in the report with its error, and the other runs go on") {
+  const auto tmp = sam_test::temp_dir("study_failed");
+  const auto out = tmp / "out";
+  const std::string study = sam_test::write_text(
+      tmp / "study.yaml", "name: failing\n" + study_head(out) + "seeds: [0]\nvariants:\n"
+                          "  - name: nodata\n    overrides: ['data.train=[sa1b:" + (tmp / "missing").string() + "]']\n"
+                          "  - name: base\n");
+  std::string log;
+  REQUIRE(sam_test::run_command(sam_study() + " run " + study, &log) == 1);
+  INFO(log);
+  CHECK(log.find("nodata/seed0: training failed") != std::string::npos);
+  CHECK(fs::exists(out / "runs" / "base" / "seed0" / "model.pth"));
+  REQUIRE(sam_test::run_command(sam_study() + " report " + study, &log) == 0);
+  const std::string md = slurp(out / "report.md");
+  CHECK(md.find("| nodata | 0/1 |") != std::string::npos);
+  CHECK(md.find("| base | 1/1 |") != std::string::npos);
+  // The run's line names what stopped it: sam_train's error, which names the folder.
+  const auto at = md.find("- `nodata/seed0`: not trained: failed or killed before its first checkpoint; its error: `");
+  REQUIRE(at != std::string::npos);
+  const std::string line = md.substr(at, md.find('\n', at) - at);
+  CHECK(line.find("error:") != std::string::npos);
+  CHECK(line.find((tmp / "missing").string()) != std::string::npos);
 }
 
 TEST_CASE("a study's plan: grids are products, names and config errors are checked before anything runs") {

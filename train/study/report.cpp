@@ -108,6 +108,17 @@ std::string csv_cell(const std::string& s) {
   return out + "\"";
 }
 
+// The last line of a process's output that names an error ("sam_train: error: ..."), or "".
+std::string last_error_line(const fs::path& log) {
+  std::ifstream in(log);
+  std::string line, found;
+  while (std::getline(in, line))
+    if (line.find("error:") != std::string::npos || line.find("terminate called") != std::string::npos) found = line;
+  if (found.size() > 400) found = found.substr(0, 400) + "...";
+  std::replace(found.begin(), found.end(), '`', '\'');  // it goes between backquotes
+  return found;
+}
+
 std::string md_cell(std::string s) {
   for (size_t p = 0; (p = s.find('|', p)) != std::string::npos; p += 2) s.replace(p, 1, "\\|");
   return s;
@@ -145,6 +156,7 @@ std::string write_report(const Study& s) {
     for (const auto& m : e.metrics) figures.push_back(e.name + " " + m);
   std::map<std::string, std::vector<std::vector<double>>> values;  // row -> figure -> per finished run
   std::map<std::string, int> finished;
+  std::vector<std::string> unfinished;  // a line per run without all its results, and why
   std::map<std::string, std::map<std::string, std::vector<std::map<int64_t, double>>>> curves;  // metric -> row -> runs
   for (const auto& row : rows) {
     values[row].assign(figures.size(), {});
@@ -152,6 +164,26 @@ std::string write_report(const Study& s) {
       const auto events = eval::read_run_metrics(r->dir);
       for (auto& [metric, points] : curves_of(events)) curves[metric][row].push_back(points);
       const RunStatus st = run_status(s, *r, events);
+      if (!st.done()) {
+        std::string what, error;
+        const fs::path train_log = fs::path(r->dir) / "study.log";
+        if (!st.trained && !st.started && !fs::exists(train_log)) {
+          what = "not run yet";
+        } else if (!st.trained) {
+          what = fs::exists(fs::path(r->dir) / "checkpoint.pth")
+                     ? "not trained: failed or killed after a checkpoint (`sam_study run` resumes from it)"
+                     : "not trained: failed or killed before its first checkpoint";
+          error = last_error_line(train_log);
+        } else {
+          what = "trained; evaluation missing:";
+          for (size_t k = 0; k < s.evaluations.size(); ++k)
+            if (!st.evaluated[k]) {
+              what += " " + s.evaluations[k].name;
+              if (error.empty()) error = last_error_line(fs::path(r->dir) / ("eval_" + s.evaluations[k].name + ".log"));
+            }
+        }
+        unfinished.push_back("- `" + r->id + "`: " + what + (error.empty() ? "" : "; its error: `" + error + "`"));
+      }
       if (!st.trained) continue;
       finished[row]++;
       std::map<int64_t, const nlohmann::json*> train;
@@ -236,6 +268,11 @@ std::string write_report(const Study& s) {
     }
     md << "\n";
     csv << "\n";
+  }
+
+  if (!unfinished.empty()) {
+    md << "\nRuns without all their results (not in the figures above):\n";
+    for (const auto& u : unfinished) md << u << "\n";
   }
 
   // Curves: one plot per metric, a line per row (the mean over its runs at the steps all of them
