@@ -119,7 +119,12 @@ Schema make_schema() {
            at_least(0))
       .key("extra_data", &RetrainConfig::extra_data,
            "dataset specs trained on beside the stages' annotated masks (e.g. the starting model's own data)")
-      .key("overrides", &RetrainConfig::overrides, "more training-config `key=value` overrides, applied last");
+      .key("overrides", &RetrainConfig::overrides, "more training-config `key=value` overrides, applied last")
+      .key("eval_data", &RetrainConfig::eval_data,
+           "a fixed held-out set (dataset spec) on which the manual and semi stages evaluate every model round (the "
+           "starting model and each retrained one; `sam_eval points`' protocol): the stage reports' held-out mIoU by "
+           "round; `\"\"` = none")
+      .key("eval_clicks", &RetrainConfig::eval_clicks, "clicks per object of that evaluation", at_least(1));
   return s;
 }
 

@@ -32,6 +32,11 @@ struct RetrainConfig {
   /// model was trained on, so a round adds to it rather than replaces it).
   std::vector<std::string> extra_data;
   std::vector<std::string> overrides;  ///< more training-config key=value overrides, applied last
+  /// A fixed held-out set (dataset spec) on which the manual and semi stages evaluate every model
+  /// round (the stage's starting model and each retrained one) with eval/points.h's protocol, so
+  /// the rounds are compared on the same images; "" = none.
+  std::string eval_data;
+  int eval_clicks = 9;  ///< clicks per object of that evaluation
 };
 
 struct ManualConfig {

@@ -91,7 +91,8 @@ nlohmann::json EngineContext::finish_stage(const std::string& st, const fs::path
                                            const std::vector<ImageRecord>& recs,
                                            const std::vector<RetrainRound>& rounds,
                                            nlohmann::json manifest) {
-  const nlohmann::json summary = stage_summary(st, recs, rounds, cfg.match_iou);
+  const nlohmann::json summary =
+      stage_summary(st, recs, rounds, cfg.match_iou, manifest.value("heldout", nlohmann::json::array()));
   manifest["finished"] = now_iso();
   manifest["counts"] = {{"images", summary["images"]},
                         {"images_done", summary["images_done"]},

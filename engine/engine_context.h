@@ -35,6 +35,7 @@ struct EngineContext {
   std::unique_ptr<Predictor> predictor;
   std::string loaded_ckpt = "<none>";
   std::unique_ptr<train::Communicator> comm;  // only with several ranks (the auto stage's shards)
+  std::shared_ptr<data::Dataset> heldout;     // retrain.eval_data, opened on first use
 
   std::filesystem::path stage_dir(const std::string& st) const {
     return std::filesystem::path(cfg.out_dir) / st;
@@ -67,6 +68,12 @@ struct EngineContext {
 
   // --- stage_annotation.cpp: manual and semi ---
   nlohmann::json run_annotation_stage(const std::string& st);
+  /// With retrain.eval_data set: evaluates every model round of the stage in `dir` that has no
+  /// held-out figures yet (0: `start`, the weights the stage started from; k: the k-th retraining
+  /// round that ran) and keeps them in dir/heldout.json; returns that file's array (empty without
+  /// a held-out set). Leaves the last evaluated weights loaded.
+  nlohmann::json evaluate_heldout(const std::filesystem::path& dir, const std::string& start,
+                                  const std::vector<RetrainRound>& rounds);
 
   // --- stage_semi.cpp ---
   /// Trains (or reloads) the box detector on the manual stage's masks, embedded by the current

@@ -6,7 +6,9 @@
 
 #include <torch/torch.h>
 
+#include "data/atomic_file.h"
 #include "data/progress.h"
+#include "eval/points.h"
 #include "sam/amg/amg_io.h"
 #include "engine/engine_context.h"
 #include "engine/retrain.h"
@@ -15,6 +17,45 @@
 namespace fs = std::filesystem;
 
 namespace sam::engine {
+
+nlohmann::json EngineContext::evaluate_heldout(const fs::path& dir, const std::string& start,
+                                               const std::vector<RetrainRound>& rounds) {
+  if (cfg.retrain.eval_data.empty()) return nlohmann::json::array();
+  const fs::path file = dir / "heldout.json";
+  nlohmann::json done = fs::exists(file) ? read_json_file(file) : nlohmann::json::array();
+  if (!done.is_array()) throw std::runtime_error(file.string() + ": not a JSON array");
+  // The model rounds as the image records count them: the retraining rounds that ran.
+  std::vector<std::string> models{start};
+  for (const auto& r : rounds)
+    if (!r.skipped) models.push_back(r.checkpoint);
+  for (size_t k = 0; k < models.size(); ++k) {
+    const bool have = std::any_of(done.begin(), done.end(), [&](const nlohmann::json& e) {
+      return e.at("model_round").get<size_t>() == k;
+    });
+    if (have) continue;
+    if (!heldout) heldout = data::make_dataset(cfg.retrain.eval_data);
+    use_weights(models[k]);
+    eval::PointsOptions po;
+    po.clicks = cfg.retrain.eval_clicks;
+    const auto t0 = std::chrono::steady_clock::now();
+    const eval::PointsResult r = eval::evaluate_points(model, *heldout, po, device);
+    model->eval();
+    nlohmann::json e = r.to_json();
+    e.erase("samples");
+    e["model_round"] = k;
+    e["checkpoint"] = models[k];
+    e["seconds"] = seconds_since(t0);
+    log("held-out " + heldout->describe() + ", model round " + std::to_string(k) + ": mIoU 1 click " +
+        std::to_string(r.miou_1click) + ", " + std::to_string(po.clicks) + " clicks " +
+        std::to_string(r.miou_at_k.empty() ? 0.0 : r.miou_at_k.back()) + " (" + std::to_string(r.n) + " objects)");
+    done.push_back(e);
+    data::write_file_atomic(file.string(), done.dump(2) + "\n");
+  }
+  std::sort(done.begin(), done.end(), [](const nlohmann::json& a, const nlohmann::json& b) {
+    return a.at("model_round").get<size_t>() < b.at("model_round").get<size_t>();
+  });
+  return done;
+}
 
 nlohmann::json EngineContext::run_annotation_stage(const std::string& st) {
   const bool semi = st == "semi";
@@ -44,6 +85,7 @@ nlohmann::json EngineContext::run_annotation_stage(const std::string& st) {
   std::string current = ckpt_in;
   for (const auto& r : rounds)
     if (!r.skipped) current = r.checkpoint;
+  evaluate_heldout(dir, ckpt_in, rounds);  // the starting model (and rounds a killed run left)
   std::vector<ImageRecord> recs;
   size_t round_idx = 0;  // next retraining point
   data::Progress progress(0);
@@ -120,6 +162,7 @@ nlohmann::json EngineContext::run_annotation_stage(const std::string& st) {
         if (!rr.skipped) current = rr.checkpoint;
         rounds.push_back(rr);
         save_rounds(dir, rounds);
+        evaluate_heldout(dir, ckpt_in, rounds);
       }
     }
   }
@@ -131,6 +174,8 @@ nlohmann::json EngineContext::run_annotation_stage(const std::string& st) {
   manifest["model"]["output_checkpoint"] = final_model.string();
   manifest["retrain_rounds"] = nlohmann::json::array();
   for (const auto& r : rounds) manifest["retrain_rounds"].push_back(r.to_json());
+  manifest["heldout"] = evaluate_heldout(dir, ckpt_in, rounds);
+  use_weights(current);
   return finish_stage(st, dir, recs, rounds, manifest);
 }
 

@@ -130,7 +130,8 @@ std::vector<double> moving_average(const std::vector<double>& v, size_t k) {
 }  // namespace
 
 nlohmann::json stage_summary(const std::string& stage, const std::vector<ImageRecord>& images,
-                             const std::vector<RetrainRound>& rounds, double match_iou) {
+                             const std::vector<RetrainRound>& rounds, double match_iou,
+                             const nlohmann::json& heldout) {
   int64_t done = 0, skipped = 0, masks = 0, gt_images = 0, gt_masks = 0, matched = 0,
           gt_matched = 0, attempted = 0, given_up = 0, prefilled_gt = 0, accepted = 0, brushed = 0,
           proposals = 0;
@@ -253,6 +254,7 @@ nlohmann::json stage_summary(const std::string& stage, const std::vector<ImageRe
         {"gt_recall", gt_masks ? double(gt_matched) / double(gt_masks) : 0.0}}},
       {"wall_s", wall},
       {"wall_s_per_image", done ? wall / double(done) : 0.0},
+      {"heldout", heldout},
   };
 }
 
@@ -299,6 +301,17 @@ std::string stage_summary_line(const nlohmann::json& s) {
                     double(gt.at("gt_masks").get<int64_t>()),
                 0)
          << "% pre-filled";
+  }
+  const auto& ho = s.value("heldout", nlohmann::json::array());
+  if (!ho.empty()) {
+    auto figures = [](const nlohmann::json& e) {
+      return fmt(e.at("miou_1click").get<double>()) + " / " + fmt(e.at("miou_at_k").back().get<double>());
+    };
+    os << "; held-out mIoU at 1 / " << ho.front().at("clicks").get<int>() << " clicks "
+       << figures(ho.front());
+    if (ho.size() > 1)
+      os << " -> " << figures(ho.back()) << " (model round " << ho.front().at("model_round").get<int>()
+         << " -> " << ho.back().at("model_round").get<int>() << ")";
   }
   return os.str();
 }
@@ -461,6 +474,41 @@ std::string stage_report_html(const nlohmann::json& s, const std::vector<ImageRe
                                      "accepted", "clicks per mask", "seconds per mask",
                                      "done by the model", "GT pre-filled"},
                                     rt));
+  }
+  const auto& ho = s.value("heldout", nlohmann::json::array());
+  if (!ho.empty()) {
+    // Every model round on the same held-out images: the model's own progress, apart from the
+    // images each round happened to annotate.
+    const int clicks = ho.front().at("clicks").get<int>();
+    PlotSeries h1{"1 click (top-ranked mask)"}, ho1{"1 click (oracle of 3)"}, hn{std::to_string(clicks) + " clicks"};
+    std::vector<std::vector<std::string>> ht;
+    for (const auto& e : ho) {
+      const double x = e.at("model_round").get<double>();
+      const auto& at_k = e.at("miou_at_k");
+      h1.x.push_back(x);
+      h1.y.push_back(e.at("miou_1click").get<double>());
+      ho1.x.push_back(x);
+      ho1.y.push_back(e.at("miou_1click_oracle").get<double>());
+      hn.x.push_back(x);
+      hn.y.push_back(at_k.back().get<double>());
+      ht.push_back({std::to_string(e.at("model_round").get<int>()), std::to_string(e.at("n").get<int64_t>()),
+                    fmt(e.at("miou_1click").get<double>()), fmt(e.at("miou_1click_oracle").get<double>()),
+                    fmt(at_k.back().get<double>()), fmt(e.at("noc90").get<double>()),
+                    e.at("checkpoint").get<std::string>()});
+    }
+    h1.markers = ho1.markers = hn.markers = true;
+    PlotOptions ph;
+    ph.title = "Held-out mIoU by retraining round (the same images for every round)";
+    ph.x_label = "retraining rounds of the model";
+    ph.y_label = "mIoU";
+    ph.y_min = 0;
+    ph.y_max = 1;
+    body.push_back(eval::svg_line_plot({h1, ho1, hn}, ph));
+    body.push_back("<h2>Held-out evaluation by model round</h2>" +
+                   eval::html_table({"model round", "objects", "1 click", "1 click (oracle)",
+                                     std::to_string(clicks) + " clicks", "NoC@90",
+                                     "checkpoint (empty: random weights)"},
+                                    ht));
   }
   if (!rounds.empty()) {
     std::vector<std::vector<std::string>> rr;

@@ -62,18 +62,21 @@ struct RetrainRound {
 /// modelled seconds per annotated mask (mean, median), acceptance, ground-truth matches at
 /// match_iou, retraining rounds, wall time; per model round (per_model_round): images, masks per
 /// image, annotated masks with their accepted share, clicks and seconds, the share of masks made by
-/// the model (pre-filled or generated), and the share of ground-truth objects pre-filled.
+/// the model (pre-filled or generated), and the share of ground-truth objects pre-filled;
+/// `heldout` (EngineContext::evaluate_heldout's array: each model round's eval/points.h figures on
+/// a fixed held-out set) is kept as "heldout".
 nlohmann::json stage_summary(const std::string& stage, const std::vector<ImageRecord>& images,
-                             const std::vector<RetrainRound>& rounds, double match_iou);
+                             const std::vector<RetrainRound>& rounds, double match_iou,
+                             const nlohmann::json& heldout = nlohmann::json::array());
 
 /// One line a person reads at a glance: images, masks per image, pre-filled masks, the annotated
 /// masks' accepted share, clicks and seconds (with the first and last model round's when they
-/// differ), and the ground-truth figures.
+/// differ), the ground-truth figures, and the held-out mIoU of the first and last model round.
 std::string stage_summary_line(const nlohmann::json& summary);
 
 /// A self-contained HTML page: the summary table, plots (masks per image, clicks and modelled
-/// seconds per annotated mask in annotation order, seconds per mask by model round, GT matches),
-/// the retraining rounds and the per-image table.
+/// seconds per annotated mask in annotation order, seconds per mask by model round, GT matches,
+/// the held-out mIoU by model round), the retraining rounds and the per-image table.
 std::string stage_report_html(const nlohmann::json& summary, const std::vector<ImageRecord>& images,
                               const std::vector<RetrainRound>& rounds);
 

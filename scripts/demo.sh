@@ -25,10 +25,12 @@ cd "$root"
 start=$(date +%s)
 
 source "$root/scripts/demo_scenes.sh"   # the scenes' settings: synth=(...)
-echo "== 1. synthetic data: $out/synth (training) and $out/engine_data (for the data engine)"
+echo "== 1. synthetic data: $out/synth (training), $out/engine_data (for the data engine), $out/heldout"
 "$bin/sam_data" synth "$out/synth" --images "${DEMO_TRAIN_IMAGES:-60}" --seed 1 "${synth[@]}"
 "$bin/sam_data" synth "$out/engine_data" --images "${DEMO_ENGINE_IMAGES:-16}" --seed 0 \
   --first-index 1000 "${synth[@]}"
+# 6 scenes no stage annotates: every model round of the manual and semi stages is evaluated on them.
+"$bin/sam_data" synth "$out/heldout" --images 6 --seed 5 --first-index 2000 "${synth[@]}"
 
 echo "== 2. training the tiny model from random weights for ${DEMO_TRAIN_MIN:-7} minutes: $out/train"
 "$bin/sam_train" --config configs/demo.yaml --run-dir "$out/train" "data.train=[sa1b:$out/synth]" \
@@ -37,6 +39,7 @@ echo "== 2. training the tiny model from random weights for ${DEMO_TRAIN_MIN:-7}
 echo "== 3. the data engine, all three stages, at the paper's thresholds: $out/engine"
 "$bin/sam_engine" --config configs/demo_engine.yaml --stage all data="sa1b:$out/engine_data" \
   out_dir="$out/engine" model.checkpoint="$out/train/model.pth" \
-  "retrain.extra_data=[sa1b:$out/synth]" retrain.minutes="${DEMO_RETRAIN_MIN:-0.5}" "$@"
+  "retrain.extra_data=[sa1b:$out/synth]" retrain.eval_data="sa1b:$out/heldout" \
+  retrain.minutes="${DEMO_RETRAIN_MIN:-0.5}" "$@"
 
 echo "demo: done in $(( $(date +%s) - start )) s; reports: $out/engine/<stage>/report.html, training curves: $out/train/*.svg"

@@ -34,9 +34,11 @@ TEST_CASE("sam_engine --stage all runs the three stages on synthetic data", "[to
   const auto root = sam_test::temp_dir("sam_engine_all");
   std::string log;
   REQUIRE(make_synth(root / "synth", 3, log));
+  REQUIRE(make_synth(root / "heldout", 9, log));
   const std::string cmd =
       kTool + " --config " + (sam_test::source_dir() / "configs" / "engine.yaml").string() +
       " --stage all --out " + (root / "out").string() + " data=sa1b:" + (root / "synth").string() +
+      " retrain.eval_data=sa1b:" + (root / "heldout").string() + " retrain.eval_clicks=3" +
       " model.arch=" + (sam_test::golden_tiny() / "config.json").string() +
       " model.checkpoint=" + (sam_test::golden_tiny() / "sam.pth").string() +
       " threads=2 manual.images=2 manual.retrain_rounds=1 semi.images=2"
@@ -68,10 +70,47 @@ TEST_CASE("sam_engine --stage all runs the three stages on synthetic data", "[to
   CHECK(read_json(out / "auto" / "report.json")["images_done"] == 3);
   CHECK(read_json(out / "semi" / "manifest.json")["images"]["first"] == 2);
 
+  // Every model round of the annotation stages on the held-out images: the stage's starting
+  // weights (round 0) and each retrained model, with the figures sam_eval gives those weights.
+  const auto manual_ho = read_json(out / "manual" / "report.json")["heldout"];
+  const auto semi_ho = read_json(out / "semi" / "report.json")["heldout"];
+  REQUIRE(manual_ho.size() == 2);
+  REQUIRE(semi_ho.size() == 2);
+  CHECK(manual_ho[0]["model_round"] == 0);
+  CHECK(manual_ho[0]["checkpoint"] == (sam_test::golden_tiny() / "sam.pth").string());
+  CHECK(manual_ho[1]["model_round"] == 1);
+  const fs::path round1 = out / "manual" / "retrain" / "round_1" / "model.pth";
+  CHECK(manual_ho[1]["checkpoint"] == round1.string());
+  CHECK(semi_ho[0]["checkpoint"] == (out / "manual" / "model.pth").string());
+  CHECK(manual_ho[0]["clicks"] == 3);
+  CHECK(manual_ho[0]["n"].get<int>() > 0);
+  CHECK(log.find("held-out mIoU at 1 / 3 clicks") != std::string::npos);
+  CHECK(read_json(out / "manual" / "heldout.json") == manual_ho);
+  for (const auto& [ho, ckpt] : std::vector<std::pair<nlohmann::json, fs::path>>{
+           {manual_ho[0], sam_test::golden_tiny() / "sam.pth"}, {manual_ho[1], round1}}) {
+    INFO(ckpt);
+    const fs::path json = root / ("eval_" + std::to_string(ho["model_round"].get<int>()) + ".json");
+    REQUIRE(sam_test::run_command((sam_test::bin_dir() / "sam_eval").string() + " points --model " +
+                                      (sam_test::golden_tiny() / "config.json").string() + " --checkpoint " +
+                                      ckpt.string() + " --dataset sa1b:" + (root / "heldout").string() +
+                                      " --clicks 3 --threads 2 --out " + json.string(),
+                                  &log) == 0);
+    const auto ev = read_json(json);
+    CHECK(ho["n"] == ev["n"]);
+    CHECK(ho["miou_1click"].get<double>() == Approx(ev["miou_1click"].get<double>()).margin(1e-6));
+    CHECK(ho["miou_1click_oracle"].get<double>() == Approx(ev["miou_1click_oracle"].get<double>()).margin(1e-6));
+    for (size_t k = 0; k < 3; ++k)
+      CHECK(ho["miou_at_k"][k].get<double>() == Approx(ev["miou_at_k"][k].get<double>()).margin(1e-6));
+  }
+  // The semi stage starts from the manual stage's final weights (its round 1): the same figures.
+  CHECK(semi_ho[0]["miou_at_k"][2].get<double>() == Approx(manual_ho[1]["miou_at_k"][2].get<double>()).margin(1e-9));
+
   // Running it again finds every image done and every round trained: nothing is redone.
   const auto t = fs::last_write_time(out / "manual" / "retrain" / "round_1" / "model.pth");
+  const auto th = fs::last_write_time(out / "manual" / "heldout.json");
   REQUIRE(sam_test::run_command(cmd, &log) == 0);
   CHECK(fs::last_write_time(out / "manual" / "retrain" / "round_1" / "model.pth") == t);
+  CHECK(fs::last_write_time(out / "manual" / "heldout.json") == th);
   fs::remove_all(root);
 }
 
