@@ -74,17 +74,17 @@ void convt_epilogue_rows(const float* y, float* out, int64_t r0, int64_t r1, int
   }
 }
 
-// Output rows of input row r = (b, i) for both di (y holds the products of rows y_r0...): per di, the 2w sub-pixels' gelu outputs in
-// g [2w, O] (contiguous O-blocks of y), transposed to gt [O, 2w], then each mask's row as
-// sum_o hyper[m, o] gt[o, :] (loops over contiguous x).
+// Output rows of input row r = (b, i) for both di (y holds the products of rows y_r0...): per di,
+// the 2w sub-pixels' gelu outputs in g [2w, O] (contiguous O-blocks of y), then the masks' row of
+// every m at once as the product hyper [M, O] g^T (BLAS reads g transposed; a transposing copy
+// with its 2w-float stride cost more than the product).
 SAM_MULTIVERSION
 void convt_masks_rows(const float* y, int64_t y_r0, float* masks, int64_t r0, int64_t r1, int64_t h,
                       int64_t w, int64_t O, int64_t M, const float* bias, const float* hyper) {
   const int64_t X = 2 * w;
-  std::vector<float> g(static_cast<size_t>(X * O)), gt(static_cast<size_t>(X * O));
+  std::vector<float> g(static_cast<size_t>(X * O));
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t b = r / h, i = r % h;
-    const float* hb = hyper + b * M * O;
     for (int64_t di = 0; di < 2; ++di) {
       for (int64_t j = 0; j < w; ++j) {
         // Sub-pixels (di, 0) and (di, 1) of input pixel j: 2 * O consecutive values of y.
@@ -93,19 +93,10 @@ void convt_masks_rows(const float* y, int64_t y_r0, float* masks, int64_t r0, in
         for (int64_t dj = 0; dj < 2; ++dj)
           for (int64_t o = 0; o < O; ++o) d[dj * O + o] = fastmath::gelu(s[dj * O + o] + bias[o]);
       }
-      for (int64_t x = 0; x < X; ++x)
-        for (int64_t o = 0; o < O; ++o) gt[o * X + x] = g[x * O + o];
+      // masks[b, m, row, :] for every m: rows 2h * X apart.
       const int64_t row = 2 * i + di;
-      for (int64_t m = 0; m < M; ++m) {
-        float* out = masks + ((b * M + m) * 2 * h + row) * X;
-        const float* hm = hb + m * O;
-        for (int64_t x = 0; x < X; ++x) out[x] = 0.f;
-        for (int64_t o = 0; o < O; ++o) {
-          const float c = hm[o];
-          const float* src = gt.data() + o * X;
-          for (int64_t x = 0; x < X; ++x) out[x] += c * src[x];
-        }
-      }
+      gemm_rm(false, true, M, X, O, 1.f, hyper + b * M * O, O, g.data(), O, 0.f,
+              masks + (b * M * 2 * h + row) * X, 2 * h * X);
     }
   }
 }

@@ -133,7 +133,7 @@ Prediction Predictor::predict_batch(const torch::Tensor& points, const torch::Te
   out.low_res = dec.masks;
   out.iou = dec.iou;
   if (opts.upscale) {
-    out.logits = model_->postprocess_masks(dec.masks, input_, original_, &out.masks);
+    out.logits = model_->postprocess_masks(dec.masks, input_, original_, &out.masks, opts.logits);
   }
   return out;
 }

@@ -28,6 +28,10 @@ struct Prediction {
 struct PredictOptions {
   bool multimask = true;      ///< C = num_multimask_outputs, else C = 1
   bool upscale = true;        ///< compute logits/masks at the original size
+  /// With upscale: also return the float logits at the original size (Prediction::logits); false
+  /// returns the thresholded masks only, as the reference's predict() does by default, without
+  /// writing the B x C x H x W floats (on the CPU the threshold comes from the same pass).
+  bool logits = true;
 };
 
 class Predictor {

@@ -39,7 +39,8 @@ torch::Tensor SamImpl::preprocess(const torch::Tensor& image) const {
 torch::Tensor SamImpl::postprocess_masks(const torch::Tensor& masks,
                                          std::pair<int64_t, int64_t> input_hw,
                                          std::pair<int64_t, int64_t> original_hw,
-                                         torch::Tensor* binary) const {
+                                         torch::Tensor* binary, bool keep_logits) const {
+  TORCH_CHECK(keep_logits || binary, "postprocess_masks: without the logits, the binary masks must be asked for");
   const int64_t S = config.img_size;
   const auto [H, W] = original_hw;
   if (masks.is_cpu() && masks.scalar_type() == torch::kFloat && masks.dim() == 4 &&
@@ -51,12 +52,12 @@ torch::Tensor SamImpl::postprocess_masks(const torch::Tensor& masks,
     const int64_t B = low.size(0), C = low.size(1), N = B * C, L = low.size(2);
     const Upscaler u(static_cast<int>(L), static_cast<int>(S), static_cast<int>(input_hw.first),
                      static_cast<int>(input_hw.second), static_cast<int>(H), static_cast<int>(W));
-    auto logits = torch::empty({B, C, H, W}, low.options());
+    auto logits = keep_logits ? torch::empty({B, C, H, W}, low.options()) : torch::Tensor();
     if (binary) *binary = torch::empty({B, C, H, W}, low.options().dtype(torch::kBool));
     auto scratch = torch::empty({N, u.scratch_size()}, low.options());
     const float* lp = low.data_ptr<float>();
     float* sp = scratch.data_ptr<float>();
-    float* op = logits.data_ptr<float>();
+    float* op = keep_logits ? logits.data_ptr<float>() : nullptr;
     auto* bp = binary ? reinterpret_cast<uint8_t*>(binary->data_ptr<bool>()) : nullptr;
     at::parallel_for(0, N * L, 16, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
@@ -67,7 +68,7 @@ torch::Tensor SamImpl::postprocess_masks(const torch::Tensor& masks,
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t n = r / H;
         u.rows(sp + n * u.scratch_size(), static_cast<int>(r % H), static_cast<int>(r % H) + 1,
-               op + n * H * W, bp ? bp + n * H * W : nullptr);
+               op ? op + n * H * W : nullptr, bp ? bp + n * H * W : nullptr);
       }
     });
     return logits;
@@ -80,7 +81,7 @@ torch::Tensor SamImpl::postprocess_masks(const torch::Tensor& masks,
   // coordinate is an integer): originals whose longest side is the encoder's size skip it.
   m = original_hw == input_hw ? m.contiguous() : F::interpolate(m, opts.size(std::vector<int64_t>{H, W}));
   if (binary) *binary = m > 0.0;
-  return m;
+  return keep_logits ? m : torch::Tensor();
 }
 
 namespace {

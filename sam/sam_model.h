@@ -30,9 +30,11 @@ struct SamImpl : torch::nn::Module {
   /// resized input (h, w), bilinear to the original (H, W). On the CPU without gradients (float32)
   /// the two resizes run composed (sam/upscale.h), and `binary`, when given, receives the logits
   /// > 0 (kBool) from the same pass; elsewhere libtorch's interpolate, and binary = logits > 0.
+  /// With keep_logits false (binary given) only the thresholded masks are made: the CPU path
+  /// writes no logits and an undefined tensor is returned.
   torch::Tensor postprocess_masks(const torch::Tensor& masks, std::pair<int64_t, int64_t> input_hw,
                                   std::pair<int64_t, int64_t> original_hw,
-                                  torch::Tensor* binary = nullptr) const;
+                                  torch::Tensor* binary = nullptr, bool keep_logits = true) const;
 
   ModelConfig config;
   std::shared_ptr<ImageEncoderBase> image_encoder;  ///< SAM's ViT or a TinyViT student (config.encoder)

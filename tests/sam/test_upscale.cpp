@@ -44,6 +44,10 @@ void compare(int img_size, int patch, int H, int W, int64_t seed) {
     auto fast = model->postprocess_masks(low, {ih, iw}, {H, W}, &binary)[0][0];
     CHECK((fast - ref).abs().max().item<double>() <= 1e-4 * (1 + ref.abs().max().item<double>()));
     CHECK((binary[0][0].ne(ref > 0) & ref.abs().gt(1e-4)).sum().item<int64_t>() == 0);
+    // Without the logits (Predictor's PredictOptions::logits = false): the same masks, no logits.
+    torch::Tensor binary_only;
+    CHECK_FALSE(model->postprocess_masks(low, {ih, iw}, {H, W}, &binary_only, false).defined());
+    CHECK(torch::equal(binary_only, binary));
     // With gradients on it is libtorch's interpolation, the reference's own arithmetic.
     torch::AutoGradMode grad(true);
     auto slow = model->postprocess_masks(low.clone().requires_grad_(true), {ih, iw}, {H, W})[0][0];
