@@ -6,6 +6,8 @@
 // products). No autograd: the callers use them only when gradients are off, and keep the tensor-op formulation for training and other devices.
 #include <torch/torch.h>
 
+#include <functional>
+
 namespace sam {
 
 /// True when the fused kernels apply: enabled, gradients off, float32 on the CPU, no autocast.
@@ -45,9 +47,18 @@ torch::Tensor upscale_masks(const torch::Tensor& keys, int64_t h, int64_t w, con
                             const torch::Tensor& ln_bias, double eps, const torch::Tensor& w2,
                             const torch::Tensor& b2, const torch::Tensor& hyper);
 
+/// Runs f on the calling thread while libtorch's other threads wait, so that its many small tensor
+/// operations (the decoder's tokens' side: a few rows each) run single-threaded, without waking the
+/// other threads for microseconds of work each. The waiting threads serve few_rows_linear's parts
+/// (the only work f hands them): the tokens' weights stream from memory, 15 MB a ViT prompt, and two
+/// cores read them about twice as fast. Nested calls, calls inside a parallel region and a single
+/// thread run f alone.
+void run_with_helpers(const std::function<void()>& f);
+
 /// x [..., K] weight^T + bias on the calling thread, for inputs of few rows (the decoder's tokens):
 /// BLAS packs the whole weight for such products, which then cost several times their arithmetic.
-/// weight [N, K] as a Linear's; bias [N] or undefined.
+/// weight [N, K] as a Linear's; bias [N] or undefined. Inside run_with_helpers a large weight's
+/// outputs are split over the helpers.
 torch::Tensor few_rows_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
 
 }  // namespace sam

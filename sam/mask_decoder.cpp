@@ -260,11 +260,6 @@ bool TwoWayTransformerImpl::image_pass_applies(const torch::Tensor& tokens) cons
 
 namespace {
 
-// Runs f on the calling thread while the other OpenMP threads wait, so that its many small tensor
-// operations (the tokens' side of the decoder: a few rows each) run single-threaded: each would
-// otherwise wake the other threads for a few microseconds of work, at tens of microseconds a wake
-// with the programs' sleeping waits. Nested parallel loops and BLAS calls inside a parallel
-// region run on their calling thread.
 // x [B, N, H*ch] -> [B, H*N, H*ch], block diagonal by heads: row (h, i) holds x[b, i]'s head-h
 // channels in head h's columns and zeros elsewhere. One product with it computes every head's
 // products with its own channels only.
@@ -274,14 +269,6 @@ torch::Tensor head_block_diagonal(const torch::Tensor& x, int64_t H) {
   auto xh = x.view({B, N, H, ch});
   for (int64_t h = 0; h < H; ++h) out.select(1, h).select(2, h).copy_(xh.select(2, h));
   return out.view({B, H * N, H * ch});
-}
-
-template <class F>
-void on_calling_thread(const F& f) {
-  if (at::get_num_threads() <= 1 || at::in_parallel_region()) return f();
-  at::parallel_for(0, 2, 1, [&](int64_t b, int64_t) {
-    if (b == 0) f();  // thread 0 is the calling thread: its thread-local state (grad mode) holds
-  });
 }
 
 }  // namespace
@@ -307,14 +294,14 @@ std::pair<torch::Tensor, torch::Tensor> TwoWayTransformerImpl::forward_image_pas
   // The first token-to-image attention: with a cache, over its projected keys and values (each
   // head's queries against its own channels, block-diagonal); else in the keys order.
   const bool cached = n > 0 && cache;
-  on_calling_thread([&] {
+  run_with_helpers([&] {
     queries = n > 0 ? block(0).self_part(tokens, tokens) : tokens;
     auto q = linear(*t2i_of(0).q_proj, queries + tokens);
     qk = cached ? head_block_diagonal(q, t2i_of(0).heads) : t2i_of(0).keys_order_queries(q);
   });
   pv = cached ? attend_image_rows(cache->t2i_k, cache->t2i_v, qk, t2i_scale(0))
               : image_pass(keys, key_pe, nullptr, qk, t2i_scale(0)).second;
-  on_calling_thread([&] {
+  run_with_helpers([&] {
     if (cached) {
       // Each head's output rows are the diagonal blocks: [B, H, Nt, H, ch] -> [B, Nt, H*ch].
       auto& a = t2i_of(0);
@@ -328,7 +315,7 @@ std::pair<torch::Tensor, torch::Tensor> TwoWayTransformerImpl::forward_image_pas
   for (int64_t l = 0; l < n; ++l) {
     auto& blk = block(l);
     ImageToTokenTerms terms;
-    on_calling_thread([&] {
+    run_with_helpers([&] {
       queries = blk.mlp_part(queries, t2i_out);
       // The image-to-token attention of block l in the values order: the scores' matrix folds the
       // query projection in (or, for the cached first block, pairs each head's cached queries with
@@ -357,9 +344,9 @@ std::pair<torch::Tensor, torch::Tensor> TwoWayTransformerImpl::forward_image_pas
       qk = t2i_of(l + 1).keys_order_queries(linear(*t2i_of(l + 1).q_proj, queries + tokens));
     });
     std::tie(keys, pv) = image_pass(keys, key_pe, &terms, qk, t2i_scale(l + 1));
-    on_calling_thread([&] { t2i_out = t2i_of(l + 1).keys_order_output(pv, Nt); });
+    run_with_helpers([&] { t2i_out = t2i_of(l + 1).keys_order_output(pv, Nt); });
   }
-  on_calling_thread([&] { queries = layer_norm(norm_final_attn, queries + t2i_out); });
+  run_with_helpers([&] { queries = layer_norm(norm_final_attn, queries + t2i_out); });
   if (keys.size(0) != B) keys = keys.expand({B, keys.size(1), keys.size(2)});
   return {queries, keys};
 }
@@ -505,11 +492,18 @@ torch::Tensor MaskDecoderImpl::tokens(const torch::Tensor& sparse) {
 
 DecoderOutput MaskDecoderImpl::heads(const torch::Tensor& hs, const torch::Tensor& keys, int64_t h, int64_t w) {
   const int64_t B = hs.size(0);
-  std::vector<torch::Tensor> hyper;
-  for (int64_t i = 0; i < num_mask_tokens; ++i)
-    hyper.push_back(output_hypernetworks_mlps[i]->as<MLP>()->forward(hs.select(1, i + 1)));
-  auto hyper_in = torch::stack(hyper, 1);  // [B, M, D/8]
-  auto iou = iou_prediction_head->forward(hs.select(1, 0));
+  torch::Tensor hyper_in, iou;
+  auto token_heads = [&] {
+    std::vector<torch::Tensor> hyper;
+    for (int64_t i = 0; i < num_mask_tokens; ++i)
+      hyper.push_back(output_hypernetworks_mlps[i]->as<MLP>()->forward(hs.select(1, i + 1)));
+    hyper_in = torch::stack(hyper, 1);  // [B, M, D/8]
+    iou = iou_prediction_head->forward(hs.select(1, 0));
+  };
+  if (decoder_kernels_apply(hs))
+    run_with_helpers(token_heads);  // 13 small products: their weights split over the threads
+  else
+    token_heads();
   if (decoder_kernels_apply(keys) && cpu_sgemm_available()) {
     // Inference on the CPU: the upscaling and the masks' products row by row in cache.
     const auto& ct1 = *output_upscaling[0]->as<torch::nn::ConvTranspose2dImpl>();

@@ -7,7 +7,10 @@
 // passes against the same attention written in tensor operations.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cmath>
+#include <stdexcept>
+#include <vector>
 
 #include "sam/config.h"
 #include "sam/cpu_gemm.h"
@@ -134,6 +137,44 @@ TEST_CASE("few_rows_linear equals torch::nn::functional::linear", "[sam][kernels
     }
   }
   CHECK_THROWS(sam::few_rows_linear(torch::randn({2, 4}), torch::randn({3, 5}), {}));
+}
+
+TEST_CASE("few_rows_linear inside run_with_helpers: the same bits, parts split over the threads", "[sam][kernels]") {
+  torch::manual_seed(13);
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(2);
+  // Weights above the split threshold (64K floats) and below it, outputs not a multiple of the
+  // part size (64), one block of rows and several; many calls in a row, as a prompt's tokens make.
+  std::vector<std::array<int64_t, 3>> shapes = {{7, 256, 2048}, {7, 2048, 256}, {13, 256, 300}, {3, 64, 64},
+                                                {9, 256, 4100}};
+  std::vector<torch::Tensor> xs, ws, bs, alone;
+  for (const auto& [rows, K, N] : shapes) {
+    xs.push_back(torch::randn({rows, K}));
+    ws.push_back(torch::randn({N, K}));
+    bs.push_back(torch::randn({N}));
+    alone.push_back(sam::few_rows_linear(xs.back(), ws.back(), bs.back()));
+  }
+  std::vector<torch::Tensor> team;
+  sam::run_with_helpers([&] {
+    for (int rep = 0; rep < 50; ++rep)
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        auto y = sam::few_rows_linear(xs[i], ws[i], bs[i]);
+        if (rep == 0) team.push_back(y);
+        else if (!torch::equal(y, team[i])) team[i] = torch::full_like(y, NAN);  // a repeat differs
+      }
+  });
+  REQUIRE(team.size() == shapes.size());
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    INFO("shape " << i);
+    CHECK(torch::equal(team[i], alone[i]));  // each output by the same kernel: equal bits
+  }
+  // An exception in f reaches the caller, and the helpers are released (no hang).
+  CHECK_THROWS_WITH(sam::run_with_helpers([] { throw std::runtime_error("from f"); }), Catch::Contains("from f"));
+  // Nested: the inner call runs f alone.
+  int inner = 0;
+  sam::run_with_helpers([&] { sam::run_with_helpers([&] { ++inner; }); });
+  CHECK(inner == 1);
+  torch::set_num_threads(threads);
 }
 
 TEST_CASE("image_pass and attend_image_rows equal the attention in tensor operations", "[sam][kernels]") {
