@@ -139,7 +139,7 @@ std::pair<torch::Tensor, torch::Tensor> pass(const torch::Tensor& keys, const to
     boc = i2t->bo.contiguous();
     lwc = i2t->ln_weight.contiguous();
     lbc = i2t->ln_bias.contiguous();
-    keys_out = torch::empty({B, N, D}, keys.options());
+    keys_out = i2t->in_place && Bk == B && keys.is_contiguous() ? kc : torch::empty({B, N, D}, keys.options());
   }
   const float* xp = xc.defined() ? xc.data_ptr<float>() : nullptr;
   const float* cp = cc.defined() ? cc.data_ptr<float>() : nullptr;

@@ -23,6 +23,10 @@ struct ImageToTokenTerms {
   double ln_eps = 1e-5;
   int64_t heads = 1;
   double scale = 1.0;
+  /// Write the updated keys over the input keys (when they are [B, N, D], contiguous: each tile
+  /// reads its rows before it writes them), for a caller that no longer needs them: one 4 MB
+  /// buffer (ViT) fewer for the prompt's memory traffic.
+  bool in_place = false;
 };
 
 /// keys [Bk, N, D] (Bk = 1 shared by the B prompts, or B), key_pe [1, N, D]. With i2t, the keys

@@ -338,6 +338,7 @@ std::pair<torch::Tensor, torch::Tensor> TwoWayTransformerImpl::forward_image_pas
       terms.ln_eps = blk.norm4->options.eps();
       terms.heads = i2t.heads;
       terms.scale = 1.0 / std::sqrt(static_cast<double>(i2t.internal_dim / i2t.heads));
+      terms.in_place = l > 0;  // then the keys are the previous pass's output, needed no more
       // The next attention's queries are ready before the pass: the next block's self-attention
       // reads only the tokens.
       queries = l + 1 < n ? block(l + 1).self_part(queries, tokens) : queries;

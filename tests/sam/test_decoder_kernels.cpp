@@ -208,6 +208,21 @@ TEST_CASE("image_pass and attend_image_rows equal the attention in tensor operat
   REQUIRE(keys_got.sizes() == torch::IntArrayRef({B, N, D}));
   CHECK(max_abs(keys_got, keys_exp) < 1e-4);
   CHECK(max_abs(pv_got, pv_exp) < 1e-4 * (1 + pv_exp.abs().max().item<double>()));
+  {
+    // In place: per-prompt keys [B, N, D] are overwritten with the same figures; shared keys
+    // [1, N, D] are not (the update makes them per prompt).
+    auto t_in = t;
+    t_in.in_place = true;
+    auto owned = keys.expand({B, N, D}).clone();
+    auto [keys_in, pv_in] = sam::image_pass(owned, pe, &t_in, qk, ts);
+    CHECK(keys_in.data_ptr() == owned.data_ptr());
+    CHECK(torch::equal(keys_in, keys_got));
+    CHECK(torch::equal(pv_in, pv_got));
+    const auto shared = keys.clone();
+    auto keys_new = sam::image_pass(shared, pe, &t_in, qk, ts).first;
+    CHECK(keys_new.data_ptr() != shared.data_ptr());
+    CHECK(torch::equal(shared, keys));
+  }
   // Per-prompt keys, no update: only the reduction.
   auto kb = torch::randn({B, N, D});
   auto pv2 = sam::image_pass(kb, pe, nullptr, qk, ts).second;
