@@ -501,8 +501,10 @@ DecoderOutput MaskDecoderImpl::heads(const torch::Tensor& hs, const torch::Tenso
     hyper_in = torch::stack(hyper, 1);  // [B, M, D/8]
     iou = iou_prediction_head->forward(hs.select(1, 0));
   };
-  if (decoder_kernels_apply(hs))
-    run_with_helpers(token_heads);  // 13 small products: their weights split over the threads
+  // A few prompts: 13 products of a few rows each, their weights split over the threads. Batches
+  // (the generator's 64 prompts) keep BLAS's own threads.
+  if (decoder_kernels_apply(hs) && B <= 8)
+    run_with_helpers(token_heads);
   else
     token_heads();
   if (decoder_kernels_apply(keys) && cpu_sgemm_available()) {
