@@ -135,6 +135,7 @@ const cv::Mat& InteractiveSegmenter::add_click(const Click& click, const cv::Mat
   torch::NoGradGuard ng;
   PredictOptions po;
   po.multimask = n == 1;  // one click is ambiguous (SAM's whole / part / sub-part)
+  po.logits = false;  // the masks are read, not the full-size logits
   const Prediction pr = predictor_.predict(pts, lab, torch::Tensor(),
                                            use_mask_input_ ? low_res_ : torch::Tensor(), po);
   const auto masks = pr.masks[0].to(torch::kUInt8).contiguous();  // [C, H, W]

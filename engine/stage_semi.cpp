@@ -102,6 +102,7 @@ std::vector<PrefillMask> EngineContext::prefill(BoxDetector& det, int64_t h, int
   torch::NoGradGuard ng;
   PredictOptions po;
   po.multimask = false;
+  po.logits = false;  // the masks are read, not the full-size logits
   const auto pr = predictor->predict_batch(torch::Tensor(), torch::Tensor(), boxes.to(device),
                                            torch::Tensor(), po);
   const auto masks = pr.masks.select(1, 0).to(torch::kUInt8).to(torch::kCPU).contiguous();

@@ -150,6 +150,7 @@ InstancesResult evaluate_instances(sam::Sam model, const sam::data::Dataset& ds,
         p.set_image(image_tensor(rgb), data::resizer(o.resize));
         sam::PredictOptions po;
         po.multimask = o.multimask;
+        po.logits = false;  // the masks are read, not the full-size logits
         for (size_t b0 = 0; b0 < prompts.size(); b0 += o.batch) {
           const size_t B = std::min(prompts.size() - b0, static_cast<size_t>(o.batch));
           auto boxes = torch::empty({static_cast<int64_t>(B), 4}, torch::kFloat);

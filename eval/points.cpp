@@ -171,6 +171,7 @@ ClickModel predictor_click_model(const sam::Predictor& predictor) {
     }
     sam::PredictOptions po;
     po.multimask = multimask;
+    po.logits = false;  // the masks are read, not the full-size logits
     const auto pred = predictor.predict(pts, labels, torch::Tensor(), feedback, po);
     const auto masks = pred.masks[0].to(torch::kCPU).to(torch::kUInt8).contiguous();
     const auto iou = pred.iou[0].to(torch::kCPU, torch::kDouble).contiguous();
