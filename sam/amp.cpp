@@ -3,6 +3,7 @@
 #include <stdexcept>
 #include <string>
 
+#include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
@@ -100,6 +101,24 @@ bool autocast_enabled(c10::DeviceType device) {
 AutocastState autocast_state(c10::DeviceType device) {
   check_device(device);
   return {get_enabled(device), get_dtype(device)};
+}
+
+bool cpu_bf16_matmul_lossy() {
+  static const bool lossy = [] {
+    at::AutoDispatchBelowAutograd no_grad;
+    const int64_t n = 4096;  // exact in fp32; a bf16 running sum stops at 256
+    const auto a = at::ones({2, n}, at::TensorOptions().dtype(at::kBFloat16));
+    const auto b = at::ones({n, 2}, at::TensorOptions().dtype(at::kBFloat16));
+    return at::mm(a, b)[0][0].item<float>() != static_cast<float>(n);
+  }();
+  return lossy;
+}
+
+at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
+  const bool bf16 = a.scalar_type() == at::kBFloat16 || b.scalar_type() == at::kBFloat16 ||
+                    (get_enabled(c10::DeviceType::CPU) && get_dtype(c10::DeviceType::CPU) == at::kBFloat16);
+  if (!a.is_cpu() || !bf16 || b.dim() < 2 || !cpu_bf16_matmul_lossy()) return at::matmul(a, b);
+  return at::matmul(a, b.transpose(-2, -1).contiguous().transpose(-2, -1));
 }
 
 }  // namespace sam

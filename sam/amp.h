@@ -1,6 +1,7 @@
 #pragma once
 // Mixed precision for the forward passes (the paper trains in mixed precision; SAM 2's trainer
 // uses bf16 autocast): a scoped autocast region, the C++ counterpart of `torch.autocast`.
+#include <ATen/core/Tensor.h>
 #include <c10/core/DeviceType.h>
 #include <c10/core/ScalarType.h>
 
@@ -36,5 +37,16 @@ class AutocastGuard {
 bool autocast_enabled(c10::DeviceType device);
 /// The autocast state of `device` now (CPU or CUDA).
 AutocastState autocast_state(c10::DeviceType device);
+
+/// Whether this libtorch's CPU bf16 matrix product accumulates in bf16 when the second operand is
+/// in the plain row-major layout (libtorch 1.13 on CPUs without oneDNN's AVX-512 bf16 kernels: a
+/// sum of 4096 ones comes out as 256); the same product with the second operand in the
+/// transposed layout accumulates in fp32. Probed once per process.
+bool cpu_bf16_matmul_lossy();
+
+/// torch::matmul(a, b) (b at least 2-d), with fp32 accumulation where the product runs in bf16 on
+/// the CPU (bf16 operands or CPU autocast) and cpu_bf16_matmul_lossy() holds: b is then passed in
+/// the transposed layout (a copy of b). Elsewhere exactly torch::matmul.
+at::Tensor matmul(const at::Tensor& a, const at::Tensor& b);
 
 }  // namespace sam

@@ -1,5 +1,6 @@
 #include "sam/attention.h"
 
+#include "sam/amp.h"
 #include "sam/cpu_gemm.h"
 #include "sam/fast_math.h"
 
@@ -8,6 +9,9 @@
 
 #include <algorithm>
 #include <cmath>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 #include <vector>
 
 namespace sam {
@@ -25,9 +29,9 @@ void sum_into(torch::Tensor dst, const torch::Tensor& x, int64_t dim) {
 torch::Tensor attention_core_reference(const torch::Tensor& q, const torch::Tensor& k,
                                        const torch::Tensor& v, double scale, double dropout,
                                        bool training) {
-  auto attn = torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * scale, -1);
+  auto attn = torch::softmax(sam::matmul(q, k.transpose(-2, -1)) * scale, -1);
   if (dropout > 0 && training) attn = torch::dropout(attn, dropout, true);
-  return torch::matmul(attn, v);
+  return sam::matmul(attn, v);
 }
 
 namespace {
@@ -66,6 +70,112 @@ void rel_softmax_rows(float* s, int64_t Nq, int64_t Nk, RelTerms rel) {
     const float inv = 1.f / fastmath::sum8(pi, Nk);
     for (int64_t k = 0; k < Nk; ++k) pi[k] *= inv;
   }
+}
+
+// Inference's form of the above (no probabilities are kept), in two steps around the scores'
+// product. fill_rel_rows writes the relative terms into the scores' buffer, s[i, (ky, kx)] =
+// rh[i][ky] + rw[i][kx], and the product then accumulates onto them (beta = 1: BLAS skips the
+// pass that zeroes its output for beta = 0). exp_rows then makes exp(s - row max), unnormalised,
+// and inv[i] = 1 / (row i's sum): the caller scales the rows of P V by inv instead of the Nk
+// probabilities of every row. Two passes over a row after the product where rel_softmax_rows makes
+// five. Where the CPU has AVX2 and FMA, exp_rows is explicit 8-lane code (unaligned loads, a
+// masked tail: the same bits whatever the buffers' alignment); elsewhere the same steps in loops.
+void fill_rel_rows(float* s, int64_t Nq, RelTerms rel) {
+  const int64_t Nk = rel.H * rel.W;
+  for (int64_t i = 0; i < Nq; ++i) {
+    const float* rhi = rel.rh + i * rel.H;
+    const float* rwi = rel.rw + i * rel.W;
+    for (int64_t ky = 0; ky < rel.H; ++ky) {
+      float* row = s + i * Nk + ky * rel.W;
+      const float h = rhi[ky];
+      for (int64_t kx = 0; kx < rel.W; ++kx) row[kx] = h + rwi[kx];
+    }
+  }
+}
+
+void exp_rows_plain(float* s, int64_t Nq, int64_t Nk, float* inv) {
+  for (int64_t i = 0; i < Nq; ++i) {
+    float* pi = s + i * Nk;
+    const float mx = fastmath::max8(pi, Nk);
+    for (int64_t j = 0; j < Nk; ++j) pi[j] = fastmath::exp(pi[j] - mx);
+    inv[i] = 1.f / fastmath::sum8(pi, Nk);
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+namespace avx2 {
+
+// fastmath::exp on 8 lanes (the same clamp, reduction and polynomial; FMA in the polynomial).
+__attribute__((target("avx2,fma"))) inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.f)), _mm256_set1_ps(88.f));
+  const __m256 round = _mm256_set1_ps(12582912.f);
+  const __m256 fn = _mm256_sub_ps(
+      _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), round), round);
+  __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(fn, _mm256_set1_ps(0.693359375f)));
+  r = _mm256_sub_ps(r, _mm256_mul_ps(fn, _mm256_set1_ps(-2.12194440e-4f)));
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.f));
+  const __m256i bits = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(fn), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+__attribute__((target("avx2,fma"))) inline float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+
+__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) void exp_rows(float* s, int64_t Nq, int64_t Nk, float* inv) {
+  const __m256 lowest = _mm256_set1_ps(-3.0e38f);
+  // The last Nk % 8 keys: lanes 0 .. Nk % 8 - 1 of the tail's mask.
+  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(Nk % 8)),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256 tail_ps = _mm256_castsi256_ps(tail);
+  const int64_t body = Nk / 8 * 8;
+  for (int64_t i = 0; i < Nq; ++i) {
+    float* pi = s + i * Nk;
+    __m256 mx = lowest;
+    for (int64_t j = 0; j < body; j += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(pi + j));
+    if (body < Nk) mx = _mm256_max_ps(mx, _mm256_blendv_ps(lowest, _mm256_maskload_ps(pi + body, tail), tail_ps));
+    const __m256 m = _mm256_set1_ps(hmax(mx));
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t j = 0; j < body; j += 8) {
+      const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(pi + j), m));
+      _mm256_storeu_ps(pi + j, e);
+      sum = _mm256_add_ps(sum, e);
+    }
+    if (body < Nk) {
+      const __m256 e = exp8(_mm256_sub_ps(_mm256_maskload_ps(pi + body, tail), m));
+      _mm256_maskstore_ps(pi + body, tail, e);
+      sum = _mm256_add_ps(sum, _mm256_and_ps(e, tail_ps));
+    }
+    inv[i] = 1.f / hsum(sum);
+  }
+}
+
+}  // namespace avx2
+#endif
+
+void exp_rows(float* s, int64_t Nq, int64_t Nk, float* inv) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (has_avx2) return avx2::exp_rows(s, Nq, Nk, inv);
+#endif
+  exp_rows_plain(s, Nq, Nk, inv);
 }
 
 // The relative terms' gradients of one query row: the score gradients ds [H * W] summed over kx
@@ -163,9 +273,22 @@ void slice_backward(const float* q, const float* kt, const float* vt, const floa
 // row-major as given): the loops above are memory-bound once Nq and c are not small (the
 // encoder's windows and global blocks), where a blocked product reuses what it loads.
 // pd: scratch [Nq, Nk] for P * dropout when there is dropout.
+// keep: p must hold the probabilities afterwards (training's backward reads them); without it and
+// without dropout, p holds unnormalised exponentials and the output's rows are scaled instead.
 void slice_forward_gemm(const float* q, const float* k, const float* v, float* out, float* p,
                         const float* drop, float* pd, int64_t Nq, int64_t Nk, int64_t c, int64_t cv,
-                        float scale, RelTerms rel) {
+                        float scale, RelTerms rel, bool keep) {
+  if (!keep && !drop) {
+    if (rel.rh) fill_rel_rows(p, Nq, rel);
+    gemm_rm(false, true, Nq, Nk, c, scale, q, c, k, c, rel.rh ? 1.f : 0.f, p, Nk);
+    thread_local std::vector<float> inv;
+    inv.resize(static_cast<size_t>(Nq));
+    exp_rows(p, Nq, Nk, inv.data());
+    gemm_rm(false, false, Nq, cv, Nk, 1.f, p, Nk, v, cv, 0.f, out, cv);
+    for (int64_t i = 0; i < Nq; ++i)
+      for (int64_t e = 0; e < cv; ++e) out[i * cv + e] *= inv[static_cast<size_t>(i)];
+    return;
+  }
   gemm_rm(false, true, Nq, Nk, c, scale, q, c, k, c, 0.f, p, Nk);
   rel_softmax_rows(p, Nq, Nk, rel);
   const float* pv = p;
@@ -258,7 +381,8 @@ struct SlicedAttention : torch::autograd::Function<SlicedAttention> {
         const float* db = dp ? dp + b * Nq * Nk : nullptr;
         if (gemm)
           slice_forward_gemm(qp + b * Nq * c, kp + b * Nk * c, vp + b * Nk * cv, op + b * Nq * cv,
-                             pb, db, pd.data(), Nq, Nk, c, cv, static_cast<float>(scale), rel);
+                             pb, db, pd.data(), Nq, Nk, c, cv, static_cast<float>(scale), rel,
+                             keep);
         else
           slice_forward(qp + b * Nq * c, kp + b * c * Nk, vp + b * cv * Nk, op + b * Nq * cv, pb,
                         db, Nq, Nk, c, cv, static_cast<float>(scale), rel);
@@ -364,7 +488,7 @@ struct BatchedMatmul : torch::autograd::Function<BatchedMatmul> {
 
 torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b) {
   if (!a.is_cpu() || a.scalar_type() != torch::kFloat || b.scalar_type() != torch::kFloat)
-    return torch::bmm(a, b);
+    return sam::matmul(a, b);  // torch::bmm, in fp32 accumulation where CPU bf16 needs it
   return BatchedMatmul::apply(a, b);
 }
 
@@ -373,10 +497,10 @@ torch::Tensor rel_pos_attention_reference(const torch::Tensor& q, const torch::T
                                           const torch::Tensor& rel_w, double scale, int64_t H,
                                           int64_t W) {
   const int64_t BH = q.size(0);
-  auto s = torch::matmul(q * scale, k.transpose(-2, -1)).view({BH, H, W, H, W});
+  auto s = sam::matmul(q * scale, k.transpose(-2, -1)).view({BH, H, W, H, W});
   s = s + rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2);
   auto p = torch::softmax(s.view({BH, H * W, H * W}), -1);
-  return torch::matmul(p, v);
+  return sam::matmul(p, v);
 }
 
 namespace {
@@ -428,7 +552,7 @@ struct RelPosAttention : torch::autograd::Function<RelPosAttention> {
           float* s = keep ? pp + r0 * L : scratch.data();
           slice_forward_gemm(qp + r0 * c, kp + b * L * c, vp + b * L * cv, op + r0 * cv, s,
                              nullptr, nullptr, rows, L, c, cv, static_cast<float>(scale),
-                             RelTerms{rhp + r0 * H, rwp + r0 * W, H, W});
+                             RelTerms{rhp + r0 * H, rwp + r0 * W, H, W}, keep);
         }
       });
     } else {

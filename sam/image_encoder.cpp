@@ -91,7 +91,7 @@ torch::Tensor EncoderAttentionImpl::attend(const torch::Tensor& qkv_t, int64_t H
   const int64_t BH = qkv_t.size(1), hd = head_dim;
   auto q = qkv_t[0], k = qkv_t[1], v = qkv_t[2];
   if (!rel_pos_h.defined())  // plain attention (the reference's use_rel_pos=False; MAE's ViT)
-    return torch::matmul(torch::softmax(torch::matmul(q * scale, k.transpose(-2, -1)), -1), v);
+    return sam::matmul(torch::softmax(sam::matmul(q * scale, k.transpose(-2, -1)), -1), v);
 
   // Decomposed relative positions, computed from the unscaled q as in the reference:
   // rel_h[b, y, x, ky] = sum_c q[b, y, x, c] Rh[y, ky, c]; rel_w[b, y, x, kx] likewise with Rw[x].

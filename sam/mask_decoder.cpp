@@ -1,3 +1,4 @@
+#include "sam/amp.h"
 #include "sam/mask_decoder.h"
 
 #include "sam/attention.h"
@@ -29,9 +30,9 @@ namespace {
 torch::Tensor bmm_bcast(const torch::Tensor& a, const torch::Tensor& b) {
   const int64_t Ba = a.size(0), Bb = b.size(0), n = a.size(1), k = a.size(2), m = b.size(2);
   if (Ba == Bb) return batched_matmul(a, b);
-  if (Bb == 1) return torch::mm(a.reshape({Ba * n, k}), b[0]).view({Ba, n, m});
+  if (Bb == 1) return sam::matmul(a.reshape({Ba * n, k}), b[0]).view({Ba, n, m});
   TORCH_CHECK(Ba == 1, "bmm_bcast: batch sizes ", Ba, " and ", Bb);
-  return torch::mm(b.transpose(1, 2).reshape({Bb * m, k}), a[0].t()).view({Bb, m, n}).transpose(1, 2);
+  return sam::matmul(b.transpose(1, 2).reshape({Bb * m, k}), a[0].t()).view({Bb, m, n}).transpose(1, 2);
 }
 
 // softmax(s * scale) over the last dimension: the fused CPU kernel in inference.
@@ -96,8 +97,8 @@ torch::Tensor DecoderAttentionImpl::keys_order_output(const torch::Tensor& pv, i
 std::pair<torch::Tensor, torch::Tensor> DecoderAttentionImpl::folded_scores(const torch::Tensor& k) const {
   const int64_t Bk = k.size(0), Nk = k.size(1), D = q_proj->weight.size(1), ch = internal_dim / heads;
   auto kh4 = k.view({Bk, Nk, heads, ch}).transpose(1, 2);                   // [Bk, h, Nk, ch]
-  auto mt = torch::matmul(kh4, q_proj->weight.view({heads, ch, D}));         // [Bk, h, Nk, D]
-  auto c = torch::matmul(kh4, q_proj->bias.view({heads, ch, 1})).view({Bk, heads * Nk});
+  auto mt = sam::matmul(kh4, q_proj->weight.view({heads, ch, D}));         // [Bk, h, Nk, D]
+  auto c = sam::matmul(kh4, q_proj->bias.view({heads, ch, 1})).view({Bk, heads * Nk});
   return {mt.reshape({Bk, heads * Nk, D}), c};
 }
 
@@ -405,7 +406,7 @@ namespace {
 torch::Tensor conv_transpose_2x2(const torch::Tensor& x, const torch::nn::ConvTranspose2dImpl& conv) {
   const auto& wt = conv.weight;  // [C, O, 2, 2]
   const int64_t B = x.size(0), h = x.size(1), w = x.size(2), C = x.size(3), O = wt.size(1);
-  auto y = torch::matmul(x.reshape({B * h * w, C}), wt.reshape({C, O * 4}));  // [BHW, O*2*2]
+  auto y = sam::matmul(x.reshape({B * h * w, C}), wt.reshape({C, O * 4}));  // [BHW, O*2*2]
   y = y.view({B, h, w, O, 2, 2}).permute({0, 1, 4, 2, 5, 3}).reshape({B, 2 * h, 2 * w, O});
   return conv.bias.defined() ? y + conv.bias : y;
 }

@@ -1,3 +1,4 @@
+#include "sam/amp.h"
 #include "sam/prompt_encoder.h"
 
 #include <cmath>
@@ -11,7 +12,7 @@ PositionEmbeddingRandomImpl::PositionEmbeddingRandomImpl(int64_t num_pos_feats, 
 
 torch::Tensor PositionEmbeddingRandomImpl::encode(const torch::Tensor& coords) const {
   auto c = 2 * coords - 1;
-  c = torch::matmul(c, positional_encoding_gaussian_matrix);
+  c = sam::matmul(c, positional_encoding_gaussian_matrix);
   c = 2 * M_PI * c;
   return torch::cat({torch::sin(c), torch::cos(c)}, -1);
 }

@@ -1,3 +1,4 @@
+#include "sam/amp.h"
 #include "sam/tiny_vit.h"
 
 #include <stdexcept>
@@ -45,8 +46,8 @@ torch::Tensor TinyVitAttentionImpl::forward(const torch::Tensor& x) {
   auto v = h.narrow(3, 2 * key_dim, key_dim).permute({0, 2, 1, 3});
   if (bias_index.device() != attention_biases.device()) bias_index = bias_index.to(attention_biases.device());
   auto bias = attention_biases.index_select(1, bias_index.view({-1})).view({heads, N, N});
-  auto attn = (torch::matmul(q, k.transpose(-2, -1)) * scale + bias.to(q.dtype())).softmax(-1);
-  return proj->forward(torch::matmul(attn, v).transpose(1, 2).reshape({B, N, C}));
+  auto attn = (sam::matmul(q, k.transpose(-2, -1)) * scale + bias.to(q.dtype())).softmax(-1);
+  return proj->forward(sam::matmul(attn, v).transpose(1, 2).reshape({B, N, C}));
 }
 
 // The stem, as patch_embed.seq: Conv2dBN(3, d/2, 3, stride 2), GELU, Conv2dBN(d/2, d, 3, stride 2).

@@ -293,6 +293,10 @@ void Trainer::Impl::setup() {
   device = process_device(cfg.train.device, env);
   autocast = uses_autocast(cfg.train, device);
   comm = Communicator::create(env, device, cfg.train.dist_backend);
+  if (autocast && device.is_cpu() && sam::cpu_bf16_matmul_lossy())
+    log_warning("train.amp=bf16 on this CPU: this libtorch's bf16 matrix products sum in bf16 here "
+                "(libtorch 1.13 without AVX-512 bf16 kernels), so the gradients are coarser than "
+                "bf16 rounding alone; train.amp=off trains in fp32");
   const int threads = threads_per_process(cfg.train.threads, env);
   torch::set_num_threads(threads);
 

@@ -30,7 +30,9 @@ void check_windowed_block(int64_t grid_h, int64_t grid_w, int64_t ws) {
   }
   reference = block->forward(x.clone().requires_grad_(true)).detach();
   REQUIRE(fast.sizes() == reference.sizes());
-  CHECK(torch::allclose(fast, reference, 1e-4, 1e-5));
+  // Outputs up to about 50 here; the two formulations normalise the attention at different points
+  // (inference scales P V's rows, training's kernel the probabilities): 3e-5 apart at most.
+  CHECK(torch::allclose(fast, reference, 1e-4, 1e-4));
   CHECK((fast - reference).abs().max().item<float>() <= 1e-4f * reference.abs().max().item<float>());
 }
 

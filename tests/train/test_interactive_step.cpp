@@ -110,7 +110,14 @@ TEST_CASE("bf16 autocast: the forward passes in bf16, the loss near fp32's, fp32
     n32 += a.pow(2).sum().item<double>();
     n16 += p.grad().pow(2).sum().item<double>();
   }
-  CHECK(dot / std::sqrt(n32 * n16) > 0.95);  // the same descent direction
+  // The same descent direction. Where libtorch's CPU bf16 products sum in bf16 (libtorch 1.13 on
+  // CPUs without AVX-512 bf16, sam::cpu_bf16_matmul_lossy: its backward products too, which the
+  // model's code does not choose) the two directions were 0.83-0.84 apart in cosine on an AMD
+  // Zen 3 host; elsewhere above 0.95.
+  const double cosine = dot / std::sqrt(n32 * n16);
+  INFO("gradient cosine " << cosine << ", libtorch's CPU bf16 product "
+                          << (sam::cpu_bf16_matmul_lossy() ? "sums in bf16 on this host" : "sums in fp32"));
+  CHECK(cosine > (sam::cpu_bf16_matmul_lossy() ? 0.75 : 0.95));
 
   // Guards nest and restore what was there before.
   {
