@@ -1,6 +1,6 @@
-#include "sam/amp.h"
 #include "sam/mask_decoder.h"
 
+#include "sam/amp.h"
 #include "sam/attention.h"
 #include "sam/cpu_gemm.h"
 #include "sam/decoder_kernels.h"
@@ -97,7 +97,7 @@ torch::Tensor DecoderAttentionImpl::keys_order_output(const torch::Tensor& pv, i
 std::pair<torch::Tensor, torch::Tensor> DecoderAttentionImpl::folded_scores(const torch::Tensor& k) const {
   const int64_t Bk = k.size(0), Nk = k.size(1), D = q_proj->weight.size(1), ch = internal_dim / heads;
   auto kh4 = k.view({Bk, Nk, heads, ch}).transpose(1, 2);                   // [Bk, h, Nk, ch]
-  auto mt = sam::matmul(kh4, q_proj->weight.view({heads, ch, D}));         // [Bk, h, Nk, D]
+  auto mt = sam::matmul(kh4, q_proj->weight.view({heads, ch, D}));           // [Bk, h, Nk, D]
   auto c = sam::matmul(kh4, q_proj->bias.view({heads, ch, 1})).view({Bk, heads * Nk});
   return {mt.reshape({Bk, heads * Nk, D}), c};
 }

@@ -1,7 +1,8 @@
-#include "sam/amp.h"
 #include "sam/prompt_encoder.h"
 
 #include <cmath>
+
+#include "sam/amp.h"
 
 namespace sam {
 

@@ -1,8 +1,8 @@
-#include "sam/amp.h"
 #include "sam/tiny_vit.h"
 
 #include <stdexcept>
 
+#include "sam/amp.h"
 #include "sam/common.h"
 
 namespace sam {
