@@ -10,6 +10,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 #include <thread>
 #include <vector>
 
@@ -133,6 +136,67 @@ void few_rows_linear_block(const float* x, int64_t K, const float* w, const floa
       y[r * N + n] = b ? sum + b[n] : sum;
     }
   }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+namespace avx2 {
+
+// few_rows_linear_block on 8-lane registers with FMA. The vector-extension clone's 8 rows of
+// 16-lane sums are 16 AVX2 registers, all there are: GCC keeps them on the stack and every update
+// goes through memory (about 4x slower on a Zen 3). Here each group of 4 rows keeps its sums in 8
+// registers; the weight row (at most a few KB) is read once per group from L1. The lanes and the
+// final left-to-right sum over them are the clone's; only the products are fused.
+__attribute__((target("avx2,fma"))) void few_rows_linear_block(const float* x, int64_t K, const float* w,
+                                                                const float* b, int64_t N, int64_t n0,
+                                                                int64_t n1, float* y) {
+  static_assert(kRows % 4 == 0 && kLanes == 16, "4-row groups of two 8-lane halves");
+  const int64_t body = K / kLanes * kLanes;
+  alignas(32) float lanes[4][kLanes];
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* wn = w + n * K;
+    for (int64_t r0 = 0; r0 < kRows; r0 += 4) {
+      const float* x0 = x + r0 * K;
+      const float *x1 = x0 + K, *x2 = x1 + K, *x3 = x2 + K;
+      __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+      for (int64_t k = 0; k < body; k += kLanes) {
+        const __m256 lo = _mm256_loadu_ps(wn + k), hi = _mm256_loadu_ps(wn + k + 8);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k), lo, a0);
+        b0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + k + 8), hi, b0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + k), lo, a1);
+        b1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + k + 8), hi, b1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x2 + k), lo, a2);
+        b2 = _mm256_fmadd_ps(_mm256_loadu_ps(x2 + k + 8), hi, b2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x3 + k), lo, a3);
+        b3 = _mm256_fmadd_ps(_mm256_loadu_ps(x3 + k + 8), hi, b3);
+      }
+      _mm256_store_ps(lanes[0], a0), _mm256_store_ps(lanes[0] + 8, b0);
+      _mm256_store_ps(lanes[1], a1), _mm256_store_ps(lanes[1] + 8, b1);
+      _mm256_store_ps(lanes[2], a2), _mm256_store_ps(lanes[2] + 8, b2);
+      _mm256_store_ps(lanes[3], a3), _mm256_store_ps(lanes[3] + 8, b3);
+      for (int64_t r = 0; r < 4; ++r) {
+        const float* xr = x0 + r * K;
+        float sum = 0.f;
+        for (int64_t j = 0; j < kLanes; ++j) sum += lanes[r][j];
+        for (int64_t kk = body; kk < K; ++kk) sum += xr[kk] * wn[kk];
+        y[(r0 + r) * N + n] = b ? sum + b[n] : sum;
+      }
+    }
+  }
+}
+
+}  // namespace avx2
+#endif
+
+// The block kernel this CPU runs: the AVX2+FMA one where AVX2 is the widest (AVX-512 hosts keep
+// the clone, whose 16-lane sums fit their registers).
+void few_rows_block(const float* x, int64_t K, const float* w, const float* b, int64_t N, int64_t n0,
+                    int64_t n1, float* y) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool use_avx2 = !__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+                               __builtin_cpu_supports("fma");
+  if (use_avx2) return avx2::few_rows_linear_block(x, K, w, b, N, n0, n1, y);
+#endif
+  few_rows_linear_block(x, K, w, b, N, n0, n1, y);
 }
 
 }  // namespace
@@ -358,11 +422,11 @@ torch::Tensor few_rows_linear(const torch::Tensor& x, const torch::Tensor& weigh
     std::fill(std::copy_n(xc.data_ptr<float>() + m0 * K, rows * K, xb.data()), xb.data() + xb.size(), 0.f);
     if (t_team && N * K >= kSplitMinWeights) {
       const std::function<void(int64_t)> part = [&](int64_t c) {
-        few_rows_linear_block(xb.data(), K, wp, bp, N, c * kSplit, std::min(N, (c + 1) * kSplit), yb.data());
+        few_rows_block(xb.data(), K, wp, bp, N, c * kSplit, std::min(N, (c + 1) * kSplit), yb.data());
       };
       t_team->run((N + kSplit - 1) / kSplit, part);
     } else {
-      few_rows_linear_block(xb.data(), K, wp, bp, N, 0, N, yb.data());
+      few_rows_block(xb.data(), K, wp, bp, N, 0, N, yb.data());
     }
     std::copy_n(yb.data(), rows * N, y.data_ptr<float>() + m0 * N);
   }
