@@ -3,15 +3,13 @@
 #include "sam/amp.h"
 #include "sam/cpu_gemm.h"
 #include "sam/fast_math.h"
+#include "sam/simd_avx2.h"
 
 #include <ATen/Parallel.h>
 #include <torch/version.h>
 
 #include <algorithm>
 #include <cmath>
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
 #include <vector>
 
 namespace sam {
@@ -102,48 +100,11 @@ void exp_rows_plain(float* s, int64_t Nq, int64_t Nk, float* inv) {
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-namespace avx2 {
-
-// fastmath::exp on 8 lanes (the same clamp, reduction and polynomial; FMA in the polynomial).
-__attribute__((target("avx2,fma"))) inline __m256 exp8(__m256 x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.f)), _mm256_set1_ps(88.f));
-  const __m256 round = _mm256_set1_ps(12582912.f);
-  const __m256 fn = _mm256_sub_ps(
-      _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), round), round);
-  __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(fn, _mm256_set1_ps(0.693359375f)));
-  r = _mm256_sub_ps(r, _mm256_mul_ps(fn, _mm256_set1_ps(-2.12194440e-4f)));
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.f));
-  const __m256i bits = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(fn), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-}
-
-__attribute__((target("avx2,fma"))) inline float hmax(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-  return _mm_cvtss_f32(m);
-}
-
-__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-
-__attribute__((target("avx2,fma"))) void exp_rows(float* s, int64_t Nq, int64_t Nk, float* inv) {
+#ifdef SAM_HAVE_AVX2_PATH
+__attribute__((target("avx2,fma"))) void exp_rows_avx2(float* s, int64_t Nq, int64_t Nk, float* inv) {
   const __m256 lowest = _mm256_set1_ps(-3.0e38f);
   // The last Nk % 8 keys: lanes 0 .. Nk % 8 - 1 of the tail's mask.
-  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(Nk % 8)),
-                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i tail = avx2::lanes_below(Nk % 8);
   const __m256 tail_ps = _mm256_castsi256_ps(tail);
   const int64_t body = Nk / 8 * 8;
   for (int64_t i = 0; i < Nq; ++i) {
@@ -151,29 +112,27 @@ __attribute__((target("avx2,fma"))) void exp_rows(float* s, int64_t Nq, int64_t 
     __m256 mx = lowest;
     for (int64_t j = 0; j < body; j += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(pi + j));
     if (body < Nk) mx = _mm256_max_ps(mx, _mm256_blendv_ps(lowest, _mm256_maskload_ps(pi + body, tail), tail_ps));
-    const __m256 m = _mm256_set1_ps(hmax(mx));
+    const __m256 m = _mm256_set1_ps(avx2::hmax(mx));
     __m256 sum = _mm256_setzero_ps();
     for (int64_t j = 0; j < body; j += 8) {
-      const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(pi + j), m));
+      const __m256 e = avx2::exp8(_mm256_sub_ps(_mm256_loadu_ps(pi + j), m));
       _mm256_storeu_ps(pi + j, e);
       sum = _mm256_add_ps(sum, e);
     }
     if (body < Nk) {
-      const __m256 e = exp8(_mm256_sub_ps(_mm256_maskload_ps(pi + body, tail), m));
+      const __m256 e = avx2::exp8(_mm256_sub_ps(_mm256_maskload_ps(pi + body, tail), m));
       _mm256_maskstore_ps(pi + body, tail, e);
       sum = _mm256_add_ps(sum, _mm256_and_ps(e, tail_ps));
     }
-    inv[i] = 1.f / hsum(sum);
+    inv[i] = 1.f / avx2::hsum(sum);
   }
 }
 
-}  // namespace avx2
 #endif
 
 void exp_rows(float* s, int64_t Nq, int64_t Nk, float* inv) {
-#if defined(__x86_64__) && defined(__GNUC__)
-  static const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (has_avx2) return avx2::exp_rows(s, Nq, Nk, inv);
+#ifdef SAM_HAVE_AVX2_PATH
+  if (avx2::has_avx2_fma()) return exp_rows_avx2(s, Nq, Nk, inv);
 #endif
   exp_rows_plain(s, Nq, Nk, inv);
 }

@@ -3,6 +3,7 @@
 #include "sam/amp.h"
 #include "sam/cpu_gemm.h"
 #include "sam/fast_math.h"
+#include "sam/simd_avx2.h"
 
 #include <ATen/Parallel.h>
 
@@ -10,9 +11,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
 #include <thread>
 #include <vector>
 
@@ -50,6 +48,42 @@ void softmax_rows(const float* in, float* out, int64_t r0, int64_t r1, int64_t n
   }
 }
 
+// out[i] = gelu(x[i] + bias[i]) for i < n (bias may be null, out may be x). Where the CPU has
+// AVX2 and FMA, 8 lanes with fused multiply-adds and a masked tail; GCC's "avx2" clones have no
+// FMA, and the erf's polynomials and exp then cost half as many operations again.
+#ifdef SAM_HAVE_AVX2_PATH
+__attribute__((target("avx2,fma"))) void gelu_row_avx2(const float* x, const float* bias, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + i));
+    _mm256_storeu_ps(out + i, avx2::gelu8(v));
+  }
+  if (i < n) {
+    const __m256i m = avx2::lanes_below(n - i);
+    __m256 v = _mm256_maskload_ps(x + i, m);
+    if (bias) v = _mm256_add_ps(v, _mm256_maskload_ps(bias + i, m));
+    _mm256_maskstore_ps(out + i, m, avx2::gelu8(v));
+  }
+}
+#endif
+
+SAM_MULTIVERSION
+void gelu_row_plain(const float* x, const float* bias, float* out, int64_t n) {
+  if (bias) {
+    for (int64_t i = 0; i < n; ++i) out[i] = fastmath::gelu(x[i] + bias[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = fastmath::gelu(x[i]);
+  }
+}
+
+void gelu_row(const float* x, const float* bias, float* out, int64_t n) {
+#ifdef SAM_HAVE_AVX2_PATH
+  if (avx2::has_avx2_fma()) return gelu_row_avx2(x, bias, out, n);
+#endif
+  gelu_row_plain(x, bias, out, n);
+}
+
 // Input rows [r0, r1) of the epilogue (row = (b, i) over the input grid).
 SAM_MULTIVERSION
 void convt_epilogue_rows(const float* y, float* out, int64_t r0, int64_t r1, int64_t h, int64_t w,
@@ -69,10 +103,10 @@ void convt_epilogue_rows(const float* y, float* out, int64_t r0, int64_t r1, int
             const float mean = fastmath::sum8(v.data(), O) / static_cast<float>(O);
             const float var = fastmath::sum_sq_dev8(v.data(), O, mean) / static_cast<float>(O);
             const float inv = 1.f / std::sqrt(var + eps);
-            for (int64_t o = 0; o < O; ++o)
-              d[o] = fastmath::gelu((v[o] - mean) * inv * lw[o] + lb[o]);
+            for (int64_t o = 0; o < O; ++o) v[o] = (v[o] - mean) * inv * lw[o] + lb[o];
+            gelu_row(v.data(), nullptr, d, O);
           } else {
-            for (int64_t o = 0; o < O; ++o) d[o] = fastmath::gelu(s[o] + bias[o]);
+            gelu_row(s, bias, d, O);
           }
         }
     }
@@ -95,8 +129,7 @@ void convt_masks_rows(const float* y, int64_t y_r0, float* masks, int64_t r0, in
         // Sub-pixels (di, 0) and (di, 1) of input pixel j: 2 * O consecutive values of y.
         const float* s = y + ((r - y_r0) * w + j) * 4 * O + di * 2 * O;
         float* d = g.data() + j * 2 * O;
-        for (int64_t dj = 0; dj < 2; ++dj)
-          for (int64_t o = 0; o < O; ++o) d[dj * O + o] = fastmath::gelu(s[dj * O + o] + bias[o]);
+        for (int64_t dj = 0; dj < 2; ++dj) gelu_row(s + dj * O, bias, d + dj * O, O);
       }
       // masks[b, m, row, :] for every m: rows 2h * X apart.
       const int64_t row = 2 * i + di;
@@ -138,17 +171,15 @@ void few_rows_linear_block(const float* x, int64_t K, const float* w, const floa
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-namespace avx2 {
-
+#ifdef SAM_HAVE_AVX2_PATH
 // few_rows_linear_block on 8-lane registers with FMA. The vector-extension clone's 8 rows of
 // 16-lane sums are 16 AVX2 registers, all there are: GCC keeps them on the stack and every update
 // goes through memory (about 4x slower on a Zen 3). Here each group of 4 rows keeps its sums in 8
 // registers; the weight row (at most a few KB) is read once per group from L1. The lanes and the
 // final left-to-right sum over them are the clone's; only the products are fused.
-__attribute__((target("avx2,fma"))) void few_rows_linear_block(const float* x, int64_t K, const float* w,
-                                                                const float* b, int64_t N, int64_t n0,
-                                                                int64_t n1, float* y) {
+__attribute__((target("avx2,fma"))) void few_rows_linear_block_avx2(const float* x, int64_t K, const float* w,
+                                                                     const float* b, int64_t N, int64_t n0,
+                                                                     int64_t n1, float* y) {
   static_assert(kRows % 4 == 0 && kLanes == 16, "4-row groups of two 8-lane halves");
   const int64_t body = K / kLanes * kLanes;
   alignas(32) float lanes[4][kLanes];
@@ -184,17 +215,15 @@ __attribute__((target("avx2,fma"))) void few_rows_linear_block(const float* x, i
   }
 }
 
-}  // namespace avx2
 #endif
 
 // The block kernel this CPU runs: the AVX2+FMA one where AVX2 is the widest (AVX-512 hosts keep
 // the clone, whose 16-lane sums fit their registers).
 void few_rows_block(const float* x, int64_t K, const float* w, const float* b, int64_t N, int64_t n0,
                     int64_t n1, float* y) {
-#if defined(__x86_64__) && defined(__GNUC__)
-  static const bool use_avx2 = !__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-                               __builtin_cpu_supports("fma");
-  if (use_avx2) return avx2::few_rows_linear_block(x, K, w, b, N, n0, n1, y);
+#ifdef SAM_HAVE_AVX2_PATH
+  static const bool use_avx2 = !__builtin_cpu_supports("avx512f") && avx2::has_avx2_fma();
+  if (use_avx2) return few_rows_linear_block_avx2(x, K, w, b, N, n0, n1, y);
 #endif
   few_rows_linear_block(x, K, w, b, N, n0, n1, y);
 }
@@ -231,18 +260,11 @@ torch::Tensor softmax_last_dim(const torch::Tensor& x, double scale) {
   return out;
 }
 
-namespace {
-SAM_MULTIVERSION
-void gelu_range(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = fastmath::gelu(x[i]);
-}
-}  // namespace
-
 torch::Tensor gelu_inplace(torch::Tensor x) {
   TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat && x.is_contiguous(),
               "gelu_inplace: a contiguous float32 CPU tensor");
   float* p = x.data_ptr<float>();
-  at::parallel_for(0, x.numel(), 1 << 14, [&](int64_t i0, int64_t i1) { gelu_range(p + i0, i1 - i0); });
+  at::parallel_for(0, x.numel(), 1 << 14, [&](int64_t i0, int64_t i1) { gelu_row(p + i0, nullptr, p + i0, i1 - i0); });
   return x;
 }
 
@@ -295,17 +317,23 @@ torch::Tensor upscale_masks(const torch::Tensor& keys, int64_t h, int64_t w, con
   const float *lw = lwc.data_ptr<float>(), *lb = lbc.data_ptr<float>();
   const float e = static_cast<float>(eps);
   float* mp = masks.data_ptr<float>();
-  // One task per input row: its first product [w, 4*O1], the epilogue's two rows [2, 2w, O1],
-  // the second product [4w, 4*O2] and the masks' four rows, all in buffers that stay in cache.
-  at::parallel_for(0, B * h, 1, [&](int64_t r0, int64_t r1) {
-    std::vector<float> y1(static_cast<size_t>(w * 4 * O1)), x(static_cast<size_t>(4 * w * O1)),
+  // Per group of kGroup input rows, the first product [kGroup * w, 4*O1] (BLAS packs w1 once per
+  // call: per row it cost about as much as the product's arithmetic); then per input row the
+  // epilogue's two rows [2, 2w, O1], the second product [4w, 4*O2] and the masks' four rows, all in
+  // buffers that stay in cache.
+  constexpr int64_t kGroup = 4;
+  at::parallel_for(0, B * h, kGroup, [&](int64_t r0, int64_t r1) {
+    std::vector<float> y1(static_cast<size_t>(kGroup * w * 4 * O1)), x(static_cast<size_t>(4 * w * O1)),
         y2(static_cast<size_t>(4 * w * 4 * O2));
-    for (int64_t r = r0; r < r1; ++r) {
-      gemm_rm(false, false, w, 4 * O1, D, 1.f, kp + r * w * D, D, w1p, 4 * O1, 0.f, y1.data(), 4 * O1);
-      convt_epilogue_rows(y1.data(), x.data(), 0, 1, 1, w, O1, b1p, lw, lb, e);
-      gemm_rm(false, false, 4 * w, 4 * O2, O1, 1.f, x.data(), O1, w2p, 4 * O2, 0.f, y2.data(), 4 * O2);
-      // The epilogue's rows are rows 2i and 2i + 1 of image b's 2h x 2w grid: global 2r, 2r + 1.
-      convt_masks_rows(y2.data(), 2 * r, mp, 2 * r, 2 * r + 2, 2 * h, 2 * w, O2, M, b2p, hp);
+    for (int64_t g = r0; g < r1; g += kGroup) {
+      const int64_t rows = std::min(kGroup, r1 - g);
+      gemm_rm(false, false, rows * w, 4 * O1, D, 1.f, kp + g * w * D, D, w1p, 4 * O1, 0.f, y1.data(), 4 * O1);
+      for (int64_t r = g; r < g + rows; ++r) {
+        convt_epilogue_rows(y1.data() + (r - g) * w * 4 * O1, x.data(), 0, 1, 1, w, O1, b1p, lw, lb, e);
+        gemm_rm(false, false, 4 * w, 4 * O2, O1, 1.f, x.data(), O1, w2p, 4 * O2, 0.f, y2.data(), 4 * O2);
+        // The epilogue's rows are rows 2i and 2i + 1 of image b's 2h x 2w grid: global 2r, 2r + 1.
+        convt_masks_rows(y2.data(), 2 * r, mp, 2 * r, 2 * r + 2, 2 * h, 2 * w, O2, M, b2p, hp);
+      }
     }
   });
   return masks;
